@@ -1,0 +1,263 @@
+//! Domain events: the persisted schema of everything that happened.
+//!
+//! Event names (`type`) and payload fields are a stored format: never rename them,
+//! only add optional fields or a new version with an upcaster in [`decode_event`].
+//! These types are not API DTOs; the HTTP layer has its own.
+
+use crate::ids::{AccountId, MessageId, OrganizationId, RoomId};
+use crate::room::{Role, RoomType};
+use serde::{Deserialize, Serialize};
+
+/// The schema version written with every event today.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// One domain event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An organization name was claimed.
+    OrganizationCreated {
+        /// The new organization.
+        organization_id: OrganizationId,
+        /// Its name as first given.
+        name: String,
+    },
+    /// An account was created, with the hash of its API token.
+    AccountCreated(AccountCreated),
+    /// A room was created with its initial members.
+    RoomCreated {
+        /// The room.
+        room_id: RoomId,
+        /// my, direct or group.
+        room_type: RoomType,
+        /// Display name.
+        name: String,
+        /// Description (may be empty).
+        description: String,
+        /// One of the ChatWork icon presets.
+        icon_preset: String,
+        /// Who created it.
+        created_by: AccountId,
+        /// Initial members with their roles.
+        members: Vec<(AccountId, Role)>,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Room metadata changed; absent fields are unchanged.
+    RoomUpdated {
+        /// The room.
+        room_id: RoomId,
+        /// New name, if changed.
+        name: Option<String>,
+        /// New description, if changed.
+        description: Option<String>,
+        /// New icon preset, if changed.
+        icon_preset: Option<String>,
+        /// Who changed it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Members joined, left or changed role in one change of the member list.
+    MembersChanged {
+        /// The room.
+        room_id: RoomId,
+        /// Newly added members.
+        added: Vec<(AccountId, Role)>,
+        /// Removed members.
+        removed: Vec<AccountId>,
+        /// Members whose role changed, with the new role.
+        role_changed: Vec<(AccountId, Role)>,
+        /// Who changed the list (for a leave, the leaver).
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The room was deleted for everyone.
+    RoomDeleted {
+        /// The room.
+        room_id: RoomId,
+        /// Who deleted it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A message was posted.
+    MessagePosted {
+        /// The room.
+        room_id: RoomId,
+        /// The new message.
+        message_id: MessageId,
+        /// Position of the message in its room, from 1, without gaps.
+        seq: u64,
+        /// The author.
+        account_id: AccountId,
+        /// Body, verbatim.
+        body: String,
+        /// Accounts mentioned with `[To:ID]` that are members of the room.
+        mentions: Vec<AccountId>,
+        /// Whether the body contains `[toall]`.
+        to_all: bool,
+        /// Whether the author asked to keep the room unread for themselves.
+        self_unread: bool,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A message body was edited by its author.
+    MessageEdited {
+        /// The room.
+        room_id: RoomId,
+        /// The message.
+        message_id: MessageId,
+        /// New body.
+        body: String,
+        /// Mentioned members in the new body.
+        mentions: Vec<AccountId>,
+        /// Whether the new body contains `[toall]`.
+        to_all: bool,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A message was deleted by its author.
+    MessageDeleted {
+        /// The room.
+        room_id: RoomId,
+        /// The message.
+        message_id: MessageId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An account's read cursor in a room moved (to mark read or unread).
+    ReadCursorMoved {
+        /// The reader.
+        account_id: AccountId,
+        /// The room.
+        room_id: RoomId,
+        /// Every message with `seq <= read_seq` counts as read.
+        read_seq: u64,
+        /// Unix seconds.
+        at: i64,
+    },
+}
+
+/// Payload of [`Event::AccountCreated`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountCreated {
+    /// The account.
+    pub account_id: AccountId,
+    /// Its own "my" room.
+    pub my_room_id: RoomId,
+    /// Organization it belongs to.
+    pub organization_id: OrganizationId,
+    /// That organization's name.
+    pub organization_name: String,
+    /// Display name.
+    pub name: String,
+    /// Mail address (may be empty).
+    pub mail: String,
+    /// Department (may be empty).
+    pub department: String,
+    /// Title (may be empty).
+    pub title: String,
+    /// Server administrator?
+    pub admin: bool,
+    /// Hex SHA-256 of the API token; the token itself is never stored.
+    pub token_hash: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+impl Event {
+    /// The stable stored name of this event.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::OrganizationCreated { .. } => "organization_created",
+            Event::AccountCreated(_) => "account_created",
+            Event::RoomCreated { .. } => "room_created",
+            Event::RoomUpdated { .. } => "room_updated",
+            Event::MembersChanged { .. } => "members_changed",
+            Event::RoomDeleted { .. } => "room_deleted",
+            Event::MessagePosted { .. } => "message_posted",
+            Event::MessageEdited { .. } => "message_edited",
+            Event::MessageDeleted { .. } => "message_deleted",
+            Event::ReadCursorMoved { .. } => "read_cursor_moved",
+        }
+    }
+
+    /// Serializes to the stored JSON payload (including the `type` tag).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("events always serialize")
+    }
+}
+
+/// A stored event that could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode stored event {event_type} v{schema_version}: {reason}")]
+pub struct DecodeError {
+    /// Stored name.
+    pub event_type: String,
+    /// Stored schema version.
+    pub schema_version: u32,
+    /// Why.
+    pub reason: String,
+}
+
+/// Reads a stored event back, upcasting older schema versions (none exist yet).
+pub fn decode_event(
+    event_type: &str,
+    schema_version: u32,
+    data: &[u8],
+) -> Result<Event, DecodeError> {
+    let error = |reason: String| DecodeError {
+        event_type: event_type.to_string(),
+        schema_version,
+        reason,
+    };
+    if schema_version != EVENT_SCHEMA_VERSION {
+        return Err(error(format!("unknown schema version {schema_version}")));
+    }
+    let event: Event = serde_json::from_slice(data).map_err(|e| error(e.to_string()))?;
+    if event.event_type() != event_type {
+        return Err(error(format!("payload is a {}", event.event_type())));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_their_stored_form() {
+        let event = Event::MessagePosted {
+            room_id: RoomId(1),
+            message_id: MessageId(u64::MAX >> 1),
+            seq: 1,
+            account_id: AccountId(2),
+            body: "[To:3] hi".into(),
+            mentions: vec![AccountId(3)],
+            to_all: false,
+            self_unread: false,
+            at: 1_700_000_000,
+        };
+        let bytes = event.encode();
+        let back = decode_event("message_posted", 1, &bytes).unwrap();
+        assert_eq!(back, event);
+        assert!(decode_event("message_edited", 1, &bytes).is_err());
+        assert!(decode_event("message_posted", 2, &bytes).is_err());
+    }
+
+    #[test]
+    fn the_stored_name_is_stable() {
+        let json = serde_json::to_value(Event::RoomDeleted {
+            room_id: RoomId(5),
+            by: AccountId(6),
+            at: 7,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "room_deleted", "room_id": 5, "by": 6, "at": 7})
+        );
+    }
+}

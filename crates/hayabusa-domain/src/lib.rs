@@ -1,0 +1,13 @@
+//! Hayabusa's pure domain core: ids, message notation, events and the room
+//! aggregate. No I/O, no async, no clock: time and ids are inputs.
+
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod notation;
+pub mod room;
+
+pub use error::DomainError;
+pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
+pub use ids::{AccountId, MessageId, OrganizationId, RoomId};
+pub use room::{Role, Room, RoomCommand, RoomType};

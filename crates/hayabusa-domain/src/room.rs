@@ -1,0 +1,580 @@
+//! The room aggregate: metadata, members with roles, and the facts about messages
+//! that the rules need (author, deleted).
+//!
+//! `decide` turns a command into events or refuses it; `evolve` folds an event into
+//! the state. Both are pure: time and ids arrive inside the command.
+
+use crate::error::DomainError;
+use crate::event::Event;
+use crate::ids::{AccountId, MessageId, RoomId};
+use crate::notation::parse_addressing;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// my (an account's own notes), direct (two people), group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomType {
+    /// An account's own room.
+    My,
+    /// A one-to-one room between contacts.
+    Direct,
+    /// A group chat.
+    Group,
+}
+
+impl RoomType {
+    /// The ChatWork name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RoomType::My => "my",
+            RoomType::Direct => "direct",
+            RoomType::Group => "group",
+        }
+    }
+}
+
+/// A member's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Changes metadata and members; at least one per room.
+    Admin,
+    /// Posts and reads.
+    Member,
+    /// Reads only.
+    Readonly,
+}
+
+impl Role {
+    /// The ChatWork name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Readonly => "readonly",
+        }
+    }
+}
+
+/// Icon presets ChatWork accepts.
+pub const ICON_PRESETS: &[&str] = &[
+    "group", "check", "document", "meeting", "event", "project", "business", "study", "security",
+    "star", "idea", "heart", "magcup", "beer", "music", "sports", "travel",
+];
+
+/// Longest room name, in characters.
+pub const MAX_ROOM_NAME_CHARS: usize = 255;
+/// Longest message body, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 65_535;
+
+/// What the rules know about one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageFacts {
+    /// Who wrote it.
+    pub author: AccountId,
+    /// Its position in the room.
+    pub seq: u64,
+    /// Deleted messages cannot be edited or deleted again.
+    pub deleted: bool,
+}
+
+/// The state of a room as the write side sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    /// None until created.
+    pub info: Option<RoomInfo>,
+}
+
+/// A created room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// The room.
+    pub room_id: RoomId,
+    /// Its type.
+    pub room_type: RoomType,
+    /// Name.
+    pub name: String,
+    /// Current members.
+    pub members: BTreeMap<AccountId, Role>,
+    /// Number of messages ever posted (the last seq).
+    pub last_seq: u64,
+    /// Facts per message.
+    pub messages: HashMap<MessageId, MessageFacts>,
+    /// Deleted rooms refuse everything.
+    pub deleted: bool,
+}
+
+/// A room command. Who acts is always given; permission facts that need other
+/// aggregates (organizations, contacts) are checked by the caller before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomCommand {
+    /// Create a room.
+    Create {
+        /// New id.
+        room_id: RoomId,
+        /// Type.
+        room_type: RoomType,
+        /// Name (1–255 characters).
+        name: String,
+        /// Description.
+        description: String,
+        /// Icon preset (one of [`ICON_PRESETS`]).
+        icon_preset: String,
+        /// Creator.
+        creator: AccountId,
+        /// Initial members.
+        members: Vec<(AccountId, Role)>,
+    },
+    /// Change name, description or icon.
+    Update {
+        /// New name.
+        name: Option<String>,
+        /// New description.
+        description: Option<String>,
+        /// New icon.
+        icon_preset: Option<String>,
+    },
+    /// Replace the whole member list.
+    SetMembers {
+        /// The complete new member list.
+        members: Vec<(AccountId, Role)>,
+    },
+    /// The actor leaves the room.
+    Leave,
+    /// Delete the room for everyone.
+    Delete,
+    /// Post a message.
+    PostMessage {
+        /// New id.
+        message_id: MessageId,
+        /// Body (1–65535 characters).
+        body: String,
+        /// Keep the room unread for the author.
+        self_unread: bool,
+    },
+    /// Edit one's own message.
+    EditMessage {
+        /// The message.
+        message_id: MessageId,
+        /// New body.
+        body: String,
+    },
+    /// Delete one's own message.
+    DeleteMessage {
+        /// The message.
+        message_id: MessageId,
+    },
+    /// Move the actor's read cursor: read up to a message (or the latest), or unread from one.
+    MoveReadCursor {
+        /// The message concerned; None = the latest.
+        message_id: Option<MessageId>,
+        /// true: mark read up to and including it; false: unread from it on.
+        read: bool,
+    },
+}
+
+impl Room {
+    /// The room's info if it exists and is not deleted.
+    pub fn live(&self) -> Option<&RoomInfo> {
+        self.info.as_ref().filter(|info| !info.deleted)
+    }
+
+    /// The role of `account` in the live room, if a member.
+    pub fn role_of(&self, account: AccountId) -> Option<Role> {
+        self.live()
+            .and_then(|info| info.members.get(&account).copied())
+    }
+
+    /// Decides what `actor`'s command produces at time `at` (Unix seconds).
+    pub fn decide(
+        &self,
+        actor: AccountId,
+        command: RoomCommand,
+        at: i64,
+    ) -> Result<Vec<Event>, DomainError> {
+        if let RoomCommand::Create {
+            room_id,
+            room_type,
+            name,
+            description,
+            icon_preset,
+            creator,
+            members,
+        } = command
+        {
+            if self.info.is_some() {
+                return Err(DomainError::Conflict("the room exists already".into()));
+            }
+            validate_room_name(&name)?;
+            validate_icon(&icon_preset)?;
+            let members = validate_member_list(members)?;
+            return Ok(vec![Event::RoomCreated {
+                room_id,
+                room_type,
+                name,
+                description,
+                icon_preset,
+                created_by: creator,
+                members,
+                at,
+            }]);
+        }
+
+        let info = self.live().ok_or(DomainError::NotFound("room"))?;
+        let role = *info
+            .members
+            .get(&actor)
+            .ok_or(DomainError::NotFound("room"))?;
+        let room_id = info.room_id;
+        match command {
+            RoomCommand::Create { .. } => unreachable!("handled above"),
+            RoomCommand::Update {
+                name,
+                description,
+                icon_preset,
+            } => {
+                require_admin(role)?;
+                require_group(info, "change")?;
+                if let Some(name) = &name {
+                    validate_room_name(name)?;
+                }
+                if let Some(icon) = &icon_preset {
+                    validate_icon(icon)?;
+                }
+                Ok(vec![Event::RoomUpdated {
+                    room_id,
+                    name,
+                    description,
+                    icon_preset,
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::SetMembers { members } => {
+                require_admin(role)?;
+                require_group(info, "change the members of")?;
+                let members = validate_member_list(members)?;
+                let new: BTreeMap<AccountId, Role> = members.iter().copied().collect();
+                let added = members
+                    .iter()
+                    .filter(|(id, _)| !info.members.contains_key(id))
+                    .copied()
+                    .collect::<Vec<_>>();
+                let removed = info
+                    .members
+                    .keys()
+                    .filter(|id| !new.contains_key(id))
+                    .copied()
+                    .collect::<Vec<_>>();
+                let role_changed = members
+                    .iter()
+                    .filter(|(id, role)| info.members.get(id).is_some_and(|old| old != role))
+                    .copied()
+                    .collect::<Vec<_>>();
+                if added.is_empty() && removed.is_empty() && role_changed.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::MembersChanged {
+                    room_id,
+                    added,
+                    removed,
+                    role_changed,
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::Leave => {
+                require_group(info, "leave")?;
+                let other_admins = info
+                    .members
+                    .iter()
+                    .any(|(id, r)| *id != actor && *r == Role::Admin);
+                let others = info.members.len() > 1;
+                if role == Role::Admin && others && !other_admins {
+                    return Err(DomainError::Conflict(
+                        "the last admin cannot leave while other members remain: make another member admin first".into(),
+                    ));
+                }
+                let mut events = vec![Event::MembersChanged {
+                    room_id,
+                    added: vec![],
+                    removed: vec![actor],
+                    role_changed: vec![],
+                    by: actor,
+                    at,
+                }];
+                if !others {
+                    events.push(Event::RoomDeleted {
+                        room_id,
+                        by: actor,
+                        at,
+                    });
+                }
+                Ok(events)
+            }
+            RoomCommand::Delete => {
+                require_admin(role)?;
+                require_group(info, "delete")?;
+                Ok(vec![Event::RoomDeleted {
+                    room_id,
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::PostMessage {
+                message_id,
+                body,
+                self_unread,
+            } => {
+                if role == Role::Readonly {
+                    return Err(DomainError::Forbidden(
+                        "readonly members cannot post messages".into(),
+                    ));
+                }
+                validate_body(&body)?;
+                if info.messages.contains_key(&message_id) {
+                    return Err(DomainError::Conflict("message id in use".into()));
+                }
+                let (mentions, to_all) = addressing_in(info, &body);
+                Ok(vec![Event::MessagePosted {
+                    room_id,
+                    message_id,
+                    seq: info.last_seq + 1,
+                    account_id: actor,
+                    body,
+                    mentions,
+                    to_all,
+                    self_unread,
+                    at,
+                }])
+            }
+            RoomCommand::EditMessage { message_id, body } => {
+                own_live_message(info, actor, message_id, "edit")?;
+                validate_body(&body)?;
+                let (mentions, to_all) = addressing_in(info, &body);
+                Ok(vec![Event::MessageEdited {
+                    room_id,
+                    message_id,
+                    body,
+                    mentions,
+                    to_all,
+                    at,
+                }])
+            }
+            RoomCommand::DeleteMessage { message_id } => {
+                own_live_message(info, actor, message_id, "delete")?;
+                Ok(vec![Event::MessageDeleted {
+                    room_id,
+                    message_id,
+                    at,
+                }])
+            }
+            RoomCommand::MoveReadCursor { message_id, read } => {
+                let read_seq = match message_id {
+                    None => info.last_seq,
+                    Some(id) => {
+                        let facts = info
+                            .messages
+                            .get(&id)
+                            .ok_or(DomainError::NotFound("message"))?;
+                        if read { facts.seq } else { facts.seq - 1 }
+                    }
+                };
+                Ok(vec![Event::ReadCursorMoved {
+                    account_id: actor,
+                    room_id,
+                    read_seq,
+                    at,
+                }])
+            }
+        }
+    }
+
+    /// Folds one event into the state. Events for other rooms are ignored.
+    pub fn evolve(mut self, event: &Event) -> Room {
+        match event {
+            Event::RoomCreated {
+                room_id,
+                room_type,
+                name,
+                members,
+                ..
+            } => {
+                self.info = Some(RoomInfo {
+                    room_id: *room_id,
+                    room_type: *room_type,
+                    name: name.clone(),
+                    members: members.iter().copied().collect(),
+                    last_seq: 0,
+                    messages: HashMap::new(),
+                    deleted: false,
+                });
+            }
+            Event::RoomUpdated {
+                name: Some(name), ..
+            } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.name = name.clone();
+                }
+            }
+            Event::MembersChanged {
+                added,
+                removed,
+                role_changed,
+                ..
+            } => {
+                if let Some(info) = self.info.as_mut() {
+                    for (id, role) in added.iter().chain(role_changed) {
+                        info.members.insert(*id, *role);
+                    }
+                    for id in removed {
+                        info.members.remove(id);
+                    }
+                }
+            }
+            Event::RoomDeleted { .. } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.deleted = true;
+                }
+            }
+            Event::MessagePosted {
+                message_id,
+                seq,
+                account_id,
+                ..
+            } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.last_seq = *seq;
+                    info.messages.insert(
+                        *message_id,
+                        MessageFacts {
+                            author: *account_id,
+                            seq: *seq,
+                            deleted: false,
+                        },
+                    );
+                }
+            }
+            Event::MessageDeleted { message_id, .. } => {
+                if let Some(facts) = self
+                    .info
+                    .as_mut()
+                    .and_then(|info| info.messages.get_mut(message_id))
+                {
+                    facts.deleted = true;
+                }
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
+fn require_admin(role: Role) -> Result<(), DomainError> {
+    if role == Role::Admin {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(
+            "only room admins can do this".into(),
+        ))
+    }
+}
+
+fn require_group(info: &RoomInfo, what: &str) -> Result<(), DomainError> {
+    if info.room_type == RoomType::Group {
+        Ok(())
+    } else {
+        Err(DomainError::Invalid(format!(
+            "cannot {what} a {} chat, only a group chat",
+            info.room_type.as_str()
+        )))
+    }
+}
+
+fn own_live_message(
+    info: &RoomInfo,
+    actor: AccountId,
+    message_id: MessageId,
+    what: &str,
+) -> Result<(), DomainError> {
+    let facts = info
+        .messages
+        .get(&message_id)
+        .filter(|facts| !facts.deleted)
+        .ok_or(DomainError::NotFound("message"))?;
+    if facts.author != actor {
+        return Err(DomainError::Forbidden(format!(
+            "only the author can {what} a message"
+        )));
+    }
+    Ok(())
+}
+
+fn addressing_in(info: &RoomInfo, body: &str) -> (Vec<AccountId>, bool) {
+    let addressing = parse_addressing(body);
+    let mentions = addressing
+        .mentions
+        .into_iter()
+        .filter(|id| info.members.contains_key(id))
+        .collect();
+    (mentions, addressing.to_all)
+}
+
+/// Checks a room name: 1–255 characters, not only white space.
+pub fn validate_room_name(name: &str) -> Result<(), DomainError> {
+    let chars = name.chars().count();
+    if name.trim().is_empty() {
+        return Err(DomainError::Invalid("name must not be empty".into()));
+    }
+    if chars > MAX_ROOM_NAME_CHARS {
+        return Err(DomainError::Invalid(format!(
+            "name is {chars} characters long, at most {MAX_ROOM_NAME_CHARS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_icon(icon: &str) -> Result<(), DomainError> {
+    if ICON_PRESETS.contains(&icon) {
+        Ok(())
+    } else {
+        Err(DomainError::Invalid(format!(
+            "icon_preset must be one of {}",
+            ICON_PRESETS.join(", ")
+        )))
+    }
+}
+
+/// Checks a message body: 1–65535 characters, not only white space.
+pub fn validate_body(body: &str) -> Result<(), DomainError> {
+    if body.trim().is_empty() {
+        return Err(DomainError::Invalid("body must not be empty".into()));
+    }
+    let chars = body.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(DomainError::Invalid(format!(
+            "body is {chars} characters long, at most {MAX_MESSAGE_CHARS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a member list: no account twice, at least one admin. Sorted by account id.
+fn validate_member_list(
+    mut members: Vec<(AccountId, Role)>,
+) -> Result<Vec<(AccountId, Role)>, DomainError> {
+    members.sort();
+    if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(DomainError::Invalid(format!(
+            "account {} is listed more than once",
+            pair[0].0
+        )));
+    }
+    if !members.iter().any(|(_, role)| *role == Role::Admin) {
+        return Err(DomainError::Invalid(
+            "members_admin_ids must name at least one admin".into(),
+        ));
+    }
+    Ok(members)
+}

@@ -1,0 +1,17 @@
+//! Ports of Hayabusa's storage: the event log and the read store, each with an
+//! in-memory implementation (for unit tests and as the reference behaviour) and a
+//! conformance suite that every adapter runs.
+
+pub mod error;
+pub mod event_log;
+pub mod read_model;
+
+pub use error::StoreError;
+pub use event_log::{
+    AppendRequest, Appended, EventAppender, EventLog, EventReader, ExpectedVersion, IdempotencyKey,
+    NewEvent, Position, RecordedEvent,
+};
+pub use read_model::{
+    AccountRow, Change, MemberView, MessageRow, MessageView, ReadModelQueries, ReadModelWriter,
+    ReadStore, RoomRow, RoomView, StatusCounts,
+};

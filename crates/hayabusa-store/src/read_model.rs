@@ -1,0 +1,283 @@
+//! The read store port: flattened read models built by the projector and served by
+//! the query side.
+//!
+//! The projector turns events into [`Change`]s (the projection logic lives once, in
+//! the application layer) and hands each batch to [`ReadModelWriter::apply`] together
+//! with the log position it reaches; adapters apply the changes and store that
+//! checkpoint in **one transaction**. Applying is idempotent per checkpoint: a batch
+//! whose checkpoint is not above the stored one is skipped.
+//!
+//! Unread and mention counts are *derived* at query time from the member's read
+//! cursor (`read_seq`) and the room's message sequence numbers: posting a message
+//! writes the message (and one row per mentioned account), never a row per member.
+
+use crate::error::StoreError;
+use crate::event_log::Position;
+use async_trait::async_trait;
+use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
+
+/// An account as the read side knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRow {
+    /// The account.
+    pub account_id: AccountId,
+    /// Its "my" room.
+    pub my_room_id: RoomId,
+    /// Organization.
+    pub organization_id: OrganizationId,
+    /// Organization name.
+    pub organization_name: String,
+    /// Display name.
+    pub name: String,
+    /// Mail address.
+    pub mail: String,
+    /// Department.
+    pub department: String,
+    /// Title.
+    pub title: String,
+    /// Server administrator?
+    pub admin: bool,
+    /// Hex SHA-256 of its API token.
+    pub token_hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomRow {
+    /// The room.
+    pub room_id: RoomId,
+    /// my, direct, group.
+    pub room_type: RoomType,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Icon preset.
+    pub icon_preset: String,
+    /// Seq of the last message posted (0 if none).
+    pub last_seq: u64,
+    /// Number of messages not deleted.
+    pub message_num: u64,
+    /// Unix seconds of the last change to the room or its messages.
+    pub last_update_time: i64,
+}
+
+/// A room as one member sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomView {
+    /// The room.
+    pub room: RoomRow,
+    /// The viewer's role.
+    pub role: Role,
+    /// Messages not deleted, not by the viewer, with `seq > read_seq`.
+    pub unread_num: u64,
+    /// Of those, how many mention the viewer (`[To:viewer]` or `[toall]`).
+    pub mention_num: u64,
+}
+
+/// A message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    /// The room.
+    pub room_id: RoomId,
+    /// The message.
+    pub message_id: MessageId,
+    /// Position in the room.
+    pub seq: u64,
+    /// Author.
+    pub account_id: AccountId,
+    /// Body, verbatim.
+    pub body: String,
+    /// Unix seconds.
+    pub send_time: i64,
+    /// Unix seconds of the last edit, 0 if never edited.
+    pub update_time: i64,
+    /// Mentioned members.
+    pub mentions: Vec<AccountId>,
+    /// `[toall]`?
+    pub to_all: bool,
+}
+
+/// A message with its author's display data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageView {
+    /// The message.
+    pub message: MessageRow,
+    /// Author's name (empty if the account is unknown).
+    pub author_name: String,
+}
+
+/// A member with account data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// The account.
+    pub account: AccountRow,
+    /// Role in the room.
+    pub role: Role,
+}
+
+/// Totals over all rooms of one account (ChatWork `/my/status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Rooms with unread messages.
+    pub unread_room_num: u64,
+    /// Rooms with unread mentions.
+    pub mention_room_num: u64,
+    /// Unread messages.
+    pub unread_num: u64,
+    /// Unread mentions.
+    pub mention_num: u64,
+}
+
+/// A mutation of the read models, computed by the projector from events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Insert an account (replaces one with the same id).
+    PutAccount(AccountRow),
+    /// Insert a room (replaces one with the same id).
+    PutRoom(RoomRow),
+    /// Change room metadata; `None` fields stay.
+    UpdateRoom {
+        /// The room.
+        room_id: RoomId,
+        /// New name.
+        name: Option<String>,
+        /// New description.
+        description: Option<String>,
+        /// New icon.
+        icon_preset: Option<String>,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Remove a room with its members, messages, mentions and cursors.
+    DeleteRoom {
+        /// The room.
+        room_id: RoomId,
+    },
+    /// Add a member or change its role. A new member's read cursor starts at the room's
+    /// `last_seq` (history is visible but not unread); an existing cursor is kept.
+    PutMember {
+        /// The room.
+        room_id: RoomId,
+        /// The member.
+        account_id: AccountId,
+        /// Role.
+        role: Role,
+    },
+    /// Remove a member and its read cursor for the room.
+    RemoveMember {
+        /// The room.
+        room_id: RoomId,
+        /// The member.
+        account_id: AccountId,
+    },
+    /// Insert a message; sets the room's `last_seq`, bumps `message_num` and
+    /// `last_update_time`.
+    InsertMessage(MessageRow),
+    /// Replace a message's body and addressing; sets `update_time`.
+    EditMessage {
+        /// The room.
+        room_id: RoomId,
+        /// The message.
+        message_id: MessageId,
+        /// New body.
+        body: String,
+        /// Mentioned members.
+        mentions: Vec<AccountId>,
+        /// `[toall]`?
+        to_all: bool,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Remove a message (and its mentions); decrements `message_num`.
+    DeleteMessage {
+        /// The room.
+        room_id: RoomId,
+        /// The message.
+        message_id: MessageId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Set a member's read cursor (ignored if not a member).
+    SetReadCursor {
+        /// The reader.
+        account_id: AccountId,
+        /// The room.
+        room_id: RoomId,
+        /// Everything with `seq <= read_seq` is read.
+        read_seq: u64,
+    },
+}
+
+/// Writing projections (used by the projector only).
+#[async_trait]
+pub trait ReadModelWriter: Send + Sync {
+    /// Applies `changes` and stores `checkpoint` in one transaction. Does nothing if
+    /// `checkpoint` is not above the stored checkpoint.
+    async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError>;
+    /// The log position the read models reflect.
+    async fn checkpoint(&self) -> Result<Position, StoreError>;
+    /// Drops every read model and the checkpoint (for a rebuild). Fetch cursors stay.
+    async fn reset(&self) -> Result<(), StoreError>;
+    /// A canonical text dump of every read model (not fetch cursors), for comparing a
+    /// rebuilt store with an incrementally built one.
+    async fn dump(&self) -> Result<String, StoreError>;
+}
+
+/// Queries.
+#[async_trait]
+pub trait ReadModelQueries: Send + Sync {
+    /// The account owning a token hash.
+    async fn account_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccountRow>, StoreError>;
+    /// Accounts by id, in id order; unknown ids are left out.
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, StoreError>;
+    /// Rooms `account` is a member of, by room id.
+    async fn rooms_of(&self, account: AccountId) -> Result<Vec<RoomView>, StoreError>;
+    /// One room as `account` sees it; None if it is not a member.
+    async fn room_of(
+        &self,
+        account: AccountId,
+        room: RoomId,
+    ) -> Result<Option<RoomView>, StoreError>;
+    /// Members of a room, by account id.
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberView>, StoreError>;
+    /// The latest `limit` messages of a room, oldest first.
+    async fn latest_messages(
+        &self,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError>;
+    /// One message.
+    async fn message(
+        &self,
+        room: RoomId,
+        message: MessageId,
+    ) -> Result<Option<MessageView>, StoreError>;
+    /// The messages after `account`'s fetch cursor in `room` (oldest first, at most
+    /// `limit`), moving the cursor past them atomically. A caller without a cursor gets
+    /// the latest `limit` messages.
+    async fn take_new_messages(
+        &self,
+        account: AccountId,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError>;
+    /// Moves `account`'s fetch cursor in `room` to the latest message (after a force=1
+    /// fetch, so that the next force=0 returns only newer ones).
+    async fn set_fetch_cursor_to_latest(
+        &self,
+        account: AccountId,
+        room: RoomId,
+    ) -> Result<(), StoreError>;
+    /// Totals over all of `account`'s rooms.
+    async fn status(&self, account: AccountId) -> Result<StatusCounts, StoreError>;
+}
+
+/// A whole read store.
+pub trait ReadStore: ReadModelWriter + ReadModelQueries {}
+impl<T: ReadModelWriter + ReadModelQueries> ReadStore for T {}

@@ -15,3 +15,10 @@ pub use read_model::{
     AccountRow, Change, MemberView, MessageRow, MessageView, ReadModelQueries, ReadModelWriter,
     ReadStore, RoomRow, RoomView, StatusCounts,
 };
+
+pub mod conformance;
+pub mod memory_event_log;
+pub mod memory_read_store;
+
+pub use memory_event_log::MemoryEventLog;
+pub use memory_read_store::MemoryReadStore;

@@ -1,1 +1,76 @@
-//! placeholder
+//! Hayabusa's application layer: command handling, the projector, queries and
+//! read-your-writes. It talks to storage through the ports of `hayabusa-store` only
+//! and knows nothing of HTTP or SQL.
+
+pub mod clock;
+pub mod commands;
+pub mod consistency;
+pub mod error;
+pub mod idempotency;
+pub mod projector;
+pub mod queries;
+pub mod streams;
+pub mod tokens;
+
+pub use clock::{Clock, IdGenerator, SystemClock};
+pub use commands::{CommandHandler, CreatedAccount, NewAccount, NewRoom, Written};
+pub use consistency::WriteTracker;
+pub use error::AppError;
+pub use projector::{ProjectionWatch, Projector, rebuild};
+pub use queries::{LIST_LIMIT, Queries};
+pub use tokens::{TokenSecret, hash_token};
+
+use hayabusa_store::{EventLog, ReadStore};
+use std::sync::Arc;
+
+/// Everything the API needs, built from the ports.
+pub struct App {
+    /// The write side.
+    pub commands: CommandHandler,
+    /// The read side.
+    pub queries: Queries,
+    /// Read-your-writes bookkeeping.
+    pub writes: Arc<WriteTracker>,
+    /// The event log (for health and head position).
+    pub log: Arc<dyn EventLog>,
+}
+
+/// The ports and sources an [`App`] is built from.
+pub struct AppParts {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The read store.
+    pub read: Arc<dyn ReadStore>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Id generator.
+    pub ids: Arc<IdGenerator>,
+    /// Token secret.
+    pub secret: TokenSecret,
+}
+
+impl App {
+    /// Builds the app and its projector; the caller runs [`Projector::run`].
+    pub async fn build(parts: AppParts) -> Result<(App, Projector), AppError> {
+        let projector = Projector::new(parts.log.clone(), parts.read.clone()).await?;
+        let writes = Arc::new(WriteTracker::new(projector.watch()));
+        let commands = CommandHandler::new(
+            parts.log.clone(),
+            parts.read.clone(),
+            writes.clone(),
+            parts.clock,
+            parts.ids,
+            parts.secret,
+        );
+        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone());
+        Ok((
+            App {
+                commands,
+                queries,
+                writes,
+                log: parts.log,
+            },
+            projector,
+        ))
+    }
+}

@@ -1,1 +1,83 @@
-//! placeholder
+//! Hayabusa's HTTP API: the ChatWork v2 wire format and Hayabusa's extensions, on
+//! axum. Only this crate knows ChatWork JSON; it turns requests into application
+//! commands and queries and errors into `{"errors":[…]}`.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod params;
+pub mod routes;
+pub mod state;
+
+pub use state::AppState;
+
+use crate::error::ApiError;
+use axum::Router;
+use axum::ServiceExt;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post, put};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower::util::MapRequestLayer;
+
+/// The API's routes (without the method-override wrapper).
+pub fn router(state: Arc<AppState>) -> Router {
+    use routes::{accounts, health, me, members, messages, rooms};
+    let v2 = Router::new()
+        .route("/me", get(me::me))
+        .route("/my/status", get(me::status))
+        .route("/accounts", post(accounts::create))
+        .route("/rooms", get(rooms::list).post(rooms::create))
+        .route("/rooms/{room_id}", get(rooms::get).put(rooms::update).delete(rooms::delete))
+        .route("/rooms/{room_id}/members", get(members::list).put(members::replace))
+        .route("/rooms/{room_id}/messages", get(messages::list).post(messages::post))
+        .route("/rooms/{room_id}/messages/read", put(messages::read))
+        .route("/rooms/{room_id}/messages/unread", put(messages::unread))
+        .route(
+            "/rooms/{room_id}/messages/{message_id}",
+            get(messages::get).put(messages::update).delete(messages::delete),
+        );
+    Router::new()
+        .nest("/v2", v2)
+        .route("/healthz", get(health::healthz))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed for this endpoint")
+        })
+        .layer(DefaultBodyLimit::max(params::MAX_FORM_BYTES))
+        .with_state(state)
+}
+
+/// ChatWork clients may send `POST …?method=PUT` (or `DELETE`): rewrite the method
+/// before routing.
+pub fn override_method(mut request: Request) -> Request {
+    if request.method() == Method::POST
+        && let Some(query) = request.uri().query()
+    {
+        let wanted = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "method")
+            .map(|(_, value)| value.to_ascii_uppercase());
+        match wanted.as_deref() {
+            Some("PUT") => *request.method_mut() = Method::PUT,
+            Some("DELETE") => *request.method_mut() = Method::DELETE,
+            _ => {}
+        }
+    }
+    request
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight
+/// requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = MapRequestLayer::new(override_method).layer(router(state));
+    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

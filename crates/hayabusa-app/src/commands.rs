@@ -1,0 +1,499 @@
+//! The command side: authorise, load the aggregate, decide, append with optimistic
+//! concurrency, retry a bounded number of times on conflict.
+//!
+//! Room state is kept in a write-side cache, one entry per room behind its own async
+//! mutex, so a command costs O(1) reads however long the room's history is: the
+//! cached state is appended against with `Exactly(version)`; only a conflict (another
+//! writer process) or a cold cache reads the stream, and then only what is new.
+
+use crate::clock::{Clock, IdGenerator};
+use crate::error::AppError;
+use crate::consistency::WriteTracker;
+use crate::projector::decode;
+use crate::streams;
+use crate::tokens::{TokenSecret, hash_token};
+use hayabusa_domain::{
+    AccountCreated, AccountId, DomainError, Event, MessageId, OrganizationId, Role, Room, RoomCommand, RoomId,
+    RoomType,
+};
+use hayabusa_store::{
+    AccountRow, AppendRequest, Appended, EventLog, ExpectedVersion, IdempotencyKey, NewEvent, Position,
+    ReadModelQueries, StoreError,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times a command is re-decided after a concurrency conflict.
+const MAX_ATTEMPTS: usize = 5;
+/// How many rooms the write-side cache keeps before evicting idle ones.
+const ROOM_CACHE_CAPACITY: usize = 50_000;
+/// How long a command waits for the read models when it needs facts from them.
+const READ_MODEL_WAIT: Duration = Duration::from_secs(5);
+
+/// The result of a write: a value and the log position that makes it visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written<T> {
+    /// The result.
+    pub value: T,
+    /// Reads that wait for the projection to reach this position see the write.
+    pub position: Position,
+}
+
+/// A new account and its token (shown once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedAccount {
+    /// The account as recorded.
+    pub account: AccountCreated,
+    /// Its API token.
+    pub token: String,
+}
+
+/// Input for creating an account.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewAccount {
+    /// Display name (required).
+    pub name: String,
+    /// Mail address.
+    pub mail: String,
+    /// Organization by name; None = the creator's organization.
+    pub organization_name: Option<String>,
+    /// Department.
+    pub department: String,
+    /// Title.
+    pub title: String,
+    /// Server administrator?
+    pub admin: bool,
+}
+
+/// Input for creating a group room.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewRoom {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Icon preset.
+    pub icon_preset: String,
+    /// Members with roles (the creator is added as admin if absent).
+    pub members: Vec<(AccountId, Role)>,
+}
+
+#[derive(Default)]
+struct CachedRoom {
+    state: Room,
+    version: u64,
+    /// False after a duplicate or an error: read the stream before the next decide.
+    fresh: bool,
+}
+
+/// Executes commands.
+pub struct CommandHandler {
+    log: Arc<dyn EventLog>,
+    read: Arc<dyn ReadModelQueries>,
+    writes: Arc<WriteTracker>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<IdGenerator>,
+    secret: TokenSecret,
+    rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<CachedRoom>>>>,
+}
+
+fn new_events(events: &[Event]) -> Vec<NewEvent> {
+    events
+        .iter()
+        .map(|event| NewEvent {
+            event_type: event.event_type().to_string(),
+            schema_version: hayabusa_domain::EVENT_SCHEMA_VERSION,
+            data: event.encode(),
+        })
+        .collect()
+}
+
+fn suffixed(key: &Option<IdempotencyKey>, suffix: &str) -> Option<IdempotencyKey> {
+    key.as_ref().map(|k| IdempotencyKey {
+        key: format!("{}{suffix}", k.key),
+        fingerprint: k.fingerprint.clone(),
+    })
+}
+
+impl CommandHandler {
+    /// A handler over the given ports.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        read: Arc<dyn ReadModelQueries>,
+        writes: Arc<WriteTracker>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<IdGenerator>,
+        secret: TokenSecret,
+    ) -> Self {
+        CommandHandler {
+            log,
+            read,
+            writes,
+            clock,
+            ids,
+            secret,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The token secret (to recompute a token).
+    pub fn secret(&self) -> &TokenSecret {
+        &self.secret
+    }
+
+    async fn append(
+        &self,
+        stream: String,
+        expected: ExpectedVersion,
+        events: &[Event],
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Appended, StoreError> {
+        self.log
+            .append(AppendRequest {
+                stream,
+                expected,
+                events: new_events(events),
+                idempotency,
+            })
+            .await
+    }
+
+    /// Creates an account (and its "my" room). `creator` is None only for the
+    /// bootstrap administrator. Only administrators may create accounts.
+    pub async fn create_account(
+        &self,
+        creator: Option<&AccountRow>,
+        input: NewAccount,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<CreatedAccount>, AppError> {
+        if let Some(creator) = creator
+            && !creator.admin
+        {
+            return Err(AppError::forbidden("only administrators can create accounts"));
+        }
+        let name = input.name.trim().to_string();
+        if name.is_empty() {
+            return Err(AppError::invalid("name must not be empty"));
+        }
+        if name.chars().count() > 255 {
+            return Err(AppError::invalid("name is longer than 255 characters"));
+        }
+        let (organization_id, organization_name) = match (input.organization_name, creator) {
+            (Some(org), _) if !org.trim().is_empty() => {
+                let org = org.trim().to_string();
+                if org.chars().count() > 255 {
+                    return Err(AppError::invalid("organization_name is longer than 255 characters"));
+                }
+                (self.organization(&org).await?, org)
+            }
+            (_, Some(creator)) => (creator.organization_id, creator.organization_name.clone()),
+            (_, None) => {
+                let org = "Hayabusa".to_string();
+                (self.organization(&org).await?, org)
+            }
+        };
+        let at = self.clock.now_secs();
+        let account_id = self.ids.account(self.clock.as_ref());
+        let my_room_id = self.ids.room(self.clock.as_ref());
+        let created = AccountCreated {
+            account_id,
+            my_room_id,
+            organization_id,
+            organization_name,
+            name,
+            mail: input.mail,
+            department: input.department,
+            title: input.title,
+            admin: input.admin,
+            token_hash: hash_token(&self.secret.token_for(account_id)),
+            at,
+        };
+        let appended = self
+            .append(
+                streams::account(account_id),
+                ExpectedVersion::NoStream,
+                &[Event::AccountCreated(created)],
+                idempotency.clone(),
+            )
+            .await?;
+        // On a retried request this is the first attempt's account.
+        let created = match appended.events.first().map(decode).transpose()? {
+            Some(Event::AccountCreated(created)) => created,
+            _ => return Err(StoreError::Corrupt("account stream without its creation".into()).into()),
+        };
+        let my_room = Event::RoomCreated {
+            room_id: created.my_room_id,
+            room_type: RoomType::My,
+            name: created.name.clone(),
+            description: String::new(),
+            icon_preset: "group".into(),
+            created_by: created.account_id,
+            members: vec![(created.account_id, Role::Admin)],
+            at: created.at,
+        };
+        let room_appended = match self
+            .append(
+                streams::room(created.my_room_id),
+                ExpectedVersion::NoStream,
+                &[my_room],
+                suffixed(&idempotency, "#my-room"),
+            )
+            .await
+        {
+            Ok(appended) => appended.position,
+            // The first attempt created it already.
+            Err(StoreError::Conflict { .. }) => appended.position,
+            Err(e) => return Err(e.into()),
+        };
+        let token = self.secret.token_for(created.account_id);
+        let position = room_appended.max(appended.position);
+        if let Some(creator) = creator {
+            self.writes.record(creator.account_id, position);
+        }
+        Ok(Written {
+            value: CreatedAccount { account: created, token },
+            position,
+        })
+    }
+
+    /// The id of the organization named `name`, claiming the name if it is new.
+    async fn organization(&self, name: &str) -> Result<OrganizationId, AppError> {
+        let stream = streams::organization(name);
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(first) = self.log.read_stream(&stream, 0, 1).await?.first() {
+                if let Event::OrganizationCreated { organization_id, .. } = decode(first)? {
+                    return Ok(organization_id);
+                }
+                return Err(StoreError::Corrupt(format!("{stream} does not start with its creation")).into());
+            }
+            let organization_id = self.ids.organization(self.clock.as_ref());
+            let event = Event::OrganizationCreated {
+                organization_id,
+                name: name.to_string(),
+            };
+            match self.append(stream.clone(), ExpectedVersion::NoStream, &[event], None).await {
+                Ok(_) => return Ok(organization_id),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Contention(stream))
+    }
+
+    /// Accounts by id, waiting for the projection to reach the log's head if some are
+    /// missing (they may have been created a moment ago). Unknown ids → 400.
+    async fn known_accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, AppError> {
+        let mut found = self.read.accounts(ids).await?;
+        if found.len() < ids.len() {
+            self.writes.projection().wait_for(self.log.head(), READ_MODEL_WAIT).await;
+            found = self.read.accounts(ids).await?;
+        }
+        if found.len() < ids.len() {
+            let known: Vec<AccountId> = found.iter().map(|a| a.account_id).collect();
+            let unknown: Vec<String> = ids
+                .iter()
+                .filter(|id| !known.contains(id))
+                .map(|id| id.to_string())
+                .collect();
+            return Err(AppError::invalid(format!("unknown account ids: {}", unknown.join(","))));
+        }
+        Ok(found)
+    }
+
+    /// Checks that every account in `members` exists and may join a room of `caller`:
+    /// same organization (contacts will widen this).
+    async fn check_joinable(&self, caller: &AccountRow, members: &[(AccountId, Role)]) -> Result<(), AppError> {
+        let mut ids: Vec<AccountId> = members.iter().map(|(id, _)| *id).collect();
+        ids.sort();
+        ids.dedup();
+        let accounts = self.known_accounts(&ids).await?;
+        let outsiders: Vec<String> = accounts
+            .iter()
+            .filter(|a| a.organization_id != caller.organization_id)
+            .map(|a| a.account_id.to_string())
+            .collect();
+        if !outsiders.is_empty() {
+            return Err(AppError::invalid(format!(
+                "accounts {} are not in your organization",
+                outsiders.join(",")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates a group room.
+    pub async fn create_room(
+        &self,
+        caller: &AccountRow,
+        mut input: NewRoom,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<RoomId>, AppError> {
+        if !input.members.iter().any(|(id, _)| *id == caller.account_id) {
+            input.members.push((caller.account_id, Role::Admin));
+        }
+        self.check_joinable(caller, &input.members).await?;
+        let room_id = self.ids.room(self.clock.as_ref());
+        let command = RoomCommand::Create {
+            room_id,
+            room_type: RoomType::Group,
+            name: input.name,
+            description: input.description,
+            icon_preset: input.icon_preset,
+            creator: caller.account_id,
+            members: input.members,
+        };
+        let written = self.execute(room_id, caller.account_id, command, idempotency).await?;
+        let room_id = match written.value.first() {
+            Some(Event::RoomCreated { room_id, .. }) => *room_id,
+            _ => room_id,
+        };
+        Ok(Written {
+            value: room_id,
+            position: written.position,
+        })
+    }
+
+    /// Replaces a room's member list; returns the new list.
+    pub async fn set_members(
+        &self,
+        caller: &AccountRow,
+        room: RoomId,
+        members: Vec<(AccountId, Role)>,
+    ) -> Result<Written<()>, AppError> {
+        // Only check other accounts once the caller is known to be an admin here, so
+        // a non-member learns nothing about the room.
+        self.require_role(room, caller.account_id, Role::Admin).await?;
+        self.check_joinable(caller, &members).await?;
+        let written = self.execute(room, caller.account_id, RoomCommand::SetMembers { members }, None).await?;
+        Ok(Written {
+            value: (),
+            position: written.position,
+        })
+    }
+
+    async fn require_role(&self, room: RoomId, account: AccountId, needed: Role) -> Result<(), AppError> {
+        let entry = self.room_entry(room);
+        let mut cached = entry.lock().await;
+        self.refresh(room, &mut cached).await?;
+        match cached.state.role_of(account) {
+            None => Err(DomainError::NotFound("room").into()),
+            Some(role) if role <= needed => Ok(()),
+            Some(_) => Err(AppError::forbidden("only room admins can do this")),
+        }
+    }
+
+    /// Posts a message; returns its id.
+    pub async fn post_message(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        body: String,
+        self_unread: bool,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<MessageId>, AppError> {
+        let message_id = self.ids.message(self.clock.as_ref());
+        let command = RoomCommand::PostMessage {
+            message_id,
+            body,
+            self_unread,
+        };
+        let written = self.execute(room, caller, command, idempotency).await?;
+        let message_id = match written.value.first() {
+            Some(Event::MessagePosted { message_id, .. }) => *message_id,
+            _ => message_id,
+        };
+        Ok(Written {
+            value: message_id,
+            position: written.position,
+        })
+    }
+
+    /// Executes any room command other than create; returns the events it caused
+    /// (for a retried idempotent request: those of the first attempt).
+    pub async fn execute(
+        &self,
+        room: RoomId,
+        actor: AccountId,
+        command: RoomCommand,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<Vec<Event>>, AppError> {
+        let entry = self.room_entry(room);
+        let mut cached = entry.lock().await;
+        let stream = streams::room(room);
+        for _ in 0..MAX_ATTEMPTS {
+            self.refresh(room, &mut cached).await?;
+            let events = cached.state.decide(actor, command.clone(), self.clock.now_secs())?;
+            if events.is_empty() && idempotency.is_none() {
+                return Ok(Written {
+                    value: events,
+                    position: self.log.head(),
+                });
+            }
+            let expected = if cached.version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exactly(cached.version)
+            };
+            match self.append(stream.clone(), expected, &events, idempotency.clone()).await {
+                Ok(appended) if appended.duplicate => {
+                    cached.fresh = false;
+                    let events = appended.events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    self.writes.record(actor, appended.position);
+                    return Ok(Written {
+                        value: events,
+                        position: appended.position,
+                    });
+                }
+                Ok(appended) => {
+                    let state = std::mem::take(&mut cached.state);
+                    cached.state = events.iter().fold(state, Room::evolve);
+                    cached.version = appended.stream_version;
+                    self.writes.record(actor, appended.position);
+                    return Ok(Written {
+                        value: events,
+                        position: appended.position,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    cached.fresh = false;
+                    continue;
+                }
+                Err(e) => {
+                    cached.fresh = false;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(AppError::Contention(stream))
+    }
+
+    fn room_entry(&self, room: RoomId) -> Arc<tokio::sync::Mutex<CachedRoom>> {
+        let mut rooms = self.rooms.lock();
+        if rooms.len() >= ROOM_CACHE_CAPACITY && !rooms.contains_key(&room) {
+            // Evict entries nobody is using; they reload from the log when needed.
+            rooms.retain(|_, entry| Arc::strong_count(entry) > 1);
+        }
+        rooms.entry(room).or_default().clone()
+    }
+
+    /// Brings a cached room up to date with its stream, reading only what is new.
+    async fn refresh(&self, room: RoomId, cached: &mut CachedRoom) -> Result<(), AppError> {
+        if cached.fresh {
+            return Ok(());
+        }
+        let stream = streams::room(room);
+        loop {
+            let events = self.log.read_stream(&stream, cached.version, 1_000).await?;
+            let Some(last) = events.last() else { break };
+            cached.version = last.stream_version;
+            for recorded in &events {
+                let state = std::mem::take(&mut cached.state);
+                cached.state = state.evolve(&decode(recorded)?);
+            }
+        }
+        cached.fresh = true;
+        Ok(())
+    }
+}

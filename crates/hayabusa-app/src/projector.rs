@@ -1,0 +1,288 @@
+//! The projector (Falcon's read-model-updater): consumes the event log in order from
+//! the read store's checkpoint, turns events into read-model [`Change`]s and applies
+//! each batch together with its checkpoint in one transaction.
+//!
+//! After every batch it publishes the position it reached on a watch channel, which
+//! is what read-your-writes waits on (and what the sync gateway's wake-ups will use).
+
+use crate::error::AppError;
+use hayabusa_domain::{Event, decode_event};
+use hayabusa_store::{
+    AccountRow, Change, EventReader, MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow, StoreError,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How many events one projection batch takes from the log.
+pub const BATCH_SIZE: usize = 2_000;
+
+/// The read-model changes one event causes. This is the whole projection logic; the
+/// adapters only apply changes.
+pub fn changes_for(event: &Event) -> Vec<Change> {
+    match event {
+        Event::OrganizationCreated { .. } => vec![],
+        Event::AccountCreated(created) => vec![Change::PutAccount(AccountRow {
+            account_id: created.account_id,
+            my_room_id: created.my_room_id,
+            organization_id: created.organization_id,
+            organization_name: created.organization_name.clone(),
+            name: created.name.clone(),
+            mail: created.mail.clone(),
+            department: created.department.clone(),
+            title: created.title.clone(),
+            admin: created.admin,
+            token_hash: created.token_hash.clone(),
+            created_at: created.at,
+        })],
+        Event::RoomCreated {
+            room_id,
+            room_type,
+            name,
+            description,
+            icon_preset,
+            members,
+            at,
+            ..
+        } => {
+            let mut changes = vec![Change::PutRoom(RoomRow {
+                room_id: *room_id,
+                room_type: *room_type,
+                name: name.clone(),
+                description: description.clone(),
+                icon_preset: icon_preset.clone(),
+                last_seq: 0,
+                message_num: 0,
+                last_update_time: *at,
+            })];
+            changes.extend(members.iter().map(|(account_id, role)| Change::PutMember {
+                room_id: *room_id,
+                account_id: *account_id,
+                role: *role,
+            }));
+            changes
+        }
+        Event::RoomUpdated {
+            room_id,
+            name,
+            description,
+            icon_preset,
+            at,
+            ..
+        } => vec![Change::UpdateRoom {
+            room_id: *room_id,
+            name: name.clone(),
+            description: description.clone(),
+            icon_preset: icon_preset.clone(),
+            at: *at,
+        }],
+        Event::MembersChanged {
+            room_id,
+            added,
+            removed,
+            role_changed,
+            ..
+        } => added
+            .iter()
+            .chain(role_changed)
+            .map(|(account_id, role)| Change::PutMember {
+                room_id: *room_id,
+                account_id: *account_id,
+                role: *role,
+            })
+            .chain(removed.iter().map(|account_id| Change::RemoveMember {
+                room_id: *room_id,
+                account_id: *account_id,
+            }))
+            .collect(),
+        Event::RoomDeleted { room_id, .. } => vec![Change::DeleteRoom { room_id: *room_id }],
+        Event::MessagePosted {
+            room_id,
+            message_id,
+            seq,
+            account_id,
+            body,
+            mentions,
+            to_all,
+            self_unread,
+            at,
+        } => {
+            let mut changes = vec![Change::InsertMessage(MessageRow {
+                room_id: *room_id,
+                message_id: *message_id,
+                seq: *seq,
+                account_id: *account_id,
+                body: body.clone(),
+                send_time: *at,
+                update_time: 0,
+                mentions: mentions.clone(),
+                to_all: *to_all,
+            })];
+            if !self_unread {
+                // Posting means the author has read the room up to their own message.
+                changes.push(Change::SetReadCursor {
+                    account_id: *account_id,
+                    room_id: *room_id,
+                    read_seq: *seq,
+                });
+            }
+            changes
+        }
+        Event::MessageEdited {
+            room_id,
+            message_id,
+            body,
+            mentions,
+            to_all,
+            at,
+        } => vec![Change::EditMessage {
+            room_id: *room_id,
+            message_id: *message_id,
+            body: body.clone(),
+            mentions: mentions.clone(),
+            to_all: *to_all,
+            at: *at,
+        }],
+        Event::MessageDeleted {
+            room_id,
+            message_id,
+            at,
+        } => vec![Change::DeleteMessage {
+            room_id: *room_id,
+            message_id: *message_id,
+            at: *at,
+        }],
+        Event::ReadCursorMoved {
+            account_id,
+            room_id,
+            read_seq,
+            ..
+        } => vec![Change::SetReadCursor {
+            account_id: *account_id,
+            room_id: *room_id,
+            read_seq: *read_seq,
+        }],
+    }
+}
+
+/// Decodes a recorded event, as a store error if it cannot be read.
+pub fn decode(recorded: &RecordedEvent) -> Result<Event, StoreError> {
+    decode_event(&recorded.event_type, recorded.schema_version, &recorded.data)
+        .map_err(|e| StoreError::Corrupt(format!("at position {}: {e}", recorded.position)))
+}
+
+/// The position the read models have reached, and a way to wait for one.
+#[derive(Clone, Debug)]
+pub struct ProjectionWatch {
+    receiver: watch::Receiver<Position>,
+}
+
+impl ProjectionWatch {
+    /// The position the read models reflect now.
+    pub fn current(&self) -> Position {
+        *self.receiver.borrow()
+    }
+
+    /// Waits until the read models reflect `position`, at most `timeout`. Returns
+    /// whether they do.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
+        if self.current() >= position {
+            return true;
+        }
+        let mut receiver = self.receiver.clone();
+        tokio::time::timeout(timeout, receiver.wait_for(|reached| *reached >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The projector: one per read store.
+pub struct Projector {
+    log: Arc<dyn EventReader>,
+    store: Arc<dyn ReadModelWriter>,
+    sender: watch::Sender<Position>,
+}
+
+impl Projector {
+    /// A projector that starts from the store's checkpoint.
+    pub async fn new(log: Arc<dyn EventReader>, store: Arc<dyn ReadModelWriter>) -> Result<Self, AppError> {
+        let checkpoint = store.checkpoint().await?;
+        let (sender, _) = watch::channel(checkpoint);
+        Ok(Projector { log, store, sender })
+    }
+
+    /// Watches the projected position.
+    pub fn watch(&self) -> ProjectionWatch {
+        ProjectionWatch {
+            receiver: self.sender.subscribe(),
+        }
+    }
+
+    /// Projects everything in the log now, then returns the position reached.
+    pub async fn catch_up(&self) -> Result<Position, AppError> {
+        loop {
+            let reached = self.step().await?;
+            if reached.is_none() {
+                return Ok(*self.sender.borrow());
+            }
+        }
+    }
+
+    /// One batch: returns the new position, or None if there was nothing new.
+    async fn step(&self) -> Result<Option<Position>, AppError> {
+        let from = *self.sender.borrow();
+        let events = self.log.read_all(from, BATCH_SIZE).await?;
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(None);
+        };
+        let mut changes = Vec::with_capacity(events.len() * 2);
+        for recorded in &events {
+            changes.extend(changes_for(&decode(recorded)?));
+        }
+        self.store.apply(changes, last).await?;
+        self.sender.send_replace(last);
+        Ok(Some(last))
+    }
+
+    /// Runs until `shutdown` resolves: projects new events as the log's head moves.
+    /// Store errors are logged and retried with backoff; nothing is skipped.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut head = self.log.subscribe();
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.step().await {
+                Ok(Some(_)) => {
+                    backoff = Duration::from_millis(10);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(%error, "projection failed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = &mut shutdown => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            let projected = *self.sender.borrow();
+            tokio::select! {
+                changed = head.wait_for(|head| *head > projected) => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+}
+
+/// Drops every read model and replays the whole log into it. Returns the position
+/// reached.
+pub async fn rebuild(log: Arc<dyn EventReader>, store: Arc<dyn ReadModelWriter>) -> Result<Position, AppError> {
+    store.reset().await?;
+    Projector::new(log, store).await?.catch_up().await
+}

@@ -1,0 +1,125 @@
+//! The query side: authentication and the reads the API serves, with every room
+//! read checked against the caller's membership.
+
+use crate::consistency::WriteTracker;
+use crate::error::AppError;
+use crate::tokens::hash_token;
+use hayabusa_domain::{AccountId, DomainError, MessageId, RoomId};
+use hayabusa_store::{
+    AccountRow, EventReader, MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts,
+};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most items a list returns (ChatWork's limit).
+pub const LIST_LIMIT: usize = 100;
+
+/// How many token → account entries the authentication cache keeps.
+const AUTH_CACHE_CAPACITY: usize = 100_000;
+
+/// Serves reads.
+pub struct Queries {
+    read: Arc<dyn ReadModelQueries>,
+    log: Arc<dyn EventReader>,
+    writes: Arc<WriteTracker>,
+    auth_cache: Mutex<HashMap<String, AccountRow>>,
+}
+
+impl Queries {
+    /// Queries over a read store.
+    pub fn new(read: Arc<dyn ReadModelQueries>, log: Arc<dyn EventReader>, writes: Arc<WriteTracker>) -> Self {
+        Queries {
+            read,
+            log,
+            writes,
+            auth_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The account a token belongs to. A token created a moment ago may not be
+    /// projected yet: on a miss, wait for the projector to reach the log's head once.
+    pub async fn authenticate(&self, token: &str) -> Result<AccountRow, AppError> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(AppError::Unauthenticated);
+        }
+        let hash = hash_token(token);
+        if let Some(account) = self.auth_cache.lock().get(&hash) {
+            return Ok(account.clone());
+        }
+        let mut found = self.read.account_by_token_hash(&hash).await?;
+        if found.is_none() {
+            let head = self.log.head();
+            if self.writes.projection().current() < head
+                && self.writes.projection().wait_for(head, Duration::from_secs(2)).await
+            {
+                found = self.read.account_by_token_hash(&hash).await?;
+            }
+        }
+        let account = found.ok_or(AppError::Unauthenticated)?;
+        let mut cache = self.auth_cache.lock();
+        if cache.len() >= AUTH_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(hash, account.clone());
+        Ok(account)
+    }
+
+    async fn settle(&self, caller: AccountId) {
+        self.writes.wait_for_own_writes(caller, 0).await;
+    }
+
+    /// Totals for `/my/status`.
+    pub async fn status(&self, caller: AccountId) -> Result<StatusCounts, AppError> {
+        self.settle(caller).await;
+        Ok(self.read.status(caller).await?)
+    }
+
+    /// The caller's rooms.
+    pub async fn rooms(&self, caller: AccountId) -> Result<Vec<RoomView>, AppError> {
+        self.settle(caller).await;
+        Ok(self.read.rooms_of(caller).await?)
+    }
+
+    /// One room, if the caller is a member (404 otherwise).
+    pub async fn room(&self, caller: AccountId, room: RoomId) -> Result<RoomView, AppError> {
+        self.settle(caller).await;
+        self.read
+            .room_of(caller, room)
+            .await?
+            .ok_or(AppError::Domain(DomainError::NotFound("room")))
+    }
+
+    /// A room's members.
+    pub async fn members(&self, caller: AccountId, room: RoomId) -> Result<Vec<MemberView>, AppError> {
+        self.room(caller, room).await?;
+        Ok(self.read.members(room).await?)
+    }
+
+    /// Messages: the latest 100 (`force`) or those new since the caller's last fetch.
+    pub async fn messages(&self, caller: AccountId, room: RoomId, force: bool) -> Result<Vec<MessageView>, AppError> {
+        self.room(caller, room).await?;
+        if force {
+            let messages = self.read.latest_messages(room, LIST_LIMIT).await?;
+            self.read.set_fetch_cursor_to_latest(caller, room).await?;
+            Ok(messages)
+        } else {
+            Ok(self.read.take_new_messages(caller, room, LIST_LIMIT).await?)
+        }
+    }
+
+    /// One message.
+    pub async fn message(&self, caller: AccountId, room: RoomId, message: MessageId) -> Result<MessageView, AppError> {
+        self.room(caller, room).await?;
+        self.read
+            .message(room, message)
+            .await?
+            .ok_or(AppError::Domain(DomainError::NotFound("message")))
+    }
+
+    /// Accounts by id.
+    pub async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, AppError> {
+        Ok(self.read.accounts(ids).await?)
+    }
+}

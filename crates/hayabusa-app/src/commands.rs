@@ -7,18 +7,18 @@
 //! writer process) or a cold cache reads the stream, and then only what is new.
 
 use crate::clock::{Clock, IdGenerator};
-use crate::error::AppError;
 use crate::consistency::WriteTracker;
+use crate::error::AppError;
 use crate::projector::decode;
 use crate::streams;
 use crate::tokens::{TokenSecret, hash_token};
 use hayabusa_domain::{
-    AccountCreated, AccountId, DomainError, Event, MessageId, OrganizationId, Role, Room, RoomCommand, RoomId,
-    RoomType,
+    AccountCreated, AccountId, DomainError, Event, MessageId, OrganizationId, Role, Room,
+    RoomCommand, RoomId, RoomType,
 };
 use hayabusa_store::{
-    AccountRow, AppendRequest, Appended, EventLog, ExpectedVersion, IdempotencyKey, NewEvent, Position,
-    ReadModelQueries, StoreError,
+    AccountRow, AppendRequest, Appended, EventLog, ExpectedVersion, IdempotencyKey, NewEvent,
+    Position, ReadModelQueries, StoreError,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -171,7 +171,9 @@ impl CommandHandler {
         if let Some(creator) = creator
             && !creator.admin
         {
-            return Err(AppError::forbidden("only administrators can create accounts"));
+            return Err(AppError::forbidden(
+                "only administrators can create accounts",
+            ));
         }
         let name = input.name.trim().to_string();
         if name.is_empty() {
@@ -184,7 +186,9 @@ impl CommandHandler {
             (Some(org), _) if !org.trim().is_empty() => {
                 let org = org.trim().to_string();
                 if org.chars().count() > 255 {
-                    return Err(AppError::invalid("organization_name is longer than 255 characters"));
+                    return Err(AppError::invalid(
+                        "organization_name is longer than 255 characters",
+                    ));
                 }
                 (self.organization(&org).await?, org)
             }
@@ -221,7 +225,11 @@ impl CommandHandler {
         // On a retried request this is the first attempt's account.
         let created = match appended.events.first().map(decode).transpose()? {
             Some(Event::AccountCreated(created)) => created,
-            _ => return Err(StoreError::Corrupt("account stream without its creation".into()).into()),
+            _ => {
+                return Err(
+                    StoreError::Corrupt("account stream without its creation".into()).into(),
+                );
+            }
         };
         let my_room = Event::RoomCreated {
             room_id: created.my_room_id,
@@ -253,7 +261,10 @@ impl CommandHandler {
             self.writes.record(creator.account_id, position);
         }
         Ok(Written {
-            value: CreatedAccount { account: created, token },
+            value: CreatedAccount {
+                account: created,
+                token,
+            },
             position,
         })
     }
@@ -263,17 +274,26 @@ impl CommandHandler {
         let stream = streams::organization(name);
         for _ in 0..MAX_ATTEMPTS {
             if let Some(first) = self.log.read_stream(&stream, 0, 1).await?.first() {
-                if let Event::OrganizationCreated { organization_id, .. } = decode(first)? {
+                if let Event::OrganizationCreated {
+                    organization_id, ..
+                } = decode(first)?
+                {
                     return Ok(organization_id);
                 }
-                return Err(StoreError::Corrupt(format!("{stream} does not start with its creation")).into());
+                return Err(StoreError::Corrupt(format!(
+                    "{stream} does not start with its creation"
+                ))
+                .into());
             }
             let organization_id = self.ids.organization(self.clock.as_ref());
             let event = Event::OrganizationCreated {
                 organization_id,
                 name: name.to_string(),
             };
-            match self.append(stream.clone(), ExpectedVersion::NoStream, &[event], None).await {
+            match self
+                .append(stream.clone(), ExpectedVersion::NoStream, &[event], None)
+                .await
+            {
                 Ok(_) => return Ok(organization_id),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -287,7 +307,10 @@ impl CommandHandler {
     async fn known_accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, AppError> {
         let mut found = self.read.accounts(ids).await?;
         if found.len() < ids.len() {
-            self.writes.projection().wait_for(self.log.head(), READ_MODEL_WAIT).await;
+            self.writes
+                .projection()
+                .wait_for(self.log.head(), READ_MODEL_WAIT)
+                .await;
             found = self.read.accounts(ids).await?;
         }
         if found.len() < ids.len() {
@@ -297,14 +320,21 @@ impl CommandHandler {
                 .filter(|id| !known.contains(id))
                 .map(|id| id.to_string())
                 .collect();
-            return Err(AppError::invalid(format!("unknown account ids: {}", unknown.join(","))));
+            return Err(AppError::invalid(format!(
+                "unknown account ids: {}",
+                unknown.join(",")
+            )));
         }
         Ok(found)
     }
 
     /// Checks that every account in `members` exists and may join a room of `caller`:
     /// same organization (contacts will widen this).
-    async fn check_joinable(&self, caller: &AccountRow, members: &[(AccountId, Role)]) -> Result<(), AppError> {
+    async fn check_joinable(
+        &self,
+        caller: &AccountRow,
+        members: &[(AccountId, Role)],
+    ) -> Result<(), AppError> {
         let mut ids: Vec<AccountId> = members.iter().map(|(id, _)| *id).collect();
         ids.sort();
         ids.dedup();
@@ -344,7 +374,9 @@ impl CommandHandler {
             creator: caller.account_id,
             members: input.members,
         };
-        let written = self.execute(room_id, caller.account_id, command, idempotency).await?;
+        let written = self
+            .execute(room_id, caller.account_id, command, idempotency)
+            .await?;
         let room_id = match written.value.first() {
             Some(Event::RoomCreated { room_id, .. }) => *room_id,
             _ => room_id,
@@ -364,16 +396,29 @@ impl CommandHandler {
     ) -> Result<Written<()>, AppError> {
         // Only check other accounts once the caller is known to be an admin here, so
         // a non-member learns nothing about the room.
-        self.require_role(room, caller.account_id, Role::Admin).await?;
+        self.require_role(room, caller.account_id, Role::Admin)
+            .await?;
         self.check_joinable(caller, &members).await?;
-        let written = self.execute(room, caller.account_id, RoomCommand::SetMembers { members }, None).await?;
+        let written = self
+            .execute(
+                room,
+                caller.account_id,
+                RoomCommand::SetMembers { members },
+                None,
+            )
+            .await?;
         Ok(Written {
             value: (),
             position: written.position,
         })
     }
 
-    async fn require_role(&self, room: RoomId, account: AccountId, needed: Role) -> Result<(), AppError> {
+    async fn require_role(
+        &self,
+        room: RoomId,
+        account: AccountId,
+        needed: Role,
+    ) -> Result<(), AppError> {
         let entry = self.room_entry(room);
         let mut cached = entry.lock().await;
         self.refresh(room, &mut cached).await?;
@@ -424,7 +469,9 @@ impl CommandHandler {
         let stream = streams::room(room);
         for _ in 0..MAX_ATTEMPTS {
             self.refresh(room, &mut cached).await?;
-            let events = cached.state.decide(actor, command.clone(), self.clock.now_secs())?;
+            let events = cached
+                .state
+                .decide(actor, command.clone(), self.clock.now_secs())?;
             if events.is_empty() && idempotency.is_none() {
                 return Ok(Written {
                     value: events,
@@ -436,10 +483,17 @@ impl CommandHandler {
             } else {
                 ExpectedVersion::Exactly(cached.version)
             };
-            match self.append(stream.clone(), expected, &events, idempotency.clone()).await {
+            match self
+                .append(stream.clone(), expected, &events, idempotency.clone())
+                .await
+            {
                 Ok(appended) if appended.duplicate => {
                     cached.fresh = false;
-                    let events = appended.events.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+                    let events = appended
+                        .events
+                        .iter()
+                        .map(decode)
+                        .collect::<Result<Vec<_>, _>>()?;
                     self.writes.record(actor, appended.position);
                     return Ok(Written {
                         value: events,

@@ -14,7 +14,11 @@ pub struct BadKey;
 
 /// Builds the stored key for `account`'s client `key` on a request described by
 /// `request_parts` (method, path, parameters in a canonical order).
-pub fn idempotency_key(account: AccountId, key: &str, request_parts: &[&str]) -> Result<IdempotencyKey, BadKey> {
+pub fn idempotency_key(
+    account: AccountId,
+    key: &str,
+    request_parts: &[&str],
+) -> Result<IdempotencyKey, BadKey> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(BadKey);
     }
@@ -43,6 +47,9 @@ mod tests {
         assert_ne!(a.fingerprint, c.fingerprint);
         assert_eq!(idempotency_key(AccountId(1), "", &[]), Err(BadKey));
         assert_eq!(idempotency_key(AccountId(1), "a b", &[]), Err(BadKey));
-        assert_eq!(idempotency_key(AccountId(1), &"x".repeat(256), &[]), Err(BadKey));
+        assert_eq!(
+            idempotency_key(AccountId(1), &"x".repeat(256), &[]),
+            Err(BadKey)
+        );
     }
 }

@@ -8,7 +8,8 @@
 use crate::error::AppError;
 use hayabusa_domain::{Event, decode_event};
 use hayabusa_store::{
-    AccountRow, Change, EventReader, MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow, StoreError,
+    AccountRow, Change, EventReader, MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow,
+    StoreError,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,8 +168,12 @@ pub fn changes_for(event: &Event) -> Vec<Change> {
 
 /// Decodes a recorded event, as a store error if it cannot be read.
 pub fn decode(recorded: &RecordedEvent) -> Result<Event, StoreError> {
-    decode_event(&recorded.event_type, recorded.schema_version, &recorded.data)
-        .map_err(|e| StoreError::Corrupt(format!("at position {}: {e}", recorded.position)))
+    decode_event(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("at position {}: {e}", recorded.position)))
 }
 
 /// The position the read models have reached, and a way to wait for one.
@@ -205,7 +210,10 @@ pub struct Projector {
 
 impl Projector {
     /// A projector that starts from the store's checkpoint.
-    pub async fn new(log: Arc<dyn EventReader>, store: Arc<dyn ReadModelWriter>) -> Result<Self, AppError> {
+    pub async fn new(
+        log: Arc<dyn EventReader>,
+        store: Arc<dyn ReadModelWriter>,
+    ) -> Result<Self, AppError> {
         let checkpoint = store.checkpoint().await?;
         let (sender, _) = watch::channel(checkpoint);
         Ok(Projector { log, store, sender })
@@ -282,7 +290,10 @@ impl Projector {
 
 /// Drops every read model and replays the whole log into it. Returns the position
 /// reached.
-pub async fn rebuild(log: Arc<dyn EventReader>, store: Arc<dyn ReadModelWriter>) -> Result<Position, AppError> {
+pub async fn rebuild(
+    log: Arc<dyn EventReader>,
+    store: Arc<dyn ReadModelWriter>,
+) -> Result<Position, AppError> {
     store.reset().await?;
     Projector::new(log, store).await?.catch_up().await
 }

@@ -29,7 +29,11 @@ pub struct Queries {
 
 impl Queries {
     /// Queries over a read store.
-    pub fn new(read: Arc<dyn ReadModelQueries>, log: Arc<dyn EventReader>, writes: Arc<WriteTracker>) -> Self {
+    pub fn new(
+        read: Arc<dyn ReadModelQueries>,
+        log: Arc<dyn EventReader>,
+        writes: Arc<WriteTracker>,
+    ) -> Self {
         Queries {
             read,
             log,
@@ -52,7 +56,11 @@ impl Queries {
         if found.is_none() {
             let head = self.log.head();
             if self.writes.projection().current() < head
-                && self.writes.projection().wait_for(head, Duration::from_secs(2)).await
+                && self
+                    .writes
+                    .projection()
+                    .wait_for(head, Duration::from_secs(2))
+                    .await
             {
                 found = self.read.account_by_token_hash(&hash).await?;
             }
@@ -92,25 +100,42 @@ impl Queries {
     }
 
     /// A room's members.
-    pub async fn members(&self, caller: AccountId, room: RoomId) -> Result<Vec<MemberView>, AppError> {
+    pub async fn members(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+    ) -> Result<Vec<MemberView>, AppError> {
         self.room(caller, room).await?;
         Ok(self.read.members(room).await?)
     }
 
     /// Messages: the latest 100 (`force`) or those new since the caller's last fetch.
-    pub async fn messages(&self, caller: AccountId, room: RoomId, force: bool) -> Result<Vec<MessageView>, AppError> {
+    pub async fn messages(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        force: bool,
+    ) -> Result<Vec<MessageView>, AppError> {
         self.room(caller, room).await?;
         if force {
             let messages = self.read.latest_messages(room, LIST_LIMIT).await?;
             self.read.set_fetch_cursor_to_latest(caller, room).await?;
             Ok(messages)
         } else {
-            Ok(self.read.take_new_messages(caller, room, LIST_LIMIT).await?)
+            Ok(self
+                .read
+                .take_new_messages(caller, room, LIST_LIMIT)
+                .await?)
         }
     }
 
     /// One message.
-    pub async fn message(&self, caller: AccountId, room: RoomId, message: MessageId) -> Result<MessageView, AppError> {
+    pub async fn message(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        message: MessageId,
+    ) -> Result<MessageView, AppError> {
         self.room(caller, room).await?;
         self.read
             .message(room, message)

@@ -6,6 +6,8 @@ pub mod event;
 pub mod ids;
 pub mod notation;
 pub mod room;
+#[cfg(test)]
+mod room_tests;
 
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};

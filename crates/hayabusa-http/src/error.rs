@@ -70,7 +70,10 @@ impl From<AppError> for ApiError {
             ),
             AppError::Store(StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "store unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage is unavailable, try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage is unavailable, try again",
+                )
             }
             AppError::Store(StoreError::Corrupt(detail)) => {
                 tracing::error!(%detail, "store corrupt");

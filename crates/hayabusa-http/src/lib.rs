@@ -31,21 +31,35 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/my/status", get(me::status))
         .route("/accounts", post(accounts::create))
         .route("/rooms", get(rooms::list).post(rooms::create))
-        .route("/rooms/{room_id}", get(rooms::get).put(rooms::update).delete(rooms::delete))
-        .route("/rooms/{room_id}/members", get(members::list).put(members::replace))
-        .route("/rooms/{room_id}/messages", get(messages::list).post(messages::post))
+        .route(
+            "/rooms/{room_id}",
+            get(rooms::get).put(rooms::update).delete(rooms::delete),
+        )
+        .route(
+            "/rooms/{room_id}/members",
+            get(members::list).put(members::replace),
+        )
+        .route(
+            "/rooms/{room_id}/messages",
+            get(messages::list).post(messages::post),
+        )
         .route("/rooms/{room_id}/messages/read", put(messages::read))
         .route("/rooms/{room_id}/messages/unread", put(messages::unread))
         .route(
             "/rooms/{room_id}/messages/{message_id}",
-            get(messages::get).put(messages::update).delete(messages::delete),
+            get(messages::get)
+                .put(messages::update)
+                .delete(messages::delete),
         );
     Router::new()
         .nest("/v2", v2)
         .route("/healthz", get(health::healthz))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed for this endpoint")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed for this endpoint",
+            )
         })
         .layer(DefaultBodyLimit::max(params::MAX_FORM_BYTES))
         .with_state(state)

@@ -5,8 +5,8 @@
 
 use crate::error::ApiError;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
 use hayabusa_domain::{AccountId, MessageId, RoomId};
 use std::collections::BTreeMap;
@@ -34,15 +34,18 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
-            } else {
-                ApiError::bad_request("the request body could not be read")
-            }
-        })?;
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+                } else {
+                    ApiError::bad_request("the request body could not be read")
+                }
+            })?;
         if !body.is_empty() {
-            let is_form = content_type.is_empty() || content_type.starts_with("application/x-www-form-urlencoded");
+            let is_form = content_type.is_empty()
+                || content_type.starts_with("application/x-www-form-urlencoded");
             if !is_form {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -94,9 +97,11 @@ impl Params {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                parse_id(s)
-                    .map(AccountId)
-                    .ok_or_else(|| ApiError::bad_request(format!("{name} must be a comma-separated list of account ids")))
+                parse_id(s).map(AccountId).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} must be a comma-separated list of account ids"
+                    ))
+                })
             })
             .collect()
     }
@@ -109,7 +114,9 @@ impl Params {
                 .iter()
                 .find(|a| **a == v)
                 .map(|a| Some(*a))
-                .ok_or_else(|| ApiError::bad_request(format!("{name} must be one of {}", allowed.join(", ")))),
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} must be one of {}", allowed.join(", ")))
+                }),
         }
     }
 }
@@ -131,7 +138,7 @@ pub fn room_id(raw: &str) -> Result<RoomId, ApiError> {
 
 /// A message id from the path or a parameter.
 pub fn message_id(raw: &str) -> Result<MessageId, ApiError> {
-    parse_id(raw)
-        .map(MessageId)
-        .ok_or_else(|| ApiError::bad_request("message_id must be a message id (a string of digits)"))
+    parse_id(raw).map(MessageId).ok_or_else(|| {
+        ApiError::bad_request("message_id must be a message id (a string of digits)")
+    })
 }

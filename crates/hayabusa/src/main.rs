@@ -1,1 +1,193 @@
-fn main() {}
+//! `hayabusa`: serve the API, rebuild read models, manage accounts.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hayabusa::{Config, data_dir};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "hayabusa",
+    version,
+    about = "A ChatWork-compatible, event-sourced chat backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on the embedded SQLite stores.
+    Serve {
+        /// Data directory (created if missing).
+        #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, env = "HAYABUSA_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Snowflake worker id of this process (0–31).
+        #[arg(long, env = "HAYABUSA_WORKER_ID", default_value_t = 0)]
+        worker_id: u64,
+    },
+    /// Drop the read models and rebuild them from the event log (server stopped).
+    Rebuild {
+        /// Data directory.
+        #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Accounts, through the API of a running server.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and print it with its token (as JSON).
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Make it a server administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Mail address.
+        #[arg(long)]
+        mail: Option<String>,
+        /// Organization name (default: the administrator's).
+        #[arg(long)]
+        organization_name: Option<String>,
+        /// Department.
+        #[arg(long)]
+        department: Option<String>,
+        /// Title.
+        #[arg(long)]
+        title: Option<String>,
+        /// Server URL.
+        #[arg(long, env = "HAYABUSA_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Administrator token (default: read from DATA_DIR/admin.token).
+        #[arg(long, env = "HAYABUSA_TOKEN")]
+        token: Option<String>,
+        /// Data directory holding admin.token.
+        #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_requested() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    match Cli::parse().command {
+        Command::Serve {
+            data_dir,
+            listen,
+            worker_id,
+        } => {
+            let server = hayabusa::start(Config {
+                data_dir,
+                listen,
+                worker_id,
+            })
+            .await?;
+            server.wait(shutdown_requested()).await?;
+        }
+        Command::Rebuild { data_dir } => {
+            let position = hayabusa::rebuild(&data_dir).await?;
+            println!("read models rebuilt up to log position {position}");
+        }
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    name,
+                    admin,
+                    mail,
+                    organization_name,
+                    department,
+                    title,
+                    server,
+                    token,
+                    data_dir,
+                },
+        } => {
+            let token = match token {
+                Some(token) => token,
+                None => {
+                    let path = data_dir.join(data_dir::ADMIN_TOKEN_FILE);
+                    std::fs::read_to_string(&path)
+                        .with_context(|| {
+                            format!(
+                                "reading the admin token from {} (or pass --token)",
+                                path.display()
+                            )
+                        })?
+                        .trim()
+                        .to_string()
+                }
+            };
+            let mut form: Vec<(&str, String)> = vec![
+                ("name", name),
+                ("admin", if admin { "1" } else { "0" }.into()),
+            ];
+            for (key, value) in [
+                ("mail", mail),
+                ("organization_name", organization_name),
+                ("department", department),
+                ("title", title),
+            ] {
+                if let Some(value) = value {
+                    form.push((key, value));
+                }
+            }
+            let response = reqwest::Client::new()
+                .post(format!("{}/v2/accounts", server.trim_end_matches('/')))
+                .header("X-ChatWorkToken", token)
+                .form(&form)
+                .send()
+                .await
+                .with_context(|| format!("calling {server}"))?;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.context("reading the answer")?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            if !status.is_success() {
+                anyhow::bail!("the server answered {status}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -37,7 +37,11 @@ pub async fn create(
         title: params.get("title").unwrap_or_default().to_string(),
         admin: params.flag("admin", false)?,
     };
-    let written = state.app.commands.create_account(Some(&caller), input, key).await?;
+    let written = state
+        .app
+        .commands
+        .create_account(Some(&caller), input, key)
+        .await?;
     let created = written.value;
     let a = &created.account;
     Ok(Json(json!({

@@ -33,9 +33,17 @@ pub async fn replace(
 ) -> ApiResult<Json<Value>> {
     let room = room_id(&room)?;
     let members = member_lists(&params)?;
-    state.app.commands.set_members(&caller, room, members.clone()).await?;
+    state
+        .app
+        .commands
+        .set_members(&caller, room, members.clone())
+        .await?;
     let ids = |role: Role| -> Vec<u64> {
-        let mut ids: Vec<u64> = members.iter().filter(|(_, r)| *r == role).map(|(id, _)| id.0).collect();
+        let mut ids: Vec<u64> = members
+            .iter()
+            .filter(|(_, r)| *r == role)
+            .map(|(id, _)| id.0)
+            .collect();
         ids.sort_unstable();
         ids
     };

@@ -24,7 +24,11 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let room = room_id(&room)?;
     let force = params.flag("force", false)?;
-    let messages = state.app.queries.messages(caller.account_id, room, force).await?;
+    let messages = state
+        .app
+        .queries
+        .messages(caller.account_id, room, force)
+        .await?;
     if messages.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
@@ -60,7 +64,11 @@ async fn move_read_cursor(
     room: RoomId,
     command: RoomCommand,
 ) -> ApiResult<Json<Value>> {
-    state.app.commands.execute(room, caller, command, None).await?;
+    state
+        .app
+        .commands
+        .execute(room, caller, command, None)
+        .await?;
     let view = state.app.queries.room(caller, room).await?;
     Ok(Json(json!({
         "unread_num": view.unread_num,
@@ -76,8 +84,15 @@ pub async fn read(
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let room = room_id(&room)?;
-    let message_id = params.get("message_id").filter(|s| !s.is_empty()).map(message_id).transpose()?;
-    let command = RoomCommand::MoveReadCursor { message_id, read: true };
+    let message_id = params
+        .get("message_id")
+        .filter(|s| !s.is_empty())
+        .map(message_id)
+        .transpose()?;
+    let command = RoomCommand::MoveReadCursor {
+        message_id,
+        read: true,
+    };
     move_read_cursor(&state, caller.account_id, room, command).await
 }
 
@@ -106,7 +121,11 @@ pub async fn get(
 ) -> ApiResult<Json<dto::Message>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
-    let view = state.app.queries.message(caller.account_id, room, message).await?;
+    let view = state
+        .app
+        .queries
+        .message(caller.account_id, room, message)
+        .await?;
     Ok(Json(dto::Message::from(&view)))
 }
 
@@ -124,7 +143,11 @@ pub async fn update(
         message_id: message,
         body,
     };
-    state.app.commands.execute(room, caller.account_id, command, None).await?;
+    state
+        .app
+        .commands
+        .execute(room, caller.account_id, command, None)
+        .await?;
     Ok(Json(json!({ "message_id": message.0.to_string() })))
 }
 
@@ -137,8 +160,13 @@ pub async fn delete(
 ) -> ApiResult<Json<Value>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
-    let command = RoomCommand::DeleteMessage { message_id: message };
-    state.app.commands.execute(room, caller.account_id, command, None).await?;
+    let command = RoomCommand::DeleteMessage {
+        message_id: message,
+    };
+    state
+        .app
+        .commands
+        .execute(room, caller.account_id, command, None)
+        .await?;
     Ok(Json(json!({ "message_id": message.0.to_string() })))
 }
-

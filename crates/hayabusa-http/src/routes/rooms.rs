@@ -31,11 +31,24 @@ pub fn member_lists(params: &Params) -> ApiResult<Vec<(AccountId, Role)>> {
     }
     let admins = params.id_list("members_admin_ids")?;
     if admins.is_empty() {
-        return Err(ApiError::bad_request("members_admin_ids must name at least one account"));
+        return Err(ApiError::bad_request(
+            "members_admin_ids must name at least one account",
+        ));
     }
-    let mut members: Vec<(AccountId, Role)> = admins.into_iter().map(|id| (id, Role::Admin)).collect();
-    members.extend(params.id_list("members_member_ids")?.into_iter().map(|id| (id, Role::Member)));
-    members.extend(params.id_list("members_readonly_ids")?.into_iter().map(|id| (id, Role::Readonly)));
+    let mut members: Vec<(AccountId, Role)> =
+        admins.into_iter().map(|id| (id, Role::Admin)).collect();
+    members.extend(
+        params
+            .id_list("members_member_ids")?
+            .into_iter()
+            .map(|id| (id, Role::Member)),
+    );
+    members.extend(
+        params
+            .id_list("members_readonly_ids")?
+            .into_iter()
+            .map(|id| (id, Role::Readonly)),
+    );
     Ok(members)
 }
 
@@ -52,7 +65,9 @@ pub async fn create(
     let name = params.required("name")?;
     let members = member_lists(&params)?;
     if params.flag("link", false)? {
-        return Err(ApiError::bad_request("invitation links are not supported yet"));
+        return Err(ApiError::bad_request(
+            "invitation links are not supported yet",
+        ));
     }
     let input = NewRoom {
         name,
@@ -88,14 +103,20 @@ pub async fn update(
     let description = params.get("description").map(str::to_string);
     let icon_preset = params.get("icon_preset").map(str::to_string);
     if name.is_none() && description.is_none() && icon_preset.is_none() {
-        return Err(ApiError::bad_request("give at least one of name, description, icon_preset"));
+        return Err(ApiError::bad_request(
+            "give at least one of name, description, icon_preset",
+        ));
     }
     let command = RoomCommand::Update {
         name,
         description,
         icon_preset,
     };
-    state.app.commands.execute(room, caller.account_id, command, None).await?;
+    state
+        .app
+        .commands
+        .execute(room, caller.account_id, command, None)
+        .await?;
     Ok(Json(json!({ "room_id": room.0 })))
 }
 
@@ -110,8 +131,16 @@ pub async fn delete(
     let command = match params.one_of("action_type", &["leave", "delete"])? {
         Some("leave") => RoomCommand::Leave,
         Some(_) => RoomCommand::Delete,
-        None => return Err(ApiError::bad_request("action_type is required (leave or delete)")),
+        None => {
+            return Err(ApiError::bad_request(
+                "action_type is required (leave or delete)",
+            ));
+        }
     };
-    state.app.commands.execute(room, caller.account_id, command, None).await?;
+    state
+        .app
+        .commands
+        .execute(room, caller.account_id, command, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,170 @@
+//! The `hayabusa` binary's library half: configuration, the data directory, wiring
+//! of ports into the application, and running the server. `main.rs` only parses the
+//! command line; tests start servers through [`start`].
+
+pub mod data_dir;
+
+use anyhow::Context;
+use hayabusa_app::{App, AppParts, IdGenerator, NewAccount, Projector, SystemClock};
+use hayabusa_http::AppState;
+use hayabusa_store::{EventLog, ReadStore};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Everything `hayabusa serve` needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the SQLite files, the secret and `admin.token` live.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// This process's snowflake worker id (0–31).
+    pub worker_id: u64,
+}
+
+/// The stores of a data directory.
+pub struct Stores {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The read store.
+    pub read: Arc<dyn ReadStore>,
+}
+
+/// Opens (creating if needed) the embedded SQLite stores in `dir`.
+pub fn open_stores(dir: &std::path::Path) -> anyhow::Result<Stores> {
+    let log = hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
+        .with_context(|| format!("opening the event log in {}", dir.display()))?;
+    let read = hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
+        .with_context(|| format!("opening the read store in {}", dir.display()))?;
+    Ok(Stores {
+        log: Arc::new(log),
+        read: Arc::new(read),
+    })
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The application (for tests that look inside).
+    pub state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    projector: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, drains requests, stops the projector and waits for both.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.http.await.context("http task")??;
+        self.projector.await.context("projector task")?;
+        Ok(())
+    }
+
+    /// Resolves when the server stops by itself (it should not) or on shutdown.
+    pub async fn wait(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        shutdown.await;
+        self.stop().await
+    }
+}
+
+fn shutdown_signal(
+    receiver: &watch::Sender<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut receiver = receiver.subscribe();
+    async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Opens the data directory, bootstraps it on first start, and serves the API.
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let dir = data_dir::prepare(&config.data_dir)?;
+    let secret = data_dir::load_or_create_secret(&dir)?;
+    let stores = open_stores(&dir)?;
+    let ids = Arc::new(IdGenerator::new(config.worker_id).context("worker id")?);
+    let (app, projector): (App, Projector) = App::build(AppParts {
+        log: stores.log,
+        read: stores.read,
+        clock: Arc::new(SystemClock),
+        ids,
+        secret,
+    })
+    .await
+    .context("building the application")?;
+    bootstrap_admin(&app, &dir).await?;
+
+    let state = Arc::new(AppState { app });
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown, _) = watch::channel(false);
+    let projector = tokio::spawn(projector.run(shutdown_signal(&shutdown)));
+    let http = tokio::spawn(hayabusa_http::serve(
+        listener,
+        state.clone(),
+        shutdown_signal(&shutdown),
+    ));
+    tracing::info!(%addr, data_dir = %dir.display(), "hayabusa is serving");
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown,
+        http,
+        projector,
+    })
+}
+
+/// On the first start, creates the administrator account and writes its token to
+/// `admin.token` (mode 0600). Safe across a crash at any point: the account is
+/// created with a fixed idempotency key and its token is derived, so a rerun writes
+/// the same token; once done, a marker keeps a deleted token file deleted.
+async fn bootstrap_admin(app: &App, dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.join(data_dir::BOOTSTRAPPED_MARKER).exists() {
+        return Ok(());
+    }
+    let key = hayabusa_app::idempotency::idempotency_key(
+        hayabusa_domain::AccountId(0),
+        "bootstrap-admin",
+        &[],
+    )
+    .context("bootstrap key")?;
+    let created = app
+        .commands
+        .create_account(
+            None,
+            NewAccount {
+                name: "Administrator".into(),
+                organization_name: Some("Hayabusa".into()),
+                admin: true,
+                ..NewAccount::default()
+            },
+            Some(key),
+        )
+        .await
+        .context("creating the administrator account")?;
+    let token_path = dir.join(data_dir::ADMIN_TOKEN_FILE);
+    data_dir::write_private(&token_path, format!("{}\n", created.value.token).as_bytes())?;
+    data_dir::write_private(&dir.join(data_dir::BOOTSTRAPPED_MARKER), b"")?;
+    tracing::info!(
+        account_id = %created.value.account.account_id,
+        token_file = %token_path.display(),
+        "created the administrator account; its API token is in the token file"
+    );
+    Ok(())
+}
+
+/// `hayabusa rebuild`: drops the read models and replays the whole log.
+pub async fn rebuild(data_dir: &std::path::Path) -> anyhow::Result<u64> {
+    let stores = open_stores(data_dir)?;
+    let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
+        .await
+        .context("rebuilding the read models")?;
+    Ok(position)
+}

@@ -1,0 +1,178 @@
+//! `spawn_app()` and a small ChatWork-style client.
+
+use hayabusa::{Config, RunningServer};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// A server on a free port with its own data directory.
+pub struct TestApp {
+    pub server: Option<RunningServer>,
+    pub base: String,
+    pub admin: Client,
+    pub dir: TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, base, admin) = start_in(dir.path()).await;
+    TestApp {
+        server: Some(server),
+        base,
+        admin,
+        dir,
+    }
+}
+
+pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
+    let server = hayabusa::start(Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        worker_id: 0,
+    })
+    .await
+    .expect("server starts");
+    let base = format!("http://{}", server.addr);
+    let token = std::fs::read_to_string(dir.join("admin.token")).expect("admin.token written");
+    let admin = Client::new(&base, token.trim());
+    (server, base, admin)
+}
+
+impl TestApp {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Stops the server and starts a new one on the same data directory.
+    pub async fn restart(&mut self) {
+        self.server.take().unwrap().stop().await.expect("clean stop");
+        let (server, base, admin) = start_in(self.dir.path()).await;
+        self.server = Some(server);
+        self.base = base;
+        self.admin = admin;
+    }
+
+    pub async fn stop(mut self) -> TempDir {
+        self.server.take().unwrap().stop().await.expect("clean stop");
+        self.dir
+    }
+
+    /// Creates an account in the admin's organization (or `org`).
+    pub async fn account(&self, name: &str) -> User {
+        self.account_in(name, None).await
+    }
+
+    pub async fn account_in(&self, name: &str, org: Option<&str>) -> User {
+        let mut form = vec![("name", name.to_string())];
+        if let Some(org) = org {
+            form.push(("organization_name", org.to_string()));
+        }
+        let (status, body) = self.admin.send(Method::POST, "/v2/accounts", &form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        User {
+            id: body["account_id"].as_u64().unwrap(),
+            my_room: body["room_id"].as_u64().unwrap(),
+            client: Client::new(&self.base, body["token"].as_str().unwrap()),
+        }
+    }
+
+    /// A group room created by `admin` with `members` as members.
+    pub async fn room(&self, admin: &User, members: &[&User], readonly: &[&User]) -> u64 {
+        let ids = |users: &[&User]| users.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(",");
+        let (status, body) = admin
+            .client
+            .send(
+                Method::POST,
+                "/v2/rooms",
+                &[
+                    ("name", "Project".to_string()),
+                    ("members_admin_ids", admin.id.to_string()),
+                    ("members_member_ids", ids(members)),
+                    ("members_readonly_ids", ids(readonly)),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["room_id"].as_u64().unwrap()
+    }
+}
+
+pub struct User {
+    pub id: u64,
+    pub my_room: u64,
+    pub client: Client,
+}
+
+impl User {
+    pub async fn post(&self, room: u64, body: &str) -> String {
+        let (status, answer) = self
+            .client
+            .send(Method::POST, &format!("/v2/rooms/{room}/messages"), &[("body", body.to_string())])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["message_id"].as_str().expect("message_id is a string").to_string()
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Self {
+        Client {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .header("X-ChatWorkToken", &self.token)
+    }
+
+    /// Sends form parameters (in the body for POST/PUT, in the query otherwise).
+    pub async fn send(&self, method: Method, path: &str, form: &[(&str, String)]) -> (StatusCode, Value) {
+        let request = self.request(method.clone(), path);
+        let request = if method == Method::POST || method == Method::PUT {
+            request.form(form)
+        } else {
+            request.query(form)
+        };
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, &[]).await
+    }
+}
+
+/// Status and JSON body (Null for an empty body).
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
+
+/// Asserts a ChatWork error answer with `status` whose message contains `needle`.
+#[track_caller]
+pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &str) {
+    assert_eq!(answer.0, status, "{}", answer.1);
+    let errors = answer.1["errors"].as_array().unwrap_or_else(|| panic!("no errors array in {}", answer.1));
+    assert!(
+        errors.iter().any(|e| e.as_str().unwrap_or("").contains(needle)),
+        "expected an error containing {needle:?}, got {}",
+        answer.1
+    );
+}

@@ -1,1 +1,621 @@
-//! TODO: being written.
+//! The in-memory read store: the reference behaviour of the read store port.
+//!
+//! Every table is a `BTreeMap` keyed by its primary key, all under one
+//! `parking_lot::Mutex`, so a batch of changes and its checkpoint are applied
+//! atomically and queries see either all of a batch or none of it. Unit tests of the
+//! application layer use it, and the conformance suite compares every other adapter's
+//! [`dump`](ReadModelWriter::dump) with this one's.
+//!
+//! Semantics that the port leaves open and that every adapter shares:
+//! - mentions are a set: a message's `mentions` come back sorted by account id,
+//!   without duplicates;
+//! - members and rooms whose account or room row is unknown are left out of
+//!   [`members`](ReadModelQueries::members) and [`rooms_of`](ReadModelQueries::rooms_of);
+//! - `InsertMessage` of a seq or message id already present in the room replaces that
+//!   message without counting it twice;
+//! - `DeleteRoom` also drops the fetch cursors of the room;
+//! - `set_fetch_cursor_to_latest` on an unknown room does nothing.
+//!
+//! The canonical text of a dump is built by [`CanonicalDump`], which every adapter
+//! uses so that dumps can be compared across adapters.
+
+use crate::error::StoreError;
+use crate::event_log::Position;
+use crate::read_model::{
+    AccountRow, Change, MemberView, MessageRow, MessageView, ReadModelQueries, ReadModelWriter,
+    RoomRow, RoomView, StatusCounts,
+};
+use async_trait::async_trait;
+use hayabusa_domain::{AccountId, MessageId, Role, RoomId};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// A read store held in memory. Cheap to create; everything is lost on drop.
+#[derive(Debug, Default)]
+pub struct MemoryReadStore {
+    state: Mutex<State>,
+}
+
+impl MemoryReadStore {
+    /// An empty store at checkpoint 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Everything the store holds.
+#[derive(Debug, Default)]
+struct State {
+    /// The read models: dropped by `reset`.
+    models: Models,
+    /// Fetch cursors (not a read model): the last seq each caller fetched per room.
+    fetch_cursors: BTreeMap<(AccountId, RoomId), u64>,
+}
+
+/// The read models and their checkpoint.
+#[derive(Debug, Default)]
+struct Models {
+    checkpoint: Position,
+    accounts: BTreeMap<AccountId, AccountRow>,
+    rooms: BTreeMap<RoomId, RoomRow>,
+    /// Membership by (room, account).
+    members: BTreeMap<(RoomId, AccountId), Membership>,
+    /// The same memberships by (account, room), for `rooms_of`.
+    rooms_by_account: BTreeSet<(AccountId, RoomId)>,
+    /// Messages by (room, seq), mentions sorted and deduplicated.
+    messages: BTreeMap<MessageKey, MessageRow>,
+    /// Seq of each message by (room, message id).
+    message_seqs: BTreeMap<(RoomId, MessageId), u64>,
+}
+
+/// A member's role and read cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Membership {
+    role: Role,
+    read_seq: u64,
+}
+
+/// Sorts and deduplicates a mention list.
+fn normalized_mentions(mut mentions: Vec<AccountId>) -> Vec<AccountId> {
+    mentions.sort_unstable();
+    mentions.dedup();
+    mentions
+}
+
+/// A key of the message table: (room, seq).
+type MessageKey = (RoomId, u64);
+
+/// The key range of a room's messages with `seq > after`.
+fn messages_after(room: RoomId, after: u64) -> (Bound<MessageKey>, Bound<MessageKey>) {
+    (
+        Bound::Excluded((room, after)),
+        Bound::Included((room, u64::MAX)),
+    )
+}
+
+impl Models {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::PutAccount(account) => {
+                self.accounts.insert(account.account_id, account);
+            }
+            Change::PutRoom(room) => {
+                self.rooms.insert(room.room_id, room);
+            }
+            Change::UpdateRoom {
+                room_id,
+                name,
+                description,
+                icon_preset,
+                at,
+            } => {
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    if let Some(name) = name {
+                        room.name = name;
+                    }
+                    if let Some(description) = description {
+                        room.description = description;
+                    }
+                    if let Some(icon_preset) = icon_preset {
+                        room.icon_preset = icon_preset;
+                    }
+                    room.last_update_time = at;
+                }
+            }
+            Change::DeleteRoom { room_id } => self.delete_room(room_id),
+            Change::PutMember {
+                room_id,
+                account_id,
+                role,
+            } => {
+                let last_seq = self.rooms.get(&room_id).map_or(0, |room| room.last_seq);
+                self.members
+                    .entry((room_id, account_id))
+                    .and_modify(|membership| membership.role = role)
+                    .or_insert(Membership {
+                        role,
+                        read_seq: last_seq,
+                    });
+                self.rooms_by_account.insert((account_id, room_id));
+            }
+            Change::RemoveMember {
+                room_id,
+                account_id,
+            } => {
+                self.members.remove(&(room_id, account_id));
+                self.rooms_by_account.remove(&(account_id, room_id));
+            }
+            Change::InsertMessage(message) => self.insert_message(message),
+            Change::EditMessage {
+                room_id,
+                message_id,
+                body,
+                mentions,
+                to_all,
+                at,
+            } => {
+                let Some(&seq) = self.message_seqs.get(&(room_id, message_id)) else {
+                    return;
+                };
+                if let Some(message) = self.messages.get_mut(&(room_id, seq)) {
+                    message.body = body;
+                    message.mentions = normalized_mentions(mentions);
+                    message.to_all = to_all;
+                    message.update_time = at;
+                }
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    room.last_update_time = at;
+                }
+            }
+            Change::DeleteMessage {
+                room_id,
+                message_id,
+                at,
+            } => {
+                let Some(seq) = self.message_seqs.remove(&(room_id, message_id)) else {
+                    return;
+                };
+                self.messages.remove(&(room_id, seq));
+                if let Some(room) = self.rooms.get_mut(&room_id) {
+                    room.message_num = room.message_num.saturating_sub(1);
+                    room.last_update_time = at;
+                }
+            }
+            Change::SetReadCursor {
+                account_id,
+                room_id,
+                read_seq,
+            } => {
+                if let Some(membership) = self.members.get_mut(&(room_id, account_id)) {
+                    membership.read_seq = read_seq;
+                }
+            }
+        }
+    }
+
+    fn delete_room(&mut self, room_id: RoomId) {
+        self.rooms.remove(&room_id);
+        let members: Vec<AccountId> = self
+            .members
+            .range((room_id, AccountId(0))..=(room_id, AccountId(u64::MAX)))
+            .map(|(&(_, account), _)| account)
+            .collect();
+        for account in members {
+            self.members.remove(&(room_id, account));
+            self.rooms_by_account.remove(&(account, room_id));
+        }
+        self.messages
+            .retain(|&(message_room, _), _| message_room != room_id);
+        self.message_seqs
+            .retain(|&(message_room, _), _| message_room != room_id);
+    }
+
+    fn insert_message(&mut self, mut message: MessageRow) {
+        let room_id = message.room_id;
+        message.mentions = normalized_mentions(std::mem::take(&mut message.mentions));
+        // A replayed or conflicting insert replaces what is there instead of counting twice.
+        let mut removed = 0;
+        if let Some(old_seq) = self.message_seqs.remove(&(room_id, message.message_id)) {
+            self.messages.remove(&(room_id, old_seq));
+            removed += 1;
+        }
+        if let Some(old) = self.messages.remove(&(room_id, message.seq)) {
+            self.message_seqs.remove(&(room_id, old.message_id));
+            removed += 1;
+        }
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.last_seq = room.last_seq.max(message.seq);
+            room.message_num = (room.message_num + 1).saturating_sub(removed);
+            room.last_update_time = message.send_time;
+        }
+        self.message_seqs
+            .insert((room_id, message.message_id), message.seq);
+        self.messages.insert((room_id, message.seq), message);
+    }
+
+    fn message_view(&self, message: &MessageRow) -> MessageView {
+        MessageView {
+            message: message.clone(),
+            author_name: self
+                .accounts
+                .get(&message.account_id)
+                .map(|account| account.name.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// (unread, mentions) of `viewer` in `room` with its read cursor at `read_seq`.
+    fn unread_counts(&self, room: RoomId, viewer: AccountId, read_seq: u64) -> (u64, u64) {
+        self.messages
+            .range(messages_after(room, read_seq))
+            .map(|(_, message)| message)
+            .filter(|message| message.account_id != viewer)
+            .fold((0, 0), |(unread, mentions), message| {
+                let mentioned = message.to_all || message.mentions.binary_search(&viewer).is_ok();
+                (unread + 1, mentions + u64::from(mentioned))
+            })
+    }
+
+    fn room_view(&self, account: AccountId, room_id: RoomId) -> Option<RoomView> {
+        let membership = self.members.get(&(room_id, account))?;
+        let room = self.rooms.get(&room_id)?;
+        let (unread_num, mention_num) = self.unread_counts(room_id, account, membership.read_seq);
+        Some(RoomView {
+            room: room.clone(),
+            role: membership.role,
+            unread_num,
+            mention_num,
+        })
+    }
+
+    fn rooms_of(&self, account: AccountId) -> Vec<RoomView> {
+        self.rooms_by_account
+            .range((account, RoomId(0))..=(account, RoomId(u64::MAX)))
+            .filter_map(|&(_, room)| self.room_view(account, room))
+            .collect()
+    }
+
+    fn latest_messages(&self, room: RoomId, limit: usize) -> Vec<MessageView> {
+        let mut latest: Vec<MessageView> = self
+            .messages
+            .range(messages_after(room, 0))
+            .rev()
+            .take(limit)
+            .map(|(_, message)| self.message_view(message))
+            .collect();
+        latest.reverse();
+        latest
+    }
+
+    fn dump(&self) -> String {
+        let mut dump = CanonicalDump::new(self.checkpoint);
+        for account in self.accounts.values() {
+            dump.account(account);
+        }
+        for room in self.rooms.values() {
+            dump.room(room);
+        }
+        for (&(room, account), membership) in &self.members {
+            dump.member(room, account, membership.role, membership.read_seq);
+        }
+        for message in self.messages.values() {
+            dump.message(message);
+        }
+        dump.finish()
+    }
+}
+
+impl State {
+    fn take_new_messages(
+        &mut self,
+        account: AccountId,
+        room: RoomId,
+        limit: usize,
+    ) -> Vec<MessageView> {
+        let models = &self.models;
+        let (taken, new_cursor) = match self.fetch_cursors.get(&(account, room)) {
+            Some(&cursor) => {
+                let taken: Vec<MessageView> = models
+                    .messages
+                    .range(messages_after(room, cursor))
+                    .take(limit)
+                    .map(|(_, message)| models.message_view(message))
+                    .collect();
+                let new_cursor = taken.last().map_or(cursor, |view| view.message.seq);
+                (taken, new_cursor)
+            }
+            None => {
+                let taken = models.latest_messages(room, limit);
+                let new_cursor = taken.last().map_or_else(
+                    || models.rooms.get(&room).map_or(0, |room| room.last_seq),
+                    |view| view.message.seq,
+                );
+                (taken, new_cursor)
+            }
+        };
+        self.fetch_cursors.insert((account, room), new_cursor);
+        taken
+    }
+}
+
+#[async_trait]
+impl ReadModelWriter for MemoryReadStore {
+    async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if checkpoint <= state.models.checkpoint {
+            return Ok(());
+        }
+        for change in changes {
+            if let Change::DeleteRoom { room_id } = &change {
+                let room_id = *room_id;
+                state
+                    .fetch_cursors
+                    .retain(|&(_, cursor_room), _| cursor_room != room_id);
+            }
+            state.models.apply(change);
+        }
+        state.models.checkpoint = checkpoint;
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<Position, StoreError> {
+        Ok(self.state.lock().models.checkpoint)
+    }
+
+    async fn reset(&self) -> Result<(), StoreError> {
+        self.state.lock().models = Models::default();
+        Ok(())
+    }
+
+    async fn dump(&self) -> Result<String, StoreError> {
+        Ok(self.state.lock().models.dump())
+    }
+}
+
+#[async_trait]
+impl ReadModelQueries for MemoryReadStore {
+    async fn account_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .models
+            .accounts
+            .values()
+            .find(|account| account.token_hash == token_hash)
+            .cloned())
+    }
+
+    async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, StoreError> {
+        let state = self.state.lock();
+        let ids: BTreeSet<AccountId> = ids.iter().copied().collect();
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| state.models.accounts.get(&id).cloned())
+            .collect())
+    }
+
+    async fn rooms_of(&self, account: AccountId) -> Result<Vec<RoomView>, StoreError> {
+        Ok(self.state.lock().models.rooms_of(account))
+    }
+
+    async fn room_of(
+        &self,
+        account: AccountId,
+        room: RoomId,
+    ) -> Result<Option<RoomView>, StoreError> {
+        Ok(self.state.lock().models.room_view(account, room))
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .members
+            .range((room, AccountId(0))..=(room, AccountId(u64::MAX)))
+            .filter_map(|(&(_, account), membership)| {
+                models.accounts.get(&account).map(|account| MemberView {
+                    account: account.clone(),
+                    role: membership.role,
+                })
+            })
+            .collect())
+    }
+
+    async fn latest_messages(
+        &self,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        Ok(self.state.lock().models.latest_messages(room, limit))
+    }
+
+    async fn message(
+        &self,
+        room: RoomId,
+        message: MessageId,
+    ) -> Result<Option<MessageView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .message_seqs
+            .get(&(room, message))
+            .and_then(|seq| models.messages.get(&(room, *seq)))
+            .map(|message| models.message_view(message)))
+    }
+
+    async fn take_new_messages(
+        &self,
+        account: AccountId,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, StoreError> {
+        Ok(self.state.lock().take_new_messages(account, room, limit))
+    }
+
+    async fn set_fetch_cursor_to_latest(
+        &self,
+        account: AccountId,
+        room: RoomId,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if let Some(last_seq) = state.models.rooms.get(&room).map(|room| room.last_seq) {
+            state.fetch_cursors.insert((account, room), last_seq);
+        }
+        Ok(())
+    }
+
+    async fn status(&self, account: AccountId) -> Result<StatusCounts, StoreError> {
+        let rooms = self.state.lock().models.rooms_of(account);
+        Ok(status_of(&rooms))
+    }
+}
+
+/// Totals over the rooms an account sees.
+fn status_of(rooms: &[RoomView]) -> StatusCounts {
+    rooms
+        .iter()
+        .fold(StatusCounts::default(), |mut totals, room| {
+            totals.unread_room_num += u64::from(room.unread_num > 0);
+            totals.mention_room_num += u64::from(room.mention_num > 0);
+            totals.unread_num += room.unread_num;
+            totals.mention_num += room.mention_num;
+            totals
+        })
+}
+
+/// Builds the canonical text that [`ReadModelWriter::dump`] returns, the same for
+/// every adapter so that dumps compare across adapters.
+///
+/// Rows may be fed in any order; [`finish`](Self::finish) orders each table by its
+/// primary key. The text is one line per row, tables in this order:
+///
+/// ```text
+/// checkpoint 42
+/// account <account_id> my_room_id=<id> organization_id=<id> organization_name="…" name="…" mail="…" department="…" title="…" admin=<bool> token_hash="…" created_at=<secs>
+/// room <room_id> room_type=<my|direct|group> name="…" description="…" icon_preset="…" last_seq=<n> message_num=<n> last_update_time=<secs>
+/// member <room_id> <account_id> role=<admin|member|readonly> read_seq=<n>
+/// message <room_id> <seq> message_id=<id> account_id=<id> send_time=<secs> update_time=<secs> to_all=<bool> mentions=[<id>,…] body="…"
+/// ```
+///
+/// Strings are JSON string literals; mentions are sorted and deduplicated.
+#[derive(Debug, Default)]
+pub struct CanonicalDump {
+    checkpoint: Position,
+    accounts: BTreeMap<AccountId, String>,
+    rooms: BTreeMap<RoomId, String>,
+    members: BTreeMap<(RoomId, AccountId), String>,
+    messages: BTreeMap<(RoomId, u64), String>,
+}
+
+/// A string as a JSON literal: unambiguous whatever it contains.
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+impl CanonicalDump {
+    /// An empty dump of read models at `checkpoint`.
+    pub fn new(checkpoint: Position) -> Self {
+        CanonicalDump {
+            checkpoint,
+            ..Self::default()
+        }
+    }
+
+    /// Adds an account row.
+    pub fn account(&mut self, account: &AccountRow) {
+        let line = format!(
+            "account {} my_room_id={} organization_id={} organization_name={} name={} mail={} \
+             department={} title={} admin={} token_hash={} created_at={}",
+            account.account_id,
+            account.my_room_id,
+            account.organization_id,
+            quoted(&account.organization_name),
+            quoted(&account.name),
+            quoted(&account.mail),
+            quoted(&account.department),
+            quoted(&account.title),
+            account.admin,
+            quoted(&account.token_hash),
+            account.created_at,
+        );
+        self.accounts.insert(account.account_id, line);
+    }
+
+    /// Adds a room row.
+    pub fn room(&mut self, room: &RoomRow) {
+        let line = format!(
+            "room {} room_type={} name={} description={} icon_preset={} last_seq={} \
+             message_num={} last_update_time={}",
+            room.room_id,
+            room.room_type.as_str(),
+            quoted(&room.name),
+            quoted(&room.description),
+            quoted(&room.icon_preset),
+            room.last_seq,
+            room.message_num,
+            room.last_update_time,
+        );
+        self.rooms.insert(room.room_id, line);
+    }
+
+    /// Adds a membership with its read cursor.
+    pub fn member(&mut self, room: RoomId, account: AccountId, role: Role, read_seq: u64) {
+        let line = format!(
+            "member {room} {account} role={} read_seq={read_seq}",
+            role.as_str()
+        );
+        self.members.insert((room, account), line);
+    }
+
+    /// Adds a message with its mentions.
+    pub fn message(&mut self, message: &MessageRow) {
+        let mention_list = normalized_mentions(message.mentions.clone())
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let line = format!(
+            "message {} {} message_id={} account_id={} send_time={} update_time={} to_all={} \
+             mentions=[{mention_list}] body={}",
+            message.room_id,
+            message.seq,
+            message.message_id,
+            message.account_id,
+            message.send_time,
+            message.update_time,
+            message.to_all,
+            quoted(&message.body),
+        );
+        self.messages.insert((message.room_id, message.seq), line);
+    }
+
+    /// The text: the checkpoint line, then every table ordered by primary key.
+    pub fn finish(self) -> String {
+        let mut text = format!("checkpoint {}\n", self.checkpoint);
+        let lines = self
+            .accounts
+            .into_values()
+            .chain(self.rooms.into_values())
+            .chain(self.members.into_values())
+            .chain(self.messages.into_values());
+        for line in lines {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_memory_read_store_passes_the_conformance_suite() {
+        crate::conformance::read_store::run_all(|| async { MemoryReadStore::new() }).await;
+    }
+}

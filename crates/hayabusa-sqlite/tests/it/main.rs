@@ -1,0 +1,3 @@
+//! Integration tests of the SQLite adapters, in one test binary.
+
+mod read_store;

@@ -1,0 +1,133 @@
+//! The SQLite read store: the conformance suite and persistence across reopening.
+
+use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
+use hayabusa_sqlite::SqliteReadStore;
+use hayabusa_store::conformance::read_store as conformance;
+use hayabusa_store::{
+    AccountRow, Change, MessageRow, ReadModelQueries, ReadModelWriter, RoomRow, StoreError,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[tokio::test]
+async fn the_sqlite_read_store_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opened = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let path = dir.path().join(format!(
+            "read-{}.db",
+            opened.fetch_add(1, Ordering::Relaxed)
+        ));
+        async move { SqliteReadStore::open(&path).expect("open the read store") }
+    })
+    .await;
+}
+
+fn changes() -> Vec<Change> {
+    let alice = AccountId(1);
+    let room = RoomId(100);
+    vec![
+        Change::PutAccount(AccountRow {
+            account_id: alice,
+            my_room_id: RoomId(50),
+            organization_id: OrganizationId(7),
+            organization_name: "Hayabusa".to_owned(),
+            name: "Alice".to_owned(),
+            mail: "alice@example.com".to_owned(),
+            department: String::new(),
+            title: String::new(),
+            admin: true,
+            token_hash: "ab".repeat(32),
+            created_at: 1_700_000_000,
+        }),
+        Change::PutRoom(RoomRow {
+            room_id: room,
+            room_type: RoomType::Group,
+            name: "Room".to_owned(),
+            description: String::new(),
+            icon_preset: "group".to_owned(),
+            last_seq: 0,
+            message_num: 0,
+            last_update_time: 1_700_000_000,
+        }),
+        Change::PutMember {
+            room_id: room,
+            account_id: alice,
+            role: Role::Admin,
+        },
+        Change::InsertMessage(MessageRow {
+            room_id: room,
+            message_id: MessageId(u64::MAX >> 1),
+            seq: 1,
+            account_id: AccountId(2),
+            body: "[To:1] hello".to_owned(),
+            send_time: 1_700_000_010,
+            update_time: 0,
+            mentions: vec![alice],
+            to_all: false,
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn checkpoint_models_and_fetch_cursors_survive_a_reopen() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("read.db");
+
+    let store = SqliteReadStore::open(&path)?;
+    store.apply(changes(), 42).await?;
+    let taken = store
+        .take_new_messages(AccountId(1), RoomId(100), 10)
+        .await?;
+    assert_eq!(taken.len(), 1);
+    let dump = store.dump().await?;
+    drop(store);
+
+    let reopened = SqliteReadStore::open(&path)?;
+    assert_eq!(reopened.checkpoint().await?, 42);
+    assert_eq!(
+        reopened.dump().await?,
+        dump,
+        "the read models survive a reopen"
+    );
+    let room = reopened
+        .room_of(AccountId(1), RoomId(100))
+        .await?
+        .expect("Alice still sees the room");
+    assert_eq!((room.unread_num, room.mention_num), (1, 1));
+    assert!(
+        reopened
+            .take_new_messages(AccountId(1), RoomId(100), 10)
+            .await?
+            .is_empty(),
+        "the fetch cursor survives a reopen"
+    );
+
+    reopened.apply(changes(), 42).await?;
+    assert_eq!(
+        reopened.dump().await?,
+        dump,
+        "the stored checkpoint still makes a replayed batch a no-op"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ids_beyond_sqlite_integers_are_refused_without_a_partial_write() -> Result<(), StoreError>
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteReadStore::open(&dir.path().join("read.db"))?;
+    let mut batch = changes();
+    batch.push(Change::PutMember {
+        room_id: RoomId(100),
+        account_id: AccountId(u64::MAX),
+        role: Role::Member,
+    });
+    let refused = store.apply(batch, 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "an id above i64::MAX is refused: {refused:?}"
+    );
+    assert_eq!(store.checkpoint().await?, 0, "nothing of the batch is kept");
+    assert!(store.rooms_of(AccountId(1)).await?.is_empty());
+    Ok(())
+}

@@ -52,16 +52,15 @@ impl Queries {
         if let Some(account) = self.auth_cache.lock().get(&hash) {
             return Ok(account.clone());
         }
+        let projection = self.writes.projection();
+        let projected_before = projection.current();
         let mut found = self.read.account_by_token_hash(&hash).await?;
         if found.is_none() {
-            let head = self.log.head();
-            if self.writes.projection().current() < head
-                && self
-                    .writes
-                    .projection()
-                    .wait_for(head, Duration::from_secs(2))
-                    .await
-            {
+            // The projector may have been behind when we looked (or still be).
+            projection
+                .wait_for(self.log.head(), Duration::from_secs(2))
+                .await;
+            if projection.current() > projected_before {
                 found = self.read.account_by_token_hash(&hash).await?;
             }
         }

@@ -12,7 +12,7 @@ pub use event_log::{
     NewEvent, Position, RecordedEvent,
 };
 pub use read_model::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, ReadModelQueries, ReadModelWriter,
+    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries, ReadModelWriter,
     ReadStore, RoomRow, RoomView, StatusCounts,
 };
 

@@ -131,6 +131,28 @@ pub struct StatusCounts {
     pub mention_num: u64,
 }
 
+/// One sync operation (LINE's fetchOps), as recorded by the projector.
+///
+/// Ops form a per-room feed (plus account-level ops with `room_id = None`). They are
+/// written **once per event**, never once per member: who sees an op is decided at
+/// read time from membership intervals ([`Change::OpenMembership`] /
+/// [`Change::CloseMembership`]) and the op's optional `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpRecord {
+    /// Log position of the event that caused it (the op's revision).
+    pub position: Position,
+    /// Index among the ops of the same event (0, 1, …).
+    pub index: u32,
+    /// The room it concerns; None for account-level ops (contacts, later).
+    pub room_id: Option<RoomId>,
+    /// If set, only this account sees the op (e.g. `read_changed`, `mention`).
+    pub target: Option<AccountId>,
+    /// Op type (`message_created`, `member_added`, …).
+    pub op_type: String,
+    /// The op's fields as a JSON object (text).
+    pub payload: String,
+}
+
 /// A mutation of the read models, computed by the projector from events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -151,7 +173,8 @@ pub enum Change {
         /// Unix seconds.
         at: i64,
     },
-    /// Remove a room with its members, messages, mentions and cursors.
+    /// Remove a room with its members, messages, mentions and cursors. Its sync ops
+    /// and membership intervals stay: they are history that members resume from.
     DeleteRoom {
         /// The room.
         room_id: RoomId,
@@ -199,6 +222,28 @@ pub enum Change {
         message_id: MessageId,
         /// Unix seconds.
         at: i64,
+    },
+    /// Record sync ops (all of one event, in index order).
+    RecordOps(Vec<OpRecord>),
+    /// `account` is a member of `room` from log position `from` (inclusive) on: it sees
+    /// the room's ops at positions `>= from`. Opening an already open interval keeps it.
+    OpenMembership {
+        /// The room.
+        room_id: RoomId,
+        /// The member.
+        account_id: AccountId,
+        /// First position the member sees.
+        from: Position,
+    },
+    /// Closes `account`'s open interval in `room` at log position `to` (inclusive: the
+    /// member still sees the op that removed it, and nothing after).
+    CloseMembership {
+        /// The room.
+        room_id: RoomId,
+        /// The member.
+        account_id: AccountId,
+        /// Last position the member sees.
+        to: Position,
     },
     /// Set a member's read cursor (ignored if not a member).
     SetReadCursor {
@@ -276,6 +321,15 @@ pub trait ReadModelQueries: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Totals over all of `account`'s rooms.
     async fn status(&self, account: AccountId) -> Result<StatusCounts, StoreError>;
+    /// The sync ops `account` sees with `after < position <= up_to`, ordered by
+    /// (position, index): ops of rooms during the account's membership intervals
+    /// (untargeted or targeted at it) and account-level ops targeted at it. Returns at
+    /// most `limit` ops but never splits one position's ops (it may return more than
+    /// `limit` to finish the last position).
+    async fn ops_for(&self, account: AccountId, after: Position, up_to: Position, limit: usize) -> Result<Vec<OpRecord>, StoreError>;
+    /// The lowest position `ops_for` can still answer from (0 = history complete).
+    /// A client whose revision is below it has lost history and must resync.
+    async fn ops_retained_from(&self) -> Result<Position, StoreError>;
 }
 
 /// A whole read store.

@@ -1,7 +1,8 @@
 //! The read store on SQLite: the embedded adapter of the read store port.
 //!
 //! One database file holds the read models (accounts, rooms, members with their read
-//! cursors, messages, mentions), the projector's checkpoint and the fetch cursors.
+//! cursors, messages, mentions, sync ops and membership intervals), the projector's
+//! checkpoint and the fetch cursors.
 //!
 //! - **Transactions.** [`apply`](ReadModelWriter::apply) runs one `IMMEDIATE`
 //!   transaction that checks the stored checkpoint, applies the changes and stores the
@@ -19,8 +20,15 @@
 //!   `messages (room_id, seq, account_id, to_all)`, so counting costs O(unread) and
 //!   posting a message writes no row per member. A mention is one row per mentioned
 //!   account in `mentions (room_id, seq, account_id)`, plus `to_all` on the message.
+//! - **Sync ops** are stored once per event in `sync_ops (position, idx)`, never once
+//!   per member. [`ops_for`](ReadModelQueries::ops_for) starts from the account's
+//!   `membership_intervals` and reads, per interval, an index range of the room's ops
+//!   (`sync_ops_by_room (room_id, position, target)`) clipped to the interval and the
+//!   requested bounds; account-level ops come from a partial index on
+//!   `(target, position)` over the rows without a room. No query scans all ops.
 //! - **Schema.** Created on open; its version is `PRAGMA user_version`. A file with a
-//!   newer version than this code knows is refused.
+//!   newer version than this code knows is refused; an older one gets the tables it
+//!   lacks (the schema is all `CREATE … IF NOT EXISTS`).
 //!
 //! Ids and sequence numbers are `u64` in Rust and signed 64-bit integers in SQLite;
 //! a value above `i64::MAX` is refused rather than wrapped.
@@ -29,7 +37,7 @@ use async_trait::async_trait;
 use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
 use hayabusa_store::memory_read_store::CanonicalDump;
 use hayabusa_store::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, Position, ReadModelQueries,
+    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, Position, ReadModelQueries,
     ReadModelWriter, RoomRow, RoomView, StatusCounts, StoreError,
 };
 use parking_lot::Mutex;
@@ -44,7 +52,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+///
+/// 2 added `sync_ops` and `membership_intervals`; a version 1 file gets them on open.
+const SCHEMA_VERSION: i64 = 2;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
@@ -122,6 +132,27 @@ CREATE TABLE IF NOT EXISTS fetch_cursors (
     seq INTEGER NOT NULL,
     PRIMARY KEY (room_id, account_id)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS sync_ops (
+    position INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    room_id INTEGER,
+    target INTEGER,
+    op_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (position, idx)
+);
+CREATE INDEX IF NOT EXISTS sync_ops_by_room ON sync_ops (room_id, position, target);
+CREATE INDEX IF NOT EXISTS sync_ops_by_target ON sync_ops (target, position)
+    WHERE room_id IS NULL;
+
+CREATE TABLE IF NOT EXISTS membership_intervals (
+    account_id INTEGER NOT NULL,
+    room_id INTEGER NOT NULL,
+    from_position INTEGER NOT NULL,
+    to_position INTEGER,
+    PRIMARY KEY (account_id, room_id, from_position)
+) WITHOUT ROWID;
 ";
 
 /// Columns of an account row, read by [`account_from_row`].
@@ -156,6 +187,31 @@ JOIN rooms r ON r.room_id = mb.room_id
 LEFT JOIN messages m
        ON m.room_id = mb.room_id AND m.seq > mb.read_seq AND m.account_id <> mb.account_id
 WHERE mb.account_id = ?1";
+
+/// Columns of a sync op, read by [`op_from_row`].
+const OP_COLUMNS: &str = "o.position, o.idx, o.room_id, o.target, o.op_type, o.payload";
+
+/// The sync ops member `?1` sees with `?2 < position <= ?3`, by (position, idx), at
+/// most `?4` of them.
+///
+/// The first arm walks the account's membership intervals and reads each room's ops
+/// through `sync_ops_by_room`, bounded by the interval clipped to `(?2, ?3]`; `UNION`
+/// returns an op shared by overlapping intervals once. The second arm reads the
+/// account-level ops targeted at `?1` through the partial index `sync_ops_by_target`.
+const OPS_FOR: &str = "
+SELECT o.position, o.idx, o.room_id, o.target, o.op_type, o.payload
+FROM membership_intervals i
+JOIN sync_ops o
+  ON o.room_id = i.room_id
+ AND o.position > MAX(?2, i.from_position - 1)
+ AND o.position <= MIN(?3, COALESCE(i.to_position, ?3))
+WHERE i.account_id = ?1 AND (o.target IS NULL OR o.target = ?1)
+UNION
+SELECT o.position, o.idx, o.room_id, o.target, o.op_type, o.payload
+FROM sync_ops o
+WHERE o.room_id IS NULL AND o.target = ?1 AND o.position > ?2 AND o.position <= ?3
+ORDER BY 1, 2
+LIMIT ?4";
 
 /// A read store in one SQLite file. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
@@ -434,6 +490,18 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageView> {
     })
 }
 
+/// Reads [`OP_COLUMNS`].
+fn op_from_row(row: &Row<'_>) -> rusqlite::Result<OpRecord> {
+    Ok(OpRecord {
+        position: get_u64(row, 0)?,
+        index: row.get(1)?,
+        room_id: row.get::<_, Option<Int>>(2)?.map(|id| RoomId(id.0)),
+        target: row.get::<_, Option<Int>>(3)?.map(|id| AccountId(id.0)),
+        op_type: row.get(4)?,
+        payload: row.get(5)?,
+    })
+}
+
 /// Reads a row of [`ROOM_VIEWS`].
 fn room_view_from_row(row: &Row<'_>) -> rusqlite::Result<RoomView> {
     Ok(RoomView {
@@ -661,6 +729,54 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 )?
                 .execute(params![Int(room_id.0), Int(account_id.0), Int(read_seq)])?;
         }
+        Change::RecordOps(ops) => {
+            let mut insert = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO sync_ops (position, idx, room_id, target, op_type, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for op in ops {
+                insert.execute(params![
+                    Int(op.position),
+                    op.index,
+                    op.room_id.map(|room| Int(room.0)),
+                    op.target.map(|target| Int(target.0)),
+                    op.op_type,
+                    op.payload,
+                ])?;
+            }
+        }
+        Change::OpenMembership {
+            room_id,
+            account_id,
+            from,
+        } => {
+            // Nothing if an interval is open; a closed one starting at `from` reopens.
+            transaction
+                .prepare_cached(
+                    "INSERT INTO membership_intervals (account_id, room_id, from_position,
+                         to_position)
+                     SELECT ?1, ?2, ?3, NULL
+                     WHERE NOT EXISTS (
+                         SELECT 1 FROM membership_intervals
+                         WHERE account_id = ?1 AND room_id = ?2 AND to_position IS NULL
+                     )
+                     ON CONFLICT (account_id, room_id, from_position)
+                         DO UPDATE SET to_position = NULL",
+                )?
+                .execute(params![Int(account_id.0), Int(room_id.0), Int(from)])?;
+        }
+        Change::CloseMembership {
+            room_id,
+            account_id,
+            to,
+        } => {
+            transaction
+                .prepare_cached(
+                    "UPDATE membership_intervals SET to_position = ?3
+                     WHERE account_id = ?1 AND room_id = ?2 AND to_position IS NULL",
+                )?
+                .execute(params![Int(account_id.0), Int(room_id.0), Int(to)])?;
+        }
     }
     Ok(())
 }
@@ -722,6 +838,8 @@ fn reset_models(connection: &mut Connection) -> rusqlite::Result<()> {
          DELETE FROM members;
          DELETE FROM messages;
          DELETE FROM mentions;
+         DELETE FROM sync_ops;
+         DELETE FROM membership_intervals;
          UPDATE checkpoint SET position = 0 WHERE id = 0;",
     )?;
     transaction.commit()
@@ -868,6 +986,59 @@ fn rooms_of(
     }
 }
 
+/// A position as a query bound: positions above `i64::MAX` are never stored, so a
+/// larger bound means the same as `i64::MAX`.
+fn position_bound(position: Position) -> i64 {
+    i64::try_from(position).unwrap_or(i64::MAX)
+}
+
+/// Runs [`OPS_FOR`] with SQLite bounds.
+fn visible_ops(
+    connection: &Connection,
+    account: AccountId,
+    after: i64,
+    up_to: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<OpRecord>> {
+    connection
+        .prepare_cached(OPS_FOR)?
+        .query_map(params![Int(account.0), after, up_to, limit], op_from_row)?
+        .collect()
+}
+
+fn ops_for(
+    connection: &mut Connection,
+    account: AccountId,
+    after: Position,
+    up_to: Position,
+    limit: usize,
+) -> rusqlite::Result<Vec<OpRecord>> {
+    if after >= up_to || limit == 0 {
+        return Ok(Vec::new());
+    }
+    // One read transaction, so that a position is finished from the same snapshot.
+    let transaction = connection.transaction()?;
+    let mut ops = visible_ops(
+        &transaction,
+        account,
+        position_bound(after),
+        position_bound(up_to),
+        sql_limit(limit),
+    )?;
+    if ops.len() >= limit
+        && let Some(&OpRecord {
+            position, index, ..
+        }) = ops.last()
+    {
+        // The limit may have cut inside the last position: add the rest of it.
+        let position = position_bound(position);
+        let rest = visible_ops(&transaction, account, position - 1, position, -1)?;
+        ops.extend(rest.into_iter().filter(|op| op.index > index));
+    }
+    transaction.commit()?;
+    Ok(ops)
+}
+
 fn dump_models(connection: &mut Connection) -> rusqlite::Result<String> {
     // One read transaction, so that the dump is one consistent snapshot.
     let transaction = connection.transaction()?;
@@ -929,6 +1100,30 @@ fn dump_models(connection: &mut Connection) -> rusqlite::Result<String> {
                 .remove(&(message.room_id.0, message.seq))
                 .unwrap_or_default();
             dump.message(&message);
+        }
+    }
+    {
+        let mut query = transaction.prepare(
+            "SELECT account_id, room_id, from_position, to_position FROM membership_intervals
+             ORDER BY account_id, room_id, from_position",
+        )?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.membership_interval(
+                AccountId(get_u64(row, 0)?),
+                RoomId(get_u64(row, 1)?),
+                get_u64(row, 2)?,
+                row.get::<_, Option<Int>>(3)?.map(|to| to.0),
+            );
+        }
+    }
+    {
+        let mut query = transaction.prepare(&format!(
+            "SELECT {OP_COLUMNS} FROM sync_ops o ORDER BY o.position, o.idx"
+        ))?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.op(&op_from_row(row)?);
         }
     }
     transaction.commit()?;
@@ -1113,19 +1308,38 @@ impl ReadModelQueries for SqliteReadStore {
                 totals
             }))
     }
+
+    async fn ops_for(
+        &self,
+        account: AccountId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<OpRecord>, StoreError> {
+        self.with_reader(move |connection| ops_for(connection, account, after, up_to, limit))
+            .await
+    }
+
+    async fn ops_retained_from(&self) -> Result<Position, StoreError> {
+        // Nothing is pruned yet: the whole history is kept.
+        Ok(0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The query plan of a statement, one detail per line.
+    /// The query plan of a statement (every parameter bound to 1), one detail per line.
     fn plan(connection: &Connection, sql: &str) -> String {
         let mut query = connection
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
             .expect("explain");
+        let parameters = std::iter::repeat_n(1_i64, query.parameter_count());
         let details: Vec<String> = query
-            .query_map([1_i64], |row| row.get::<_, String>(3))
+            .query_map(rusqlite::params_from_iter(parameters), |row| {
+                row.get::<_, String>(3)
+            })
             .expect("query plan")
             .collect::<rusqlite::Result<_>>()
             .expect("query plan rows");
@@ -1157,6 +1371,77 @@ mod tests {
             !plan.contains("SCAN x"),
             "mentions must be looked up:\n{plan}"
         );
+    }
+
+    #[test]
+    fn ops_for_reads_only_index_ranges_of_the_accounts_rooms_and_targeted_ops() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteReadStore::open(&dir.path().join("read.db")).expect("open");
+        let writer = store.inner.writer.lock();
+        let plan = plan(&writer, OPS_FOR);
+        assert!(
+            !plan.lines().any(|line| line.starts_with("SCAN")),
+            "no table may be scanned:\n{plan}"
+        );
+        assert!(
+            plan.contains("SEARCH i USING PRIMARY KEY (account_id=?)"),
+            "membership intervals must be found by account:\n{plan}"
+        );
+        assert!(
+            plan.contains("sync_ops_by_room (room_id=? AND position>? AND position<?)"),
+            "a room's ops must be read as a position range of the room index:\n{plan}"
+        );
+        assert!(
+            plan.contains("sync_ops_by_target (target=? AND position>? AND position<?)"),
+            "account-level ops must be read through the partial target index:\n{plan}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_gets_the_sync_tables() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("read.db");
+        drop(SqliteReadStore::open(&path)?);
+        Connection::open(&path)
+            .and_then(|connection| {
+                connection.execute_batch(
+                    "DROP TABLE sync_ops; DROP TABLE membership_intervals;
+                     PRAGMA user_version = 1;",
+                )
+            })
+            .expect("make a version 1 file");
+
+        let store = SqliteReadStore::open(&path)?;
+        let op = OpRecord {
+            position: 1,
+            index: 0,
+            room_id: Some(RoomId(100)),
+            target: None,
+            op_type: "room_created".to_owned(),
+            payload: "{}".to_owned(),
+        };
+        store
+            .apply(
+                vec![
+                    Change::OpenMembership {
+                        room_id: RoomId(100),
+                        account_id: AccountId(1),
+                        from: 1,
+                    },
+                    Change::RecordOps(vec![op.clone()]),
+                ],
+                1,
+            )
+            .await?;
+        assert_eq!(store.ops_for(AccountId(1), 0, 1, 10).await?, vec![op]);
+        let version: i64 = store
+            .inner
+            .writer
+            .lock()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION);
+        Ok(())
     }
 
     #[test]

@@ -13,8 +13,17 @@
 //!   [`members`](ReadModelQueries::members) and [`rooms_of`](ReadModelQueries::rooms_of);
 //! - `InsertMessage` of a seq or message id already present in the room replaces that
 //!   message without counting it twice;
-//! - `DeleteRoom` also drops the fetch cursors of the room;
-//! - `set_fetch_cursor_to_latest` on an unknown room does nothing.
+//! - `DeleteRoom` also drops the fetch cursors of the room (and, as the port says,
+//!   keeps its sync ops and membership intervals);
+//! - `set_fetch_cursor_to_latest` on an unknown room does nothing;
+//! - `RecordOps` of an op whose (position, index) is already present replaces it;
+//! - `OpenMembership` whose `from` equals the `from` of a closed interval of the same
+//!   room and account reopens that interval (one row per (account, room, from));
+//!   overlapping intervals may coexist and an op they share is returned once;
+//! - `CloseMembership` sets the open interval's `to` as given, even below its `from`
+//!   (the interval then covers nothing);
+//! - an account-level op (`room_id` None) without a target is visible to nobody;
+//! - `ops_for` with `limit` 0 returns nothing.
 //!
 //! The canonical text of a dump is built by [`CanonicalDump`], which every adapter
 //! uses so that dumps can be compared across adapters.
@@ -22,8 +31,8 @@
 use crate::error::StoreError;
 use crate::event_log::Position;
 use crate::read_model::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, ReadModelQueries, ReadModelWriter,
-    RoomRow, RoomView, StatusCounts,
+    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
+    ReadModelWriter, RoomRow, RoomView, StatusCounts,
 };
 use async_trait::async_trait;
 use hayabusa_domain::{AccountId, MessageId, Role, RoomId};
@@ -67,7 +76,22 @@ struct Models {
     messages: BTreeMap<MessageKey, MessageRow>,
     /// Seq of each message by (room, message id).
     message_seqs: BTreeMap<(RoomId, MessageId), u64>,
+    /// Sync ops by (position, index).
+    ops: BTreeMap<OpKey, OpRecord>,
+    /// Keys of the room ops by room: (room, position, index).
+    room_ops: BTreeSet<(RoomId, Position, u32)>,
+    /// Keys of the targeted account-level ops by target: (target, position, index).
+    account_ops: BTreeSet<(AccountId, Position, u32)>,
+    /// Membership intervals by (account, room, from): the last position the member
+    /// sees, None while the interval is open.
+    intervals: BTreeMap<IntervalKey, Option<Position>>,
 }
+
+/// A key of the sync op table: (position, index).
+type OpKey = (Position, u32);
+
+/// A key of the membership interval table: (account, room, from).
+type IntervalKey = (AccountId, RoomId, Position);
 
 /// A member's role and read cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +215,119 @@ impl Models {
                     membership.read_seq = read_seq;
                 }
             }
+            Change::RecordOps(ops) => {
+                for op in ops {
+                    self.record_op(op);
+                }
+            }
+            Change::OpenMembership {
+                room_id,
+                account_id,
+                from,
+            } => {
+                if self.open_interval(account_id, room_id).is_none() {
+                    self.intervals.insert((account_id, room_id, from), None);
+                }
+            }
+            Change::CloseMembership {
+                room_id,
+                account_id,
+                to,
+            } => {
+                if let Some(key) = self.open_interval(account_id, room_id) {
+                    self.intervals.insert(key, Some(to));
+                }
+            }
         }
+    }
+
+    /// Stores one op, replacing one with the same (position, index).
+    fn record_op(&mut self, op: OpRecord) {
+        let key = (op.position, op.index);
+        if let Some(old) = self.ops.remove(&key) {
+            match (old.room_id, old.target) {
+                (Some(room), _) => {
+                    self.room_ops.remove(&(room, key.0, key.1));
+                }
+                (None, Some(target)) => {
+                    self.account_ops.remove(&(target, key.0, key.1));
+                }
+                (None, None) => {}
+            }
+        }
+        match (op.room_id, op.target) {
+            (Some(room), _) => {
+                self.room_ops.insert((room, key.0, key.1));
+            }
+            (None, Some(target)) => {
+                self.account_ops.insert((target, key.0, key.1));
+            }
+            // Visible to nobody, but kept: it is part of the recorded history.
+            (None, None) => {}
+        }
+        self.ops.insert(key, op);
+    }
+
+    /// The key of `account`'s open interval in `room`, if any.
+    fn open_interval(&self, account: AccountId, room: RoomId) -> Option<IntervalKey> {
+        self.intervals
+            .range((account, room, 0)..=(account, room, Position::MAX))
+            .find(|(_, to)| to.is_none())
+            .map(|(&key, _)| key)
+    }
+
+    /// The ops `account` sees with `after < position <= up_to`, by (position, index),
+    /// at most `limit` unless the last position has more (see
+    /// [`ReadModelQueries::ops_for`]).
+    fn ops_for(
+        &self,
+        account: AccountId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Vec<OpRecord> {
+        if after >= up_to {
+            return Vec::new();
+        }
+        // `after < up_to <= Position::MAX`, so this cannot overflow.
+        let first = after + 1;
+        let mut visible: BTreeSet<OpKey> = BTreeSet::new();
+        let intervals = self
+            .intervals
+            .range((account, RoomId(0), 0)..=(account, RoomId(u64::MAX), Position::MAX));
+        for (&(_, room, from), &to) in intervals {
+            let (low, high) = (first.max(from), to.map_or(up_to, |to| to.min(up_to)));
+            if low > high {
+                continue;
+            }
+            visible.extend(
+                self.room_ops
+                    .range((room, low, 0)..=(room, high, u32::MAX))
+                    .map(|&(_, position, index)| (position, index))
+                    .filter(|key| {
+                        self.ops
+                            .get(key)
+                            .is_some_and(|op| op.target.is_none_or(|target| target == account))
+                    }),
+            );
+        }
+        visible.extend(
+            self.account_ops
+                .range((account, first, 0)..=(account, up_to, u32::MAX))
+                .map(|&(_, position, index)| (position, index)),
+        );
+
+        let mut taken: Vec<OpRecord> = Vec::new();
+        for key in visible {
+            let last_position = taken.last().map(|op| op.position);
+            if taken.len() >= limit && last_position != Some(key.0) {
+                break;
+            }
+            if let Some(op) = self.ops.get(&key) {
+                taken.push(op.clone());
+            }
+        }
+        taken
     }
 
     fn delete_room(&mut self, room_id: RoomId) {
@@ -301,6 +437,12 @@ impl Models {
         }
         for message in self.messages.values() {
             dump.message(message);
+        }
+        for (&(account, room, from), &to) in &self.intervals {
+            dump.membership_interval(account, room, from, to);
+        }
+        for op in self.ops.values() {
+            dump.op(op);
         }
         dump.finish()
     }
@@ -472,6 +614,25 @@ impl ReadModelQueries for MemoryReadStore {
         let rooms = self.state.lock().models.rooms_of(account);
         Ok(status_of(&rooms))
     }
+
+    async fn ops_for(
+        &self,
+        account: AccountId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<OpRecord>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .models
+            .ops_for(account, after, up_to, limit))
+    }
+
+    async fn ops_retained_from(&self) -> Result<Position, StoreError> {
+        // Nothing is pruned yet: the whole history is kept.
+        Ok(0)
+    }
 }
 
 /// Totals over the rooms an account sees.
@@ -499,6 +660,8 @@ fn status_of(rooms: &[RoomView]) -> StatusCounts {
 /// room <room_id> room_type=<my|direct|group> name="…" description="…" icon_preset="…" last_seq=<n> message_num=<n> last_update_time=<secs>
 /// member <room_id> <account_id> role=<admin|member|readonly> read_seq=<n>
 /// message <room_id> <seq> message_id=<id> account_id=<id> send_time=<secs> update_time=<secs> to_all=<bool> mentions=[<id>,…] body="…"
+/// interval <account_id> <room_id> <from> to=<position|open>
+/// op <position> <index> room_id=<id|none> target=<id|none> op_type="…" payload="…"
 /// ```
 ///
 /// Strings are JSON string literals; mentions are sorted and deduplicated.
@@ -509,6 +672,8 @@ pub struct CanonicalDump {
     rooms: BTreeMap<RoomId, String>,
     members: BTreeMap<(RoomId, AccountId), String>,
     messages: BTreeMap<(RoomId, u64), String>,
+    intervals: BTreeMap<IntervalKey, String>,
+    ops: BTreeMap<OpKey, String>,
 }
 
 /// A string as a JSON literal: unambiguous whatever it contains.
@@ -593,6 +758,35 @@ impl CanonicalDump {
         self.messages.insert((message.room_id, message.seq), line);
     }
 
+    /// Adds a membership interval: `account` sees `room`'s ops from `from` to `to`
+    /// (inclusive; None while open).
+    pub fn membership_interval(
+        &mut self,
+        account: AccountId,
+        room: RoomId,
+        from: Position,
+        to: Option<Position>,
+    ) {
+        let to = to.map_or_else(|| "open".to_owned(), |to| to.to_string());
+        let line = format!("interval {account} {room} {from} to={to}");
+        self.intervals.insert((account, room, from), line);
+    }
+
+    /// Adds a sync op.
+    pub fn op(&mut self, op: &OpRecord) {
+        let or_none = |id: Option<u64>| id.map_or_else(|| "none".to_owned(), |id| id.to_string());
+        let line = format!(
+            "op {} {} room_id={} target={} op_type={} payload={}",
+            op.position,
+            op.index,
+            or_none(op.room_id.map(|room| room.0)),
+            or_none(op.target.map(|target| target.0)),
+            quoted(&op.op_type),
+            quoted(&op.payload),
+        );
+        self.ops.insert((op.position, op.index), line);
+    }
+
     /// The text: the checkpoint line, then every table ordered by primary key.
     pub fn finish(self) -> String {
         let mut text = format!("checkpoint {}\n", self.checkpoint);
@@ -601,7 +795,9 @@ impl CanonicalDump {
             .into_values()
             .chain(self.rooms.into_values())
             .chain(self.members.into_values())
-            .chain(self.messages.into_values());
+            .chain(self.messages.into_values())
+            .chain(self.intervals.into_values())
+            .chain(self.ops.into_values());
         for line in lines {
             text.push_str(&line);
             text.push('\n');

@@ -4,7 +4,8 @@ use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomTy
 use hayabusa_sqlite::SqliteReadStore;
 use hayabusa_store::conformance::read_store as conformance;
 use hayabusa_store::{
-    AccountRow, Change, MessageRow, ReadModelQueries, ReadModelWriter, RoomRow, StoreError,
+    AccountRow, Change, MessageRow, OpRecord, ReadModelQueries, ReadModelWriter, RoomRow,
+    StoreError,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -20,6 +21,18 @@ async fn the_sqlite_read_store_passes_the_conformance_suite() {
         async move { SqliteReadStore::open(&path).expect("open the read store") }
     })
     .await;
+}
+
+/// The op recorded by [`changes`].
+fn message_op() -> OpRecord {
+    OpRecord {
+        position: 42,
+        index: 0,
+        room_id: Some(RoomId(100)),
+        target: None,
+        op_type: "message_created".to_owned(),
+        payload: r#"{"body":"[To:1] hello"}"#.to_owned(),
+    }
 }
 
 fn changes() -> Vec<Change> {
@@ -65,6 +78,12 @@ fn changes() -> Vec<Change> {
             mentions: vec![alice],
             to_all: false,
         }),
+        Change::OpenMembership {
+            room_id: room,
+            account_id: alice,
+            from: 1,
+        },
+        Change::RecordOps(vec![message_op()]),
     ]
 }
 
@@ -94,6 +113,11 @@ async fn checkpoint_models_and_fetch_cursors_survive_a_reopen() -> Result<(), St
         .await?
         .expect("Alice still sees the room");
     assert_eq!((room.unread_num, room.mention_num), (1, 1));
+    assert_eq!(
+        reopened.ops_for(AccountId(1), 0, 42, 10).await?,
+        vec![message_op()],
+        "sync ops and membership intervals survive a reopen"
+    );
     assert!(
         reopened
             .take_new_messages(AccountId(1), RoomId(100), 10)
@@ -129,5 +153,23 @@ async fn ids_beyond_sqlite_integers_are_refused_without_a_partial_write() -> Res
     );
     assert_eq!(store.checkpoint().await?, 0, "nothing of the batch is kept");
     assert!(store.rooms_of(AccountId(1)).await?.is_empty());
+
+    let mut batch = changes();
+    batch.push(Change::RecordOps(vec![OpRecord {
+        position: u64::MAX,
+        ..message_op()
+    }]));
+    let refused = store.apply(batch, 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "an op position above i64::MAX is refused: {refused:?}"
+    );
+    assert!(
+        store
+            .ops_for(AccountId(1), 0, u64::MAX, usize::MAX)
+            .await?
+            .is_empty(),
+        "nothing of the batch is kept, and bounds above i64::MAX are fine in queries"
+    );
     Ok(())
 }

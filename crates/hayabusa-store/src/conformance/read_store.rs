@@ -9,8 +9,12 @@
 //! Each check is also a public function, so an adapter can run one alone while
 //! debugging. Checks panic with a message naming what went wrong. Besides the
 //! behaviour of every [`Change`] and every query, the suite feeds the same changes to
-//! the adapter and to [`MemoryReadStore`] and requires identical dumps: the in-memory
-//! store is the reference behaviour, and [`CanonicalDump`] is the shared text format.
+//! the adapter and to [`MemoryReadStore`] and requires identical dumps and query
+//! results: the in-memory store is the reference behaviour, and [`CanonicalDump`] is
+//! the shared text format.
+//!
+//! Most sync checks apply each batch at the log position its ops carry, as the
+//! projector does.
 //!
 //! [`CanonicalDump`]: crate::memory_read_store::CanonicalDump
 
@@ -18,8 +22,8 @@ use crate::error::StoreError;
 use crate::event_log::Position;
 use crate::memory_read_store::MemoryReadStore;
 use crate::read_model::{
-    AccountRow, Change, MessageRow, MessageView, ReadModelQueries, ReadStore, RoomRow, RoomView,
-    StatusCounts,
+    AccountRow, Change, MessageRow, MessageView, OpRecord, ReadModelQueries, ReadStore, RoomRow,
+    RoomView, StatusCounts,
 };
 use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
 use std::collections::BTreeSet;
@@ -53,6 +57,13 @@ where
     dumps_are_equal_for_the_same_changes_however_they_are_batched(&make().await, &make().await)
         .await;
     dump_matches_the_in_memory_reference(&make().await).await;
+    ops_are_visible_during_membership_intervals(&make().await).await;
+    overlapping_membership_intervals_show_an_op_once(&make().await).await;
+    targeted_and_account_level_ops_are_seen_only_by_their_target(&make().await).await;
+    ops_come_by_position_and_index_within_the_bounds(&make().await).await;
+    a_limit_never_splits_the_ops_of_one_position(&make().await).await;
+    deleting_a_room_keeps_its_ops_and_membership_intervals(&make().await).await;
+    dumps_include_ops_and_membership_intervals(&make().await, &make().await).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -174,10 +185,74 @@ fn two_rooms() -> Vec<Change> {
     ]
 }
 
-/// Batches that use every kind of change.
+/// An untargeted op of `room` with a payload naming it.
+fn room_op(position: Position, index: u32, room: RoomId, op_type: &str) -> OpRecord {
+    OpRecord {
+        position,
+        index,
+        room_id: Some(room),
+        target: None,
+        op_type: op_type.to_owned(),
+        payload: format!(r#"{{"room_id":{room},"op":"{position}.{index}","text":"é\n\"x\""}}"#),
+    }
+}
+
+/// `op`, seen only by `target`.
+fn targeted(mut op: OpRecord, target: AccountId) -> OpRecord {
+    op.target = Some(target);
+    op
+}
+
+/// An account-level op (no room) for `target`.
+fn account_op(position: Position, index: u32, target: AccountId, op_type: &str) -> OpRecord {
+    OpRecord {
+        position,
+        index,
+        room_id: None,
+        target: Some(target),
+        op_type: op_type.to_owned(),
+        payload: format!(r#"{{"account_id":{target},"op":"{position}.{index}"}}"#),
+    }
+}
+
+fn record(ops: Vec<OpRecord>) -> Change {
+    Change::RecordOps(ops)
+}
+
+fn open(room_id: RoomId, account_id: AccountId, from: Position) -> Change {
+    Change::OpenMembership {
+        room_id,
+        account_id,
+        from,
+    }
+}
+
+fn close(room_id: RoomId, account_id: AccountId, to: Position) -> Change {
+    Change::CloseMembership {
+        room_id,
+        account_id,
+        to,
+    }
+}
+
+/// Batches that use every kind of change. Batch `n` stands for the event at log
+/// position `n`: its ops carry that position.
 fn scenario() -> Vec<Vec<Change>> {
+    let mut first = two_rooms();
+    first.extend([
+        open(ROOM_A, ALICE, 1),
+        open(ROOM_A, BOB, 1),
+        open(ROOM_A, CAROL, 1),
+        open(ROOM_B, ALICE, 1),
+        open(ROOM_B, BOB, 1),
+        record(vec![
+            room_op(1, 0, ROOM_A, "room_created"),
+            room_op(1, 1, ROOM_B, "room_created"),
+            account_op(1, 2, ALICE, "contact_added"),
+        ]),
+    ]);
     vec![
-        two_rooms(),
+        first,
         vec![
             insert(message(ROOM_A, 1, ALICE, "hello")),
             insert(mentioning(
@@ -189,14 +264,25 @@ fn scenario() -> Vec<Vec<Change>> {
                 message(ROOM_B, 1, BOB, "[To:3][To:1]"),
                 &[CAROL, ALICE, ALICE],
             )),
+            record(vec![
+                room_op(2, 0, ROOM_A, "message_created"),
+                room_op(2, 1, ROOM_A, "message_created"),
+                targeted(room_op(2, 2, ROOM_A, "mention"), ALICE),
+                room_op(2, 3, ROOM_A, "message_created"),
+                room_op(2, 4, ROOM_B, "message_created"),
+                targeted(room_op(2, 5, ROOM_B, "mention"), CAROL),
+            ]),
         ],
-        vec![Change::UpdateRoom {
-            room_id: ROOM_A,
-            name: Some("Room A, renamed".to_owned()),
-            description: None,
-            icon_preset: Some("star".to_owned()),
-            at: T0 + 1_000,
-        }],
+        vec![
+            Change::UpdateRoom {
+                room_id: ROOM_A,
+                name: Some("Room A, renamed".to_owned()),
+                description: None,
+                icon_preset: Some("star".to_owned()),
+                at: T0 + 1_000,
+            },
+            record(vec![room_op(3, 0, ROOM_A, "room_updated")]),
+        ],
         vec![
             read_up_to(ALICE, ROOM_A, 2),
             Change::EditMessage {
@@ -208,6 +294,11 @@ fn scenario() -> Vec<Vec<Change>> {
                 at: T0 + 1_100,
             },
             insert(message(ROOM_A, 4, DAVE, "from nobody known")),
+            record(vec![
+                targeted(room_op(4, 0, ROOM_A, "read_changed"), ALICE),
+                room_op(4, 1, ROOM_A, "message_updated"),
+                room_op(4, 2, ROOM_A, "message_created"),
+            ]),
         ],
         vec![
             Change::DeleteMessage {
@@ -220,6 +311,12 @@ fn scenario() -> Vec<Vec<Change>> {
                 room_id: ROOM_A,
                 account_id: CAROL,
             },
+            close(ROOM_A, CAROL, 5),
+            record(vec![
+                room_op(5, 0, ROOM_A, "message_deleted"),
+                room_op(5, 1, ROOM_A, "member_changed"),
+                room_op(5, 2, ROOM_A, "member_removed"),
+            ]),
         ],
         vec![
             Change::PutRoom(room(ROOM_C, "Room C")),
@@ -227,6 +324,15 @@ fn scenario() -> Vec<Vec<Change>> {
             insert(message(ROOM_C, 1, CAROL, "alone")),
             Change::DeleteRoom { room_id: ROOM_B },
             Change::PutAccount(account(BOB, "Robert")),
+            open(ROOM_C, CAROL, 6),
+            close(ROOM_B, ALICE, 6),
+            close(ROOM_B, BOB, 6),
+            record(vec![
+                room_op(6, 0, ROOM_C, "room_created"),
+                room_op(6, 1, ROOM_C, "message_created"),
+                room_op(6, 2, ROOM_B, "room_deleted"),
+                account_op(6, 3, BOB, "profile_changed"),
+            ]),
         ],
     ]
 }
@@ -306,6 +412,47 @@ async fn dump<S: ReadStore>(store: &S) -> String {
     ok(store.dump().await, "dump")
 }
 
+/// Applies `changes` at checkpoint `position` (the log position of their event).
+async fn apply_at<S: ReadStore>(store: &S, position: Position, changes: Vec<Change>) {
+    ok(
+        store.apply(changes, position).await,
+        &format!("apply at checkpoint {position}"),
+    );
+}
+
+/// (position, index) of each op.
+fn op_keys(ops: &[OpRecord]) -> Vec<(Position, u32)> {
+    ops.iter().map(|op| (op.position, op.index)).collect()
+}
+
+/// (position, index) of the ops `account` sees in `(after, up_to]`, at most `limit`.
+async fn ops_seen<S: ReadStore>(
+    store: &S,
+    account: AccountId,
+    after: Position,
+    up_to: Position,
+    limit: usize,
+) -> Vec<(Position, u32)> {
+    op_keys(&ok(
+        store.ops_for(account, after, up_to, limit).await,
+        "ops_for",
+    ))
+}
+
+/// (position, index) of every op `account` sees.
+async fn all_ops_seen<S: ReadStore>(store: &S, account: AccountId) -> Vec<(Position, u32)> {
+    ops_seen(store, account, 0, Position::MAX, usize::MAX).await
+}
+
+/// The positions of every op `account` sees.
+async fn positions_seen<S: ReadStore>(store: &S, account: AccountId) -> Vec<Position> {
+    all_ops_seen(store, account)
+        .await
+        .into_iter()
+        .map(|(position, _)| position)
+        .collect()
+}
+
 /// A dump without its checkpoint line, to compare read models reached through
 /// different numbers of batches.
 async fn models_dump<S: ReadStore>(store: &S) -> String {
@@ -347,6 +494,12 @@ pub async fn a_new_store_is_empty<S: ReadStore>(store: &S) {
     assert_eq!(
         ok(store.status(ALICE).await, "status"),
         StatusCounts::default()
+    );
+    assert!(all_ops_seen(store, ALICE).await.is_empty());
+    assert_eq!(
+        ok(store.ops_retained_from().await, "ops_retained_from"),
+        0,
+        "a store keeps the whole op history"
     );
 }
 
@@ -1347,6 +1500,8 @@ pub async fn applying_an_old_checkpoint_changes_nothing<S: ReadStore>(store: &S)
                         insert(message(ROOM_A, 1, BOB, "replayed")),
                         Change::DeleteRoom { room_id: ROOM_B },
                         put_member(ROOM_A, DAVE, Role::Admin),
+                        open(ROOM_A, DAVE, stale),
+                        record(vec![room_op(stale, 0, ROOM_A, "message_created")]),
                     ],
                     stale,
                 )
@@ -1361,6 +1516,10 @@ pub async fn applying_an_old_checkpoint_changes_nothing<S: ReadStore>(store: &S)
         assert_eq!(ok(store.checkpoint().await, "checkpoint"), 5);
     }
     assert!(latest_seqs(store, ROOM_A, 10).await.is_empty());
+    assert!(
+        all_ops_seen(store, DAVE).await.is_empty(),
+        "ops and intervals of a stale batch are skipped too"
+    );
 
     ok(
         store
@@ -1386,18 +1545,30 @@ pub async fn reset_clears_the_read_models_but_keeps_fetch_cursors<S: ReadStore>(
     empty: &S,
 ) {
     let batches = || {
-        vec![
-            two_rooms(),
-            (1..=3)
-                .map(|seq| insert(message(ROOM_A, seq, BOB, "m")))
-                .collect::<Vec<_>>(),
-        ]
+        let mut first = two_rooms();
+        first.extend([
+            open(ROOM_A, ALICE, 1),
+            record(vec![
+                room_op(1, 0, ROOM_A, "room_created"),
+                account_op(1, 1, ALICE, "contact_added"),
+            ]),
+        ]);
+        let mut second: Vec<Change> = (1..=3)
+            .map(|seq| insert(message(ROOM_A, seq, BOB, "m")))
+            .collect();
+        second.extend([
+            close(ROOM_A, ALICE, 2),
+            record(vec![room_op(2, 0, ROOM_A, "member_removed")]),
+        ]);
+        vec![first, second]
     };
     let mut feeder = Feeder::new(store);
     for batch in batches() {
         feeder.apply(batch).await;
     }
     assert_eq!(take_seqs(store, ALICE, ROOM_A, 10).await, vec![1, 2, 3]);
+    let ops_before = all_ops_seen(store, ALICE).await;
+    assert_eq!(ops_before, vec![(1, 0), (1, 1), (2, 0)]);
 
     ok(store.reset().await, "reset");
     assert_eq!(ok(store.checkpoint().await, "checkpoint"), 0);
@@ -1416,6 +1587,10 @@ pub async fn reset_clears_the_read_models_but_keeps_fetch_cursors<S: ReadStore>(
         ),
         None
     );
+    assert!(
+        all_ops_seen(store, ALICE).await.is_empty(),
+        "reset drops the sync ops and membership intervals"
+    );
 
     // Rebuild from the start of the log, plus one message more.
     let mut rebuild = Feeder::new(store);
@@ -1430,6 +1605,11 @@ pub async fn reset_clears_the_read_models_but_keeps_fetch_cursors<S: ReadStore>(
         take_seqs(store, ALICE, ROOM_A, 10).await,
         vec![4],
         "fetch cursors survive a reset: only the message after the rebuild is new"
+    );
+    assert_eq!(
+        all_ops_seen(store, ALICE).await,
+        ops_before,
+        "the rebuild brings the ops back"
     );
 }
 
@@ -1535,6 +1715,17 @@ pub async fn dump_matches_the_in_memory_reference<S: ReadStore>(store: &S) {
             ok(reference.status(account).await, "status"),
             "status({account}) differs from the in-memory reference"
         );
+        for (after, up_to, limit) in [(0, Position::MAX, usize::MAX), (0, 6, 3), (1, 5, 1)] {
+            assert_eq!(
+                ok(store.ops_for(account, after, up_to, limit).await, "ops_for"),
+                ok(
+                    reference.ops_for(account, after, up_to, limit).await,
+                    "ops_for"
+                ),
+                "ops_for({account}, {after}, {up_to}, {limit}) differs from the in-memory \
+                 reference"
+            );
+        }
     }
     for room in [ROOM_A, ROOM_B, ROOM_C] {
         assert_eq!(
@@ -1551,4 +1742,599 @@ pub async fn dump_matches_the_in_memory_reference<S: ReadStore>(store: &S) {
             "members({room}) differs from the in-memory reference"
         );
     }
+}
+
+/// A member sees a room's ops from its interval's `from` (inclusive) to its `to`
+/// (inclusive: the op that removed it, nothing after) and again from a new interval's
+/// `from`; opening an open interval or closing none changes nothing.
+pub async fn ops_are_visible_during_membership_intervals<S: ReadStore>(store: &S) {
+    apply_at(
+        store,
+        1,
+        vec![
+            open(ROOM_A, ALICE, 1),
+            open(ROOM_A, CAROL, 1),
+            record(vec![room_op(1, 0, ROOM_A, "room_created")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        2,
+        vec![
+            open(ROOM_B, ALICE, 2),
+            record(vec![room_op(2, 0, ROOM_B, "room_created")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        3,
+        vec![record(vec![room_op(3, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+    apply_at(
+        store,
+        4,
+        vec![
+            open(ROOM_A, BOB, 4),
+            record(vec![room_op(4, 0, ROOM_A, "member_added")]),
+        ],
+    )
+    .await;
+
+    let before = models_dump(store).await;
+    apply_at(store, 5, vec![open(ROOM_A, ALICE, 5), open(ROOM_A, BOB, 5)]).await;
+    assert_eq!(
+        models_dump(store).await,
+        before,
+        "opening an interval that is already open changes nothing"
+    );
+    apply_at(
+        store,
+        6,
+        vec![close(ROOM_A, DAVE, 6), close(ROOM_B, CAROL, 6)],
+    )
+    .await;
+    assert_eq!(
+        models_dump(store).await,
+        before,
+        "closing where no interval is open changes nothing"
+    );
+
+    apply_at(
+        store,
+        7,
+        vec![record(vec![room_op(7, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+    apply_at(
+        store,
+        8,
+        vec![
+            close(ROOM_A, CAROL, 8),
+            record(vec![room_op(8, 0, ROOM_A, "member_removed")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        9,
+        vec![record(vec![room_op(9, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+    apply_at(
+        store,
+        10,
+        vec![
+            open(ROOM_A, CAROL, 10),
+            record(vec![room_op(10, 0, ROOM_A, "member_added")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        11,
+        vec![record(vec![room_op(11, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+    apply_at(
+        store,
+        12,
+        vec![record(vec![room_op(12, 0, ROOM_B, "message_created")])],
+    )
+    .await;
+
+    assert_eq!(
+        positions_seen(store, ALICE).await,
+        vec![1, 2, 3, 4, 7, 8, 9, 10, 11, 12],
+        "Alice, a member of both rooms throughout, sees every op"
+    );
+    assert_eq!(
+        positions_seen(store, BOB).await,
+        vec![4, 7, 8, 9, 10, 11],
+        "Bob, who joined room A at 4, sees its ops from 4 on and none of room B"
+    );
+    assert_eq!(
+        positions_seen(store, CAROL).await,
+        vec![1, 3, 4, 7, 8, 10, 11],
+        "Carol sees room A's ops up to her removal at 8 (included), none at 9, and \
+         again from her re-adding at 10"
+    );
+    assert!(
+        positions_seen(store, DAVE).await.is_empty(),
+        "a non-member sees nothing"
+    );
+    assert_eq!(
+        ops_seen(store, CAROL, 4, 10, usize::MAX).await,
+        vec![(7, 0), (8, 0), (10, 0)],
+        "the bounds and the intervals combine"
+    );
+    assert_eq!(
+        ok(store.ops_for(BOB, 3, 4, 10).await, "ops_for"),
+        vec![room_op(4, 0, ROOM_A, "member_added")],
+        "an op comes back whole"
+    );
+    assert_eq!(
+        ok(store.ops_retained_from().await, "ops_retained_from"),
+        0,
+        "nothing is pruned"
+    );
+}
+
+/// Intervals of one member that overlap (removed and re-added by the same event, or
+/// reopened at the same `from`) show each op once.
+pub async fn overlapping_membership_intervals_show_an_op_once<S: ReadStore>(store: &S) {
+    apply_at(
+        store,
+        1,
+        vec![
+            open(ROOM_A, ALICE, 1),
+            record(vec![room_op(1, 0, ROOM_A, "room_created")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        2,
+        vec![
+            close(ROOM_A, ALICE, 2),
+            open(ROOM_A, ALICE, 2),
+            record(vec![
+                room_op(2, 0, ROOM_A, "member_removed"),
+                room_op(2, 1, ROOM_A, "member_added"),
+            ]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        3,
+        vec![
+            close(ROOM_A, ALICE, 3),
+            record(vec![room_op(3, 0, ROOM_A, "member_removed")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        4,
+        vec![
+            open(ROOM_A, ALICE, 4),
+            close(ROOM_A, ALICE, 4),
+            open(ROOM_A, ALICE, 4),
+            record(vec![room_op(4, 0, ROOM_A, "member_added")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        5,
+        vec![record(vec![room_op(5, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+
+    assert_eq!(
+        all_ops_seen(store, ALICE).await,
+        vec![(1, 0), (2, 0), (2, 1), (3, 0), (4, 0), (5, 0)],
+        "every op once, in order; reopening at the same `from` reopens the interval"
+    );
+    assert_eq!(
+        ops_seen(store, ALICE, 0, 5, 2).await,
+        vec![(1, 0), (2, 0), (2, 1)],
+        "overlapping intervals do not make a position look longer than it is"
+    );
+}
+
+/// A targeted op of a room is seen only by its target, and only while it is a member;
+/// an account-level op is seen by its target, member of any room or not.
+pub async fn targeted_and_account_level_ops_are_seen_only_by_their_target<S: ReadStore>(store: &S) {
+    apply_at(
+        store,
+        1,
+        vec![
+            open(ROOM_A, ALICE, 1),
+            open(ROOM_A, BOB, 1),
+            record(vec![room_op(1, 0, ROOM_A, "room_created")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        2,
+        vec![record(vec![
+            room_op(2, 0, ROOM_A, "message_created"),
+            targeted(room_op(2, 1, ROOM_A, "mention"), BOB),
+            targeted(room_op(2, 2, ROOM_A, "mention"), DAVE),
+        ])],
+    )
+    .await;
+    apply_at(
+        store,
+        3,
+        vec![record(vec![targeted(
+            room_op(3, 0, ROOM_A, "read_changed"),
+            ALICE,
+        )])],
+    )
+    .await;
+    let untargeted_account_op = OpRecord {
+        target: None,
+        ..account_op(4, 2, ALICE, "broadcast")
+    };
+    apply_at(
+        store,
+        4,
+        vec![record(vec![
+            account_op(4, 0, ALICE, "contact_added"),
+            account_op(4, 1, DAVE, "contact_added"),
+            untargeted_account_op,
+        ])],
+    )
+    .await;
+    apply_at(
+        store,
+        5,
+        vec![
+            close(ROOM_A, BOB, 5),
+            record(vec![room_op(5, 0, ROOM_A, "member_removed")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        6,
+        vec![record(vec![targeted(
+            room_op(6, 0, ROOM_A, "mention"),
+            BOB,
+        )])],
+    )
+    .await;
+    apply_at(
+        store,
+        7,
+        vec![record(vec![account_op(7, 0, BOB, "contact_added")])],
+    )
+    .await;
+
+    assert_eq!(
+        all_ops_seen(store, ALICE).await,
+        vec![(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)],
+        "Alice sees the untargeted ops, those targeted at her and her account-level op"
+    );
+    assert_eq!(
+        ok(
+            store.ops_for(BOB, 0, Position::MAX, usize::MAX).await,
+            "ops_for"
+        ),
+        vec![
+            room_op(1, 0, ROOM_A, "room_created"),
+            room_op(2, 0, ROOM_A, "message_created"),
+            targeted(room_op(2, 1, ROOM_A, "mention"), BOB),
+            room_op(5, 0, ROOM_A, "member_removed"),
+            account_op(7, 0, BOB, "contact_added"),
+        ],
+        "Bob sees his mention while a member, not the one after his removal, and his \
+         account-level op"
+    );
+    assert_eq!(
+        all_ops_seen(store, DAVE).await,
+        vec![(4, 1)],
+        "a non-member sees only its account-level ops, not room ops targeted at it"
+    );
+    assert!(
+        all_ops_seen(store, CAROL).await.is_empty(),
+        "an account-level op without a target is seen by nobody"
+    );
+}
+
+/// Ops come ordered by (position, index) whatever order they were recorded in, with
+/// `after < position <= up_to`.
+pub async fn ops_come_by_position_and_index_within_the_bounds<S: ReadStore>(store: &S) {
+    apply_at(
+        store,
+        10,
+        vec![
+            open(ROOM_A, ALICE, 1),
+            open(ROOM_B, ALICE, 1),
+            record(vec![
+                room_op(5, 1, ROOM_B, "message_created"),
+                room_op(5, 0, ROOM_B, "message_created"),
+            ]),
+            record(vec![
+                room_op(3, 2, ROOM_A, "message_created"),
+                room_op(3, 0, ROOM_A, "message_created"),
+                room_op(3, 1, ROOM_A, "message_created"),
+            ]),
+            record(vec![room_op(7, 0, ROOM_A, "message_created")]),
+            record(vec![account_op(4, 0, ALICE, "contact_added")]),
+            record(vec![
+                room_op(2, 1, ROOM_B, "message_created"),
+                room_op(2, 0, ROOM_A, "message_created"),
+            ]),
+            record(vec![room_op(1, 0, ROOM_A, "room_created")]),
+        ],
+    )
+    .await;
+
+    let all = vec![
+        (1, 0),
+        (2, 0),
+        (2, 1),
+        (3, 0),
+        (3, 1),
+        (3, 2),
+        (4, 0),
+        (5, 0),
+        (5, 1),
+        (7, 0),
+    ];
+    assert_eq!(
+        all_ops_seen(store, ALICE).await,
+        all,
+        "ops of all rooms and account-level ops are merged by (position, index)"
+    );
+    assert_eq!(
+        ops_seen(store, ALICE, 2, 5, usize::MAX).await,
+        vec![(3, 0), (3, 1), (3, 2), (4, 0), (5, 0), (5, 1)],
+        "`after` is exclusive and `up_to` inclusive"
+    );
+    assert_eq!(ops_seen(store, ALICE, 0, 1, 100).await, vec![(1, 0)]);
+    assert_eq!(
+        ops_seen(store, ALICE, 5, 6, 100).await,
+        Vec::<(Position, u32)>::new(),
+        "a range without ops is empty"
+    );
+    assert_eq!(
+        ops_seen(store, ALICE, 6, Position::MAX, 100).await,
+        vec![(7, 0)]
+    );
+    for (after, up_to) in [
+        (5, 5),
+        (6, 3),
+        (0, 0),
+        (7, 7),
+        (Position::MAX, Position::MAX),
+    ] {
+        assert!(
+            ops_seen(store, ALICE, after, up_to, 100).await.is_empty(),
+            "ops_for({after}, {up_to}) must be empty"
+        );
+    }
+}
+
+/// `limit` bounds the number of ops, but the ops of the last position returned always
+/// come complete (only those the account sees), so that paging by position loses
+/// nothing.
+pub async fn a_limit_never_splits_the_ops_of_one_position<S: ReadStore>(store: &S) {
+    apply_at(
+        store,
+        1,
+        vec![
+            open(ROOM_A, ALICE, 1),
+            open(ROOM_A, BOB, 1),
+            record(vec![
+                room_op(1, 0, ROOM_A, "room_created"),
+                targeted(room_op(1, 1, ROOM_A, "mention"), BOB),
+                room_op(1, 2, ROOM_A, "member_added"),
+            ]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        2,
+        vec![record(vec![room_op(2, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+    apply_at(
+        store,
+        3,
+        vec![record(vec![
+            room_op(3, 0, ROOM_A, "message_created"),
+            account_op(3, 1, ALICE, "contact_added"),
+            targeted(room_op(3, 2, ROOM_A, "mention"), ALICE),
+        ])],
+    )
+    .await;
+    apply_at(
+        store,
+        4,
+        vec![record(vec![room_op(4, 0, ROOM_A, "message_created")])],
+    )
+    .await;
+
+    let all = vec![(1, 0), (1, 2), (2, 0), (3, 0), (3, 1), (3, 2), (4, 0)];
+    assert_eq!(all_ops_seen(store, ALICE).await, all);
+    let expected_by_limit: [(usize, usize); 8] = [
+        (0, 0),
+        (1, 2),
+        (2, 2),
+        (3, 3),
+        (4, 6),
+        (5, 6),
+        (6, 6),
+        (7, 7),
+    ];
+    for (limit, count) in expected_by_limit {
+        assert_eq!(
+            ops_seen(store, ALICE, 0, Position::MAX, limit).await,
+            all[..count].to_vec(),
+            "with limit {limit} Alice gets the first {count} ops: the position the \
+             limit cuts into comes complete"
+        );
+    }
+    assert_eq!(
+        ops_seen(store, ALICE, 0, 3, 5).await,
+        all[..6].to_vec(),
+        "the limit and up_to combine"
+    );
+    assert_eq!(
+        ops_seen(store, BOB, 0, Position::MAX, 1).await,
+        vec![(1, 0), (1, 1), (1, 2)],
+        "Bob's first position includes his mention"
+    );
+
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ops_seen(store, ALICE, after, 4, 1).await;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        assert!(
+            page.iter().all(|&(position, _)| position == last),
+            "with limit 1 each page is one whole position: {page:?}"
+        );
+        paged.extend(page);
+        after = last;
+    }
+    assert_eq!(paged, all, "paging by position returns every op once");
+}
+
+/// `DeleteRoom` keeps the room's ops and membership intervals: members still fetch
+/// the room's history, and intervals stay open until closed.
+pub async fn deleting_a_room_keeps_its_ops_and_membership_intervals<S: ReadStore>(store: &S) {
+    let mut first = two_rooms();
+    first.extend([
+        open(ROOM_A, ALICE, 1),
+        open(ROOM_A, BOB, 1),
+        open(ROOM_B, ALICE, 1),
+        record(vec![
+            room_op(1, 0, ROOM_A, "room_created"),
+            room_op(1, 1, ROOM_B, "room_created"),
+        ]),
+    ]);
+    apply_at(store, 1, first).await;
+    apply_at(
+        store,
+        2,
+        vec![
+            insert(message(ROOM_A, 1, BOB, "hello")),
+            record(vec![room_op(2, 0, ROOM_A, "message_created")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        3,
+        vec![
+            Change::DeleteRoom { room_id: ROOM_A },
+            close(ROOM_A, ALICE, 3),
+            close(ROOM_A, BOB, 3),
+            record(vec![room_op(3, 0, ROOM_A, "room_deleted")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        4,
+        vec![
+            Change::DeleteRoom { room_id: ROOM_B },
+            record(vec![room_op(4, 0, ROOM_B, "room_deleted")]),
+        ],
+    )
+    .await;
+    apply_at(
+        store,
+        5,
+        vec![record(vec![
+            room_op(5, 0, ROOM_A, "message_created"),
+            room_op(5, 1, ROOM_B, "message_created"),
+        ])],
+    )
+    .await;
+
+    assert_eq!(ok(store.room_of(ALICE, ROOM_A).await, "room_of"), None);
+    assert!(ok(store.rooms_of(ALICE).await, "rooms_of").is_empty());
+    assert_eq!(
+        all_ops_seen(store, BOB).await,
+        vec![(1, 0), (2, 0), (3, 0)],
+        "a deleted room's ops stay, up to and including the deletion"
+    );
+    assert_eq!(
+        all_ops_seen(store, ALICE).await,
+        vec![(1, 0), (1, 1), (2, 0), (3, 0), (4, 0), (5, 1)],
+        "DeleteRoom leaves intervals alone: only CloseMembership closes them"
+    );
+    let dump = models_dump(store).await;
+    assert!(
+        dump.lines().any(|line| line.starts_with("op 3 0 "))
+            && dump
+                .lines()
+                .any(|line| line.starts_with("interval 1 100 1 ")),
+        "the dump keeps the deleted room's ops and intervals:\n{dump}"
+    );
+}
+
+/// The dump includes sync ops and membership intervals: stores that differ only in
+/// them dump differently, and the same ones dump the same.
+pub async fn dumps_include_ops_and_membership_intervals<S: ReadStore>(one: &S, other: &S) {
+    let batch = || {
+        vec![
+            open(ROOM_A, ALICE, 1),
+            record(vec![
+                room_op(1, 0, ROOM_A, "room_created"),
+                account_op(1, 1, BOB, "contact_added"),
+            ]),
+        ]
+    };
+    apply_at(one, 1, batch()).await;
+    apply_at(other, 1, batch()).await;
+    assert_eq!(dump(one).await, dump(other).await);
+    assert!(
+        !models_dump(one).await.is_empty(),
+        "ops and intervals are in the dump"
+    );
+
+    apply_at(one, 2, vec![close(ROOM_A, ALICE, 2)]).await;
+    apply_at(other, 2, vec![close(ROOM_A, ALICE, 3)]).await;
+    assert_ne!(
+        dump(one).await,
+        dump(other).await,
+        "stores whose intervals end at different positions must dump differently"
+    );
+    apply_at(one, 3, vec![close(ROOM_A, ALICE, 9)]).await;
+    assert_ne!(dump(one).await, dump(other).await);
+
+    apply_at(one, 4, vec![open(ROOM_A, ALICE, 4), open(ROOM_B, BOB, 4)]).await;
+    apply_at(other, 4, vec![open(ROOM_B, BOB, 4), open(ROOM_A, ALICE, 4)]).await;
+    let mut third_op = room_op(4, 0, ROOM_B, "message_created");
+    apply_at(one, 5, vec![record(vec![third_op.clone()])]).await;
+    third_op.payload.push(' ');
+    apply_at(other, 5, vec![record(vec![third_op.clone()])]).await;
+    assert_ne!(
+        models_dump(one).await,
+        models_dump(other).await,
+        "stores whose op payloads differ must dump differently"
+    );
+
+    // Recording an op again replaces it.
+    apply_at(one, 6, vec![record(vec![third_op])]).await;
+    apply_at(other, 6, Vec::new()).await;
+    assert_eq!(
+        dump(one).await.replace("to=2\n", "to=3\n"),
+        dump(other).await,
+        "stores with the same ops and intervals dump the same"
+    );
 }

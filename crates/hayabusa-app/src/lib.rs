@@ -6,18 +6,23 @@ pub mod clock;
 pub mod commands;
 pub mod consistency;
 pub mod error;
+pub mod hub;
 pub mod idempotency;
+pub mod ops;
 pub mod projector;
 pub mod queries;
 pub mod streams;
+pub mod sync;
 pub mod tokens;
 
 pub use clock::{Clock, IdGenerator, SystemClock};
 pub use commands::{CommandHandler, CreatedAccount, NewAccount, NewRoom, Written};
 pub use consistency::WriteTracker;
 pub use error::AppError;
+pub use hub::{InProcessHub, WakeupHub};
 pub use projector::{ProjectionWatch, Projector, rebuild};
 pub use queries::{LIST_LIMIT, Queries};
+pub use sync::SyncService;
 pub use tokens::{TokenSecret, hash_token};
 
 use hayabusa_store::{EventLog, ReadStore};
@@ -31,6 +36,8 @@ pub struct App {
     pub queries: Queries,
     /// Read-your-writes bookkeeping.
     pub writes: Arc<WriteTracker>,
+    /// The sync gateway.
+    pub sync: SyncService,
     /// The event log (for health and head position).
     pub log: Arc<dyn EventLog>,
 }
@@ -47,12 +54,16 @@ pub struct AppParts {
     pub ids: Arc<IdGenerator>,
     /// Token secret.
     pub secret: TokenSecret,
+    /// Wake-up hub between the projector and the sync gateway.
+    pub hub: Arc<dyn WakeupHub>,
 }
 
 impl App {
     /// Builds the app and its projector; the caller runs [`Projector::run`].
     pub async fn build(parts: AppParts) -> Result<(App, Projector), AppError> {
-        let projector = Projector::new(parts.log.clone(), parts.read.clone()).await?;
+        let projector = Projector::new(parts.log.clone(), parts.read.clone())
+            .await?
+            .with_hub(parts.hub.clone());
         let writes = Arc::new(WriteTracker::new(projector.watch()));
         let commands = CommandHandler::new(
             parts.log.clone(),
@@ -62,12 +73,19 @@ impl App {
             parts.ids,
             parts.secret,
         );
+        let sync = SyncService::new(
+            parts.read.clone(),
+            parts.log.clone(),
+            writes.clone(),
+            parts.hub,
+        );
         let queries = Queries::new(parts.read, parts.log.clone(), writes.clone());
         Ok((
             App {
                 commands,
                 queries,
                 writes,
+                sync,
                 log: parts.log,
             },
             projector,

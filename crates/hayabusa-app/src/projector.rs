@@ -6,6 +6,7 @@
 //! is what read-your-writes waits on (and what the sync gateway's wake-ups will use).
 
 use crate::error::AppError;
+use crate::hub::{WakeupHub, wakeups_for};
 use hayabusa_domain::{Event, decode_event};
 use hayabusa_store::{
     AccountRow, Change, EventReader, MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow,
@@ -18,9 +19,16 @@ use tokio::sync::watch;
 /// How many events one projection batch takes from the log.
 pub const BATCH_SIZE: usize = 2_000;
 
-/// The read-model changes one event causes. This is the whole projection logic; the
-/// adapters only apply changes.
-pub fn changes_for(event: &Event) -> Vec<Change> {
+/// The read-model changes one event at `position` causes: the read models proper plus
+/// the sync feed ([`crate::ops`]). This is the whole projection logic; the adapters
+/// only apply changes.
+pub fn changes_for(position: Position, event: &Event) -> Vec<Change> {
+    let mut changes = model_changes_for(event);
+    changes.extend(crate::ops::sync_changes_for(position, event));
+    changes
+}
+
+fn model_changes_for(event: &Event) -> Vec<Change> {
     match event {
         Event::OrganizationCreated { .. } => vec![],
         Event::AccountCreated(created) => vec![Change::PutAccount(AccountRow {
@@ -206,6 +214,7 @@ pub struct Projector {
     log: Arc<dyn EventReader>,
     store: Arc<dyn ReadModelWriter>,
     sender: watch::Sender<Position>,
+    hub: Option<Arc<dyn WakeupHub>>,
 }
 
 impl Projector {
@@ -216,7 +225,18 @@ impl Projector {
     ) -> Result<Self, AppError> {
         let checkpoint = store.checkpoint().await?;
         let (sender, _) = watch::channel(checkpoint);
-        Ok(Projector { log, store, sender })
+        Ok(Projector {
+            log,
+            store,
+            sender,
+            hub: None,
+        })
+    }
+
+    /// Publishes wake-ups to `hub` after every batch.
+    pub fn with_hub(mut self, hub: Arc<dyn WakeupHub>) -> Self {
+        self.hub = Some(hub);
+        self
     }
 
     /// Watches the projected position.
@@ -245,10 +265,17 @@ impl Projector {
         };
         let mut changes = Vec::with_capacity(events.len() * 2);
         for recorded in &events {
-            changes.extend(changes_for(&decode(recorded)?));
+            changes.extend(changes_for(recorded.position, &decode(recorded)?));
         }
+        let wakeups = match &self.hub {
+            Some(_) => wakeups_for(&changes, last),
+            None => Vec::new(),
+        };
         self.store.apply(changes, last).await?;
         self.sender.send_replace(last);
+        if let Some(hub) = &self.hub {
+            hub.publish(&wakeups);
+        }
         Ok(Some(last))
     }
 

@@ -9,7 +9,7 @@ pub mod params;
 pub mod routes;
 pub mod state;
 
-pub use state::AppState;
+pub use state::{AppState, SyncSettings};
 
 use crate::error::ApiError;
 use axum::Router;
@@ -25,7 +25,7 @@ use tower::util::MapRequestLayer;
 
 /// The API's routes (without the method-override wrapper).
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{accounts, health, me, members, messages, rooms};
+    use routes::{accounts, health, me, members, messages, rooms, sync};
     let v2 = Router::new()
         .route("/me", get(me::me))
         .route("/my/status", get(me::status))
@@ -43,6 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/rooms/{room_id}/messages",
             get(messages::list).post(messages::post),
         )
+        .route("/sync", get(sync::long_poll))
+        .route("/sync/ws", get(sync::websocket))
         .route("/rooms/{room_id}/messages/read", put(messages::read))
         .route("/rooms/{room_id}/messages/unread", put(messages::unread))
         .route(

@@ -22,12 +22,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mut params = BTreeMap::new();
-        if let Some(query) = request.uri().query() {
-            for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-                params.insert(key.into_owned(), value.into_owned());
-            }
-        }
+        let Params(mut params) = Params::from_query(request.uri().query());
         let content_type = request
             .headers()
             .get(CONTENT_TYPE)
@@ -64,6 +59,15 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
+    /// The parameters of a query string only.
+    pub fn from_query(query: Option<&str>) -> Self {
+        let mut params = BTreeMap::new();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            params.insert(key.into_owned(), value.into_owned());
+        }
+        Params(params)
+    }
+
     /// A parameter's raw value.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

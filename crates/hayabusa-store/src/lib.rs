@@ -12,8 +12,8 @@ pub use event_log::{
     NewEvent, Position, RecordedEvent,
 };
 pub use read_model::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries, ReadModelWriter,
-    ReadStore, RoomRow, RoomView, StatusCounts,
+    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
+    ReadModelWriter, ReadStore, RoomRow, RoomView, StatusCounts,
 };
 
 pub mod conformance;

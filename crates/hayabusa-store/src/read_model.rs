@@ -326,7 +326,13 @@ pub trait ReadModelQueries: Send + Sync {
     /// (untargeted or targeted at it) and account-level ops targeted at it. Returns at
     /// most `limit` ops but never splits one position's ops (it may return more than
     /// `limit` to finish the last position).
-    async fn ops_for(&self, account: AccountId, after: Position, up_to: Position, limit: usize) -> Result<Vec<OpRecord>, StoreError>;
+    async fn ops_for(
+        &self,
+        account: AccountId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<OpRecord>, StoreError>;
     /// The lowest position `ops_for` can still answer from (0 = history complete).
     /// A client whose revision is below it has lost history and must resync.
     async fn ops_retained_from(&self) -> Result<Position, StoreError>;

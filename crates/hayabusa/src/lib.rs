@@ -5,8 +5,8 @@
 pub mod data_dir;
 
 use anyhow::Context;
-use hayabusa_app::{App, AppParts, IdGenerator, NewAccount, Projector, SystemClock};
-use hayabusa_http::AppState;
+use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
+use hayabusa_http::{AppState, SyncSettings};
 use hayabusa_store::{EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +24,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// This process's snowflake worker id (0–31).
     pub worker_id: u64,
+    /// Realtime sync settings (WebSocket origins, timeouts).
+    pub sync: SyncSettings,
 }
 
 /// The stores of a data directory.
@@ -94,12 +96,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         clock: Arc::new(SystemClock),
         ids,
         secret,
+        hub: Arc::new(InProcessHub::new()),
     })
     .await
     .context("building the application")?;
     bootstrap_admin(&app, &dir).await?;
 
-    let state = Arc::new(AppState { app });
+    let state = Arc::new(AppState {
+        app,
+        sync: config.sync.clone(),
+    });
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;

@@ -30,6 +30,10 @@ enum Command {
         /// Snowflake worker id of this process (0–31).
         #[arg(long, env = "HAYABUSA_WORKER_ID", default_value_t = 0)]
         worker_id: u64,
+        /// Browser origins allowed to open the sync WebSocket, comma-separated
+        /// (same-origin pages and non-browser clients are always allowed).
+        #[arg(long, env = "HAYABUSA_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+        ws_allowed_origins: Vec<String>,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -118,11 +122,16 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             worker_id,
+            ws_allowed_origins,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
                 listen,
                 worker_id,
+                sync: hayabusa_http::SyncSettings {
+                    allowed_origins: ws_allowed_origins,
+                    ..Default::default()
+                },
             })
             .await?;
             server.wait(shutdown_requested()).await?;

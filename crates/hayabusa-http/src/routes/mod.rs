@@ -6,6 +6,7 @@ pub mod me;
 pub mod members;
 pub mod messages;
 pub mod rooms;
+pub mod sync;
 
 use crate::error::ApiError;
 use crate::params::Params;

@@ -27,7 +27,10 @@ async fn the_bootstrap_admin_token_works_with_both_header_styles() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(app.data_dir().join("admin.token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(app.data_dir().join("admin.token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -35,10 +38,22 @@ async fn the_bootstrap_admin_token_works_with_both_header_styles() {
 #[tokio::test]
 async fn missing_or_wrong_tokens_get_401_in_chatwork_format() {
     let app = spawn_app().await;
-    let none = read(app.admin.http.get(format!("{}/v2/me", app.base)).send().await.unwrap()).await;
+    let none = read(
+        app.admin
+            .http
+            .get(format!("{}/v2/me", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_error(&none, StatusCode::UNAUTHORIZED, "Invalid API token");
     let wrong = Client::new(&app.base, "0123456789abcdef");
-    assert_error(&wrong.get("/v2/rooms").await, StatusCode::UNAUTHORIZED, "Invalid API token");
+    assert_error(
+        &wrong.get("/v2/rooms").await,
+        StatusCode::UNAUTHORIZED,
+        "Invalid API token",
+    );
 }
 
 #[tokio::test]
@@ -79,7 +94,10 @@ async fn an_admin_creates_accounts_that_can_use_the_api_at_once() {
 async fn only_admins_create_accounts_and_bad_parameters_are_refused() {
     let app = spawn_app().await;
     let bob = app.account("Bob").await;
-    let answer = bob.client.send(Method::POST, "/v2/accounts", &[("name", "Eve".into())]).await;
+    let answer = bob
+        .client
+        .send(Method::POST, "/v2/accounts", &[("name", "Eve".into())])
+        .await;
     assert_error(&answer, StatusCode::FORBIDDEN, "administrators");
     assert_error(
         &app.admin.send(Method::POST, "/v2/accounts", &[]).await,
@@ -87,13 +105,19 @@ async fn only_admins_create_accounts_and_bad_parameters_are_refused() {
         "name is required",
     );
     assert_error(
-        &app.admin.send(Method::POST, "/v2/accounts", &[("name", "  ".into())]).await,
+        &app.admin
+            .send(Method::POST, "/v2/accounts", &[("name", "  ".into())])
+            .await,
         StatusCode::BAD_REQUEST,
         "name",
     );
     assert_error(
         &app.admin
-            .send(Method::POST, "/v2/accounts", &[("name", "X".into()), ("admin", "yes".into())])
+            .send(
+                Method::POST,
+                "/v2/accounts",
+                &[("name", "X".into()), ("admin", "yes".into())],
+            )
             .await,
         StatusCode::BAD_REQUEST,
         "admin must be 0 or 1",
@@ -136,7 +160,9 @@ async fn my_status_counts_unread_messages_and_mentions_across_rooms() {
     let bob = app.account("Bob").await;
     let room = app.room(&alice, &[&bob], &[]).await;
     alice.post(room, "hello").await;
-    alice.post(room, &format!("[To:{}] please look", bob.id)).await;
+    alice
+        .post(room, &format!("[To:{}] please look", bob.id))
+        .await;
     let (status, body) = bob.client.get("/v2/my/status").await;
     assert_eq!(status, StatusCode::OK);
     // Bob reads his own writes only; Alice's posts are projected shortly after.

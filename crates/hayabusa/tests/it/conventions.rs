@@ -12,7 +12,10 @@ async fn post_parameters_may_come_in_the_query_string_and_method_may_be_overridd
     let answer = read(
         alice
             .client
-            .request(Method::POST, &format!("/v2/rooms/{room}/messages?body=from%20the%20query"))
+            .request(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages?body=from%20the%20query"),
+            )
             .send()
             .await
             .unwrap(),
@@ -24,7 +27,10 @@ async fn post_parameters_may_come_in_the_query_string_and_method_may_be_overridd
     let answer = read(
         alice
             .client
-            .request(Method::POST, &format!("/v2/rooms/{room}/messages/{message}?method=PUT"))
+            .request(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages/{message}?method=PUT"),
+            )
             .form(&[("body", "overridden")])
             .send()
             .await
@@ -36,7 +42,10 @@ async fn post_parameters_may_come_in_the_query_string_and_method_may_be_overridd
     let answer = read(
         alice
             .client
-            .request(Method::POST, &format!("/v2/rooms/{room}/messages/{message}?method=delete"))
+            .request(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages/{message}?method=delete"),
+            )
             .send()
             .await
             .unwrap(),
@@ -44,7 +53,10 @@ async fn post_parameters_may_come_in_the_query_string_and_method_may_be_overridd
     .await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
     assert_error(
-        &alice.client.get(&format!("/v2/rooms/{room}/messages/{message}")).await,
+        &alice
+            .client
+            .get(&format!("/v2/rooms/{room}/messages/{message}"))
+            .await,
         StatusCode::NOT_FOUND,
         "message not found",
     );
@@ -86,7 +98,11 @@ async fn a_form_content_type_on_get_and_delete_is_tolerated() {
 #[tokio::test]
 async fn unknown_paths_wrong_methods_and_odd_bodies_get_chatwork_errors() {
     let app = spawn_app().await;
-    assert_error(&app.admin.get("/v2/nothing-here").await, StatusCode::NOT_FOUND, "no such endpoint");
+    assert_error(
+        &app.admin.get("/v2/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "no such endpoint",
+    );
     assert_error(
         &app.admin.send(Method::PATCH, "/v2/rooms", &[]).await,
         StatusCode::METHOD_NOT_ALLOWED,
@@ -102,7 +118,11 @@ async fn unknown_paths_wrong_methods_and_odd_bodies_get_chatwork_errors() {
             .unwrap(),
     )
     .await;
-    assert_error(&json_body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "x-www-form-urlencoded");
+    assert_error(
+        &json_body,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "x-www-form-urlencoded",
+    );
     let not_utf8 = read(
         app.admin
             .request(Method::POST, "/v2/rooms")

@@ -13,7 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Binary {
@@ -65,9 +69,11 @@ async fn bodies_in_log(dir: &Path) -> HashMap<String, (u64, usize)> {
         let Some(last) = batch.last() else { break };
         after = last.position;
         for recorded in &batch {
-            if let Ok(Event::MessagePosted { body, room_id, .. }) =
-                hayabusa_domain::decode_event(&recorded.event_type, recorded.schema_version, &recorded.data)
-            {
+            if let Ok(Event::MessagePosted { body, room_id, .. }) = hayabusa_domain::decode_event(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.data,
+            ) {
                 found.entry(body).or_insert((room_id.0, 0)).1 += 1;
             }
         }
@@ -79,7 +85,10 @@ async fn bodies_in_log(dir: &Path) -> HashMap<String, (u64, usize)> {
 async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut binary = launch(dir.path()).await;
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap().trim().to_string();
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
     let admin = Client::new(&binary.base, &token);
     let mut rooms = vec![];
     for i in 0..3 {
@@ -87,10 +96,13 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
             .send(
                 Method::POST,
                 "/v2/rooms",
-                &[("name", format!("crash {i}")), ("members_admin_ids", {
-                    let (_, me) = admin.get("/v2/me").await;
-                    me["account_id"].to_string()
-                })],
+                &[
+                    ("name", format!("crash {i}")),
+                    ("members_admin_ids", {
+                        let (_, me) = admin.get("/v2/me").await;
+                        me["account_id"].to_string()
+                    }),
+                ],
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -121,7 +133,9 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
                     if response.status() != StatusCode::OK {
                         return;
                     }
-                    let Ok(answer) = response.json::<serde_json::Value>().await else { return };
+                    let Ok(answer) = response.json::<serde_json::Value>().await else {
+                        return;
+                    };
                     let id = answer["message_id"].as_str().unwrap().to_string();
                     acknowledged.lock().unwrap().insert(body, (room, id));
                 }
@@ -136,19 +150,32 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
 
         let in_log = bodies_in_log(dir.path()).await;
         let acked = acknowledged.lock().unwrap().clone();
-        assert!(!acked.is_empty(), "round {round}: some posts were acknowledged");
+        assert!(
+            !acked.is_empty(),
+            "round {round}: some posts were acknowledged"
+        );
         for (body, (room, _)) in &acked {
-            assert_eq!(in_log.get(body), Some(&(*room, 1)), "round {round}: acknowledged {body} must be in the log once");
+            assert_eq!(
+                in_log.get(body),
+                Some(&(*room, 1)),
+                "round {round}: acknowledged {body} must be in the log once"
+            );
         }
         for (body, (_, count)) in &in_log {
             assert_eq!(*count, 1, "{body} appears {count} times");
-            assert!(attempted.lock().unwrap().contains(body), "{body} was never sent");
+            assert!(
+                attempted.lock().unwrap().contains(body),
+                "{body} was never sent"
+            );
         }
 
         binary = launch(dir.path()).await;
         let client = Client::new(&binary.base, &token);
         // Every acknowledged message is readable, with its body, after the restart.
-        for (body, (room, id)) in acked.iter().filter(|(b, _)| b.starts_with(&format!("r{round}-"))) {
+        for (body, (room, id)) in acked
+            .iter()
+            .filter(|(b, _)| b.starts_with(&format!("r{round}-")))
+        {
             let (status, message) = client.get(&format!("/v2/rooms/{room}/messages/{id}")).await;
             assert_eq!(status, StatusCode::OK, "{body}: {message}");
             assert_eq!(message["body"], body.as_str());
@@ -157,7 +184,10 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
         for room in &rooms {
             let expected = in_log.values().filter(|(r, _)| r == room).count() as u64;
             let (_, view) = client.get(&format!("/v2/rooms/{room}")).await;
-            assert_eq!(view["message_num"], expected, "room {room} after round {round}");
+            assert_eq!(
+                view["message_num"], expected,
+                "room {room} after round {round}"
+            );
         }
     }
     binary.child.kill().unwrap();
@@ -176,7 +206,10 @@ async fn sigterm_shuts_the_server_down_gracefully() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not stop on SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -30,6 +30,10 @@ pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         worker_id: 0,
+        sync: hayabusa_http::SyncSettings {
+            allowed_origins: vec!["https://chat.example.com".into()],
+            ..Default::default()
+        },
     })
     .await
     .expect("server starts");
@@ -46,7 +50,12 @@ impl TestApp {
 
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
-        self.server.take().unwrap().stop().await.expect("clean stop");
+        self.server
+            .take()
+            .unwrap()
+            .stop()
+            .await
+            .expect("clean stop");
         let (server, base, admin) = start_in(self.dir.path()).await;
         self.server = Some(server);
         self.base = base;
@@ -54,7 +63,12 @@ impl TestApp {
     }
 
     pub async fn stop(mut self) -> TempDir {
-        self.server.take().unwrap().stop().await.expect("clean stop");
+        self.server
+            .take()
+            .unwrap()
+            .stop()
+            .await
+            .expect("clean stop");
         self.dir
     }
 
@@ -79,7 +93,13 @@ impl TestApp {
 
     /// A group room created by `admin` with `members` as members.
     pub async fn room(&self, admin: &User, members: &[&User], readonly: &[&User]) -> u64 {
-        let ids = |users: &[&User]| users.iter().map(|u| u.id.to_string()).collect::<Vec<_>>().join(",");
+        let ids = |users: &[&User]| {
+            users
+                .iter()
+                .map(|u| u.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let (status, body) = admin
             .client
             .send(
@@ -108,10 +128,17 @@ impl User {
     pub async fn post(&self, room: u64, body: &str) -> String {
         let (status, answer) = self
             .client
-            .send(Method::POST, &format!("/v2/rooms/{room}/messages"), &[("body", body.to_string())])
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", body.to_string())],
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        answer["message_id"].as_str().expect("message_id is a string").to_string()
+        answer["message_id"]
+            .as_str()
+            .expect("message_id is a string")
+            .to_string()
     }
 }
 
@@ -138,7 +165,12 @@ impl Client {
     }
 
     /// Sends form parameters (in the body for POST/PUT, in the query otherwise).
-    pub async fn send(&self, method: Method, path: &str, form: &[(&str, String)]) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> (StatusCode, Value) {
         let request = self.request(method.clone(), path);
         let request = if method == Method::POST || method == Method::PUT {
             request.form(form)
@@ -160,7 +192,8 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
     (status, body)
 }
@@ -169,9 +202,13 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
 #[track_caller]
 pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &str) {
     assert_eq!(answer.0, status, "{}", answer.1);
-    let errors = answer.1["errors"].as_array().unwrap_or_else(|| panic!("no errors array in {}", answer.1));
+    let errors = answer.1["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array in {}", answer.1));
     assert!(
-        errors.iter().any(|e| e.as_str().unwrap_or("").contains(needle)),
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap_or("").contains(needle)),
         "expected an error containing {needle:?}, got {}",
         answer.1
     );

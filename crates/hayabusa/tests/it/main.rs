@@ -9,3 +9,4 @@ mod crash;
 mod messages;
 mod persistence;
 mod rooms;
+mod sync;

@@ -13,7 +13,10 @@ async fn post_read_edit_and_delete_a_message_as_chatwork_documents() {
     let message = alice.post(room, "Hello [To:1] world").await;
     assert!(message.parse::<u64>().is_ok());
 
-    let (status, one) = alice.client.get(&format!("/v2/rooms/{room}/messages/{message}")).await;
+    let (status, one) = alice
+        .client
+        .get(&format!("/v2/rooms/{room}/messages/{message}"))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["message_id"], message.as_str());
     assert_eq!(one["body"], "Hello [To:1] world");
@@ -25,13 +28,26 @@ async fn post_read_edit_and_delete_a_message_as_chatwork_documents() {
 
     let path = format!("/v2/rooms/{room}/messages/{message}");
     assert_error(
-        &bob.client.send(Method::PUT, &path, &[("body", "hijack".into())]).await,
+        &bob.client
+            .send(Method::PUT, &path, &[("body", "hijack".into())])
+            .await,
         StatusCode::FORBIDDEN,
         "author",
     );
-    assert_error(&bob.client.send(Method::DELETE, &path, &[]).await, StatusCode::FORBIDDEN, "author");
-    assert_error(&alice.client.send(Method::PUT, &path, &[]).await, StatusCode::BAD_REQUEST, "body is required");
-    let (status, edited) = alice.client.send(Method::PUT, &path, &[("body", "Edited".into())]).await;
+    assert_error(
+        &bob.client.send(Method::DELETE, &path, &[]).await,
+        StatusCode::FORBIDDEN,
+        "author",
+    );
+    assert_error(
+        &alice.client.send(Method::PUT, &path, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "body is required",
+    );
+    let (status, edited) = alice
+        .client
+        .send(Method::PUT, &path, &[("body", "Edited".into())])
+        .await;
     assert_eq!(status, StatusCode::OK, "{edited}");
     assert_eq!(edited["message_id"], message.as_str());
     let (_, one) = alice.client.get(&path).await;
@@ -41,8 +57,16 @@ async fn post_read_edit_and_delete_a_message_as_chatwork_documents() {
     let (status, deleted) = alice.client.send(Method::DELETE, &path, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(deleted["message_id"], message.as_str());
-    assert_error(&alice.client.get(&path).await, StatusCode::NOT_FOUND, "message not found");
-    assert_error(&alice.client.send(Method::DELETE, &path, &[]).await, StatusCode::NOT_FOUND, "message not found");
+    assert_error(
+        &alice.client.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "message not found",
+    );
+    assert_error(
+        &alice.client.send(Method::DELETE, &path, &[]).await,
+        StatusCode::NOT_FOUND,
+        "message not found",
+    );
 }
 
 #[tokio::test]
@@ -53,28 +77,51 @@ async fn readonly_members_cannot_post_and_bad_bodies_are_refused() {
     let room = app.room(&alice, &[], &[&carol]).await;
     let path = format!("/v2/rooms/{room}/messages");
     assert_error(
-        &carol.client.send(Method::POST, &path, &[("body", "hi".into())]).await,
+        &carol
+            .client
+            .send(Method::POST, &path, &[("body", "hi".into())])
+            .await,
         StatusCode::FORBIDDEN,
         "readonly",
     );
-    assert_error(&alice.client.send(Method::POST, &path, &[]).await, StatusCode::BAD_REQUEST, "body is required");
     assert_error(
-        &alice.client.send(Method::POST, &path, &[("body", " \n ".into())]).await,
+        &alice.client.send(Method::POST, &path, &[]).await,
+        StatusCode::BAD_REQUEST,
+        "body is required",
+    );
+    assert_error(
+        &alice
+            .client
+            .send(Method::POST, &path, &[("body", " \n ".into())])
+            .await,
         StatusCode::BAD_REQUEST,
         "body must not be empty",
     );
     assert_error(
-        &alice.client.send(Method::POST, &path, &[("body", "x".repeat(65_536))]).await,
+        &alice
+            .client
+            .send(Method::POST, &path, &[("body", "x".repeat(65_536))])
+            .await,
         StatusCode::BAD_REQUEST,
         "65535",
     );
     assert_error(
-        &alice.client.send(Method::POST, &path, &[("body", "x".into()), ("self_unread", "2".into())]).await,
+        &alice
+            .client
+            .send(
+                Method::POST,
+                &path,
+                &[("body", "x".into()), ("self_unread", "2".into())],
+            )
+            .await,
         StatusCode::BAD_REQUEST,
         "self_unread must be 0 or 1",
     );
     assert_error(
-        &alice.client.send(Method::GET, &path, &[("force", "yes".into())]).await,
+        &alice
+            .client
+            .send(Method::GET, &path, &[("force", "yes".into())])
+            .await,
         StatusCode::BAD_REQUEST,
         "force must be 0 or 1",
     );
@@ -86,7 +133,10 @@ async fn readonly_members_cannot_post_and_bad_bodies_are_refused() {
     // The longest allowed body goes through.
     alice.post(room, &"あ".repeat(65_535)).await;
     // Nothing else was stored.
-    let (status, listed) = alice.client.send(Method::GET, &path, &[("force", "1".into())]).await;
+    let (status, listed) = alice
+        .client
+        .send(Method::GET, &path, &[("force", "1".into())])
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
@@ -103,15 +153,27 @@ async fn force_0_returns_only_messages_new_since_the_callers_last_fetch() {
     let second = alice.post(room, "two").await;
     let (status, body) = alice.client.get(&path).await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> = body.as_array().unwrap().iter().map(|m| m["message_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![first.as_str(), second.as_str()]);
     let (status, _) = alice.client.get(&path).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "nothing new since the last fetch");
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "nothing new since the last fetch"
+    );
     let third = alice.post(room, "three").await;
     let (_, body) = alice.client.get(&path).await;
     assert_eq!(body.as_array().unwrap().len(), 1);
     assert_eq!(body[0]["message_id"], third.as_str());
-    let (status, body) = alice.client.send(Method::GET, &path, &[("force", "1".into())]).await;
+    let (status, body) = alice
+        .client
+        .send(Method::GET, &path, &[("force", "1".into())])
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.as_array().unwrap().len(), 3);
 }
@@ -126,9 +188,18 @@ async fn force_1_returns_the_latest_100_in_order() {
     }
     let (_, body) = alice
         .client
-        .send(Method::GET, &format!("/v2/rooms/{room}/messages"), &[("force", "1".into())])
+        .send(
+            Method::GET,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("force", "1".into())],
+        )
         .await;
-    let bodies: Vec<&str> = body.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    let bodies: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
     assert_eq!(bodies.len(), 100);
     assert_eq!(bodies[0], "m5");
     assert_eq!(bodies[99], "m104");
@@ -158,20 +229,45 @@ async fn read_and_unread_move_the_callers_counts() {
     assert_eq!(counts["mention_num"], 2);
     assert_eq!(counts["message_num"], 3);
 
-    let (status, body) = bob.client.send(Method::PUT, &format!("{path}/read"), &[("message_id", first.clone())]).await;
+    let (status, body) = bob
+        .client
+        .send(
+            Method::PUT,
+            &format!("{path}/read"),
+            &[("message_id", first.clone())],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, serde_json::json!({"unread_num": 2, "mention_num": 2}));
-    let (_, body) = bob.client.send(Method::PUT, &format!("{path}/read"), &[]).await;
+    let (_, body) = bob
+        .client
+        .send(Method::PUT, &format!("{path}/read"), &[])
+        .await;
     assert_eq!(body, serde_json::json!({"unread_num": 0, "mention_num": 0}));
-    let (_, body) = bob.client.send(Method::PUT, &format!("{path}/unread"), &[("message_id", first.clone())]).await;
+    let (_, body) = bob
+        .client
+        .send(
+            Method::PUT,
+            &format!("{path}/unread"),
+            &[("message_id", first.clone())],
+        )
+        .await;
     assert_eq!(body, serde_json::json!({"unread_num": 3, "mention_num": 2}));
     assert_error(
-        &bob.client.send(Method::PUT, &format!("{path}/unread"), &[]).await,
+        &bob.client
+            .send(Method::PUT, &format!("{path}/unread"), &[])
+            .await,
         StatusCode::BAD_REQUEST,
         "message_id is required",
     );
     assert_error(
-        &bob.client.send(Method::PUT, &format!("{path}/read"), &[("message_id", "123".into())]).await,
+        &bob.client
+            .send(
+                Method::PUT,
+                &format!("{path}/read"),
+                &[("message_id", "123".into())],
+            )
+            .await,
         StatusCode::NOT_FOUND,
         "message not found",
     );
@@ -195,6 +291,9 @@ async fn a_retried_post_with_the_same_idempotency_key_posts_once() {
     let second = read(send().await.unwrap()).await;
     assert_eq!(first.0, StatusCode::OK);
     assert_eq!(first.1, second.1);
-    let (_, listed) = alice.client.send(Method::GET, &path, &[("force", "1".into())]).await;
+    let (_, listed) = alice
+        .client
+        .send(Method::GET, &path, &[("force", "1".into())])
+        .await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }

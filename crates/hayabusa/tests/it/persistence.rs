@@ -11,16 +11,26 @@ async fn data_and_tokens_survive_a_restart() {
     let message = alice.post(room, "persisted").await;
     app.restart().await;
     let alice_client = Client::new(&app.base, &alice.client.token);
-    let (status, body) = alice_client.get(&format!("/v2/rooms/{room}/messages/{message}")).await;
+    let (status, body) = alice_client
+        .get(&format!("/v2/rooms/{room}/messages/{message}"))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["body"], "persisted");
     // New writes continue the same room.
     let (status, _) = alice_client
-        .send(Method::POST, &format!("/v2/rooms/{room}/messages"), &[("body", "after restart".into())])
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("body", "after restart".into())],
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (_, listed) = alice_client
-        .send(Method::GET, &format!("/v2/rooms/{room}/messages"), &[("force", "1".into())])
+        .send(
+            Method::GET,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("force", "1".into())],
+        )
         .await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
     // The admin token file was not rewritten.
@@ -40,11 +50,23 @@ async fn rebuild_reproduces_the_incrementally_built_read_models_exactly() {
     alice.post(room, "third").await;
     alice
         .client
-        .send(Method::PUT, &format!("/v2/rooms/{room}/messages/{m1}"), &[("body", "edited".into())])
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/messages/{m1}"),
+            &[("body", "edited".into())],
+        )
         .await;
     let m4 = bob.post(room, "to delete").await;
-    bob.client.send(Method::DELETE, &format!("/v2/rooms/{room}/messages/{m4}"), &[]).await;
-    bob.client.send(Method::PUT, &format!("/v2/rooms/{room}/messages/read"), &[]).await;
+    bob.client
+        .send(
+            Method::DELETE,
+            &format!("/v2/rooms/{room}/messages/{m4}"),
+            &[],
+        )
+        .await;
+    bob.client
+        .send(Method::PUT, &format!("/v2/rooms/{room}/messages/read"), &[])
+        .await;
     alice
         .client
         .send(
@@ -58,19 +80,33 @@ async fn rebuild_reproduces_the_incrementally_built_read_models_exactly() {
         .send(
             Method::PUT,
             &format!("/v2/rooms/{room}/members"),
-            &[("members_admin_ids", alice.id.to_string()), ("members_member_ids", carol.id.to_string())],
+            &[
+                ("members_admin_ids", alice.id.to_string()),
+                ("members_member_ids", carol.id.to_string()),
+            ],
         )
         .await;
     let gone = app.room(&alice, &[&carol], &[]).await;
     alice.post(gone, "bye").await;
     alice
         .client
-        .send(Method::DELETE, &format!("/v2/rooms/{gone}"), &[("action_type", "delete".into())])
+        .send(
+            Method::DELETE,
+            &format!("/v2/rooms/{gone}"),
+            &[("action_type", "delete".into())],
+        )
         .await;
     // Let the projector finish, then compare.
     let state = app.server.as_ref().unwrap().state.clone();
     let head = state.app.log.head();
-    assert!(state.app.writes.projection().wait_for(head, std::time::Duration::from_secs(5)).await);
+    assert!(
+        state
+            .app
+            .writes
+            .projection()
+            .wait_for(head, std::time::Duration::from_secs(5))
+            .await
+    );
     let dir = app.stop().await;
 
     let stores = hayabusa::open_stores(dir.path()).unwrap();

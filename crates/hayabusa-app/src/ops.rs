@@ -1,0 +1,301 @@
+//! The sync feed (LINE's operations): which ops an event causes, and the membership
+//! intervals that decide who sees them.
+//!
+//! Ops are recorded once per event — never once per member. A member sees a room's
+//! ops from the position it joined (inclusive) to the position it was removed
+//! (inclusive): an added account sees its own `member_added` and everything after; a
+//! removed one sees its `member_removed` and nothing after. Ops meant for one account
+//! only (`read_changed`, a `[To:ID]` `mention`) carry a target.
+//!
+//! Payloads are the sync API's op fields (a read model shaped for the gateway); the
+//! HTTP layer adds `type` and `revision`.
+
+use hayabusa_domain::{AccountId, Event, RoomId};
+use hayabusa_store::{Change, OpRecord, Position};
+use serde_json::{Value, json};
+
+/// The sync changes of one event at `position`.
+pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
+    let mut ops = OpsBuilder {
+        position,
+        ops: Vec::new(),
+    };
+    let mut changes = Vec::new();
+    match event {
+        Event::OrganizationCreated { .. } | Event::AccountCreated(_) => {}
+        Event::RoomCreated {
+            room_id,
+            room_type,
+            name,
+            members,
+            ..
+        } => {
+            for (account_id, _) in members {
+                changes.push(Change::OpenMembership {
+                    room_id: *room_id,
+                    account_id: *account_id,
+                    from: position,
+                });
+            }
+            ops.room(
+                *room_id,
+                "room_created",
+                json!({"room_id": room_id.0, "name": name, "room_type": room_type.as_str()}),
+            );
+        }
+        Event::RoomUpdated {
+            room_id,
+            name,
+            description,
+            icon_preset,
+            ..
+        } => {
+            let mut payload = json!({"room_id": room_id.0});
+            for (key, value) in [
+                ("name", name),
+                ("description", description),
+                ("icon_preset", icon_preset),
+            ] {
+                if let Some(value) = value {
+                    payload[key] = json!(value);
+                }
+            }
+            ops.room(*room_id, "room_updated", payload);
+        }
+        Event::MembersChanged {
+            room_id,
+            added,
+            removed,
+            role_changed,
+            ..
+        } => {
+            for (account_id, role) in added {
+                changes.push(Change::OpenMembership {
+                    room_id: *room_id,
+                    account_id: *account_id,
+                    from: position,
+                });
+                ops.room(
+                    *room_id,
+                    "member_added",
+                    json!({"room_id": room_id.0, "account_id": account_id.0, "role": role.as_str()}),
+                );
+            }
+            for (account_id, role) in role_changed {
+                ops.room(
+                    *room_id,
+                    "member_role_changed",
+                    json!({"room_id": room_id.0, "account_id": account_id.0, "role": role.as_str()}),
+                );
+            }
+            for account_id in removed {
+                changes.push(Change::CloseMembership {
+                    room_id: *room_id,
+                    account_id: *account_id,
+                    to: position,
+                });
+                ops.room(
+                    *room_id,
+                    "member_removed",
+                    json!({"room_id": room_id.0, "account_id": account_id.0}),
+                );
+            }
+        }
+        Event::RoomDeleted { room_id, .. } => {
+            // No op follows in a deleted room, so intervals may stay open.
+            ops.room(*room_id, "room_deleted", json!({"room_id": room_id.0}));
+        }
+        Event::MessagePosted {
+            room_id,
+            message_id,
+            account_id,
+            body,
+            mentions,
+            to_all,
+            at,
+            ..
+        } => {
+            ops.room(
+                *room_id,
+                "message_created",
+                json!({
+                    "room_id": room_id.0,
+                    "message_id": message_id.0.to_string(),
+                    "account_id": account_id.0,
+                    "body": body,
+                    "send_time": at,
+                }),
+            );
+            let mention = json!({
+                "room_id": room_id.0,
+                "message_id": message_id.0.to_string(),
+                "account_id": account_id.0,
+                "to_all": to_all,
+            });
+            if *to_all {
+                ops.room(*room_id, "mention", mention);
+            } else {
+                for target in mentions.iter().filter(|m| *m != account_id) {
+                    ops.targeted(Some(*room_id), *target, "mention", mention.clone());
+                }
+            }
+        }
+        Event::MessageEdited {
+            room_id,
+            message_id,
+            body,
+            at,
+            ..
+        } => ops.room(
+            *room_id,
+            "message_updated",
+            json!({
+                "room_id": room_id.0,
+                "message_id": message_id.0.to_string(),
+                "body": body,
+                "update_time": at,
+            }),
+        ),
+        Event::MessageDeleted {
+            room_id,
+            message_id,
+            ..
+        } => ops.room(
+            *room_id,
+            "message_deleted",
+            json!({"room_id": room_id.0, "message_id": message_id.0.to_string()}),
+        ),
+        Event::ReadCursorMoved {
+            account_id,
+            room_id,
+            ..
+        } => ops.targeted(
+            Some(*room_id),
+            *account_id,
+            "read_changed",
+            json!({"room_id": room_id.0, "account_id": account_id.0}),
+        ),
+    }
+    if !ops.ops.is_empty() {
+        changes.push(Change::RecordOps(ops.ops));
+    }
+    changes
+}
+
+struct OpsBuilder {
+    position: Position,
+    ops: Vec<OpRecord>,
+}
+
+impl OpsBuilder {
+    fn push(
+        &mut self,
+        room_id: Option<RoomId>,
+        target: Option<AccountId>,
+        op_type: &str,
+        payload: Value,
+    ) {
+        self.ops.push(OpRecord {
+            position: self.position,
+            index: self.ops.len() as u32,
+            room_id,
+            target,
+            op_type: op_type.to_string(),
+            payload: payload.to_string(),
+        });
+    }
+
+    fn room(&mut self, room_id: RoomId, op_type: &str, payload: Value) {
+        self.push(Some(room_id), None, op_type, payload);
+    }
+
+    fn targeted(
+        &mut self,
+        room_id: Option<RoomId>,
+        target: AccountId,
+        op_type: &str,
+        payload: Value,
+    ) {
+        self.push(room_id, Some(target), op_type, payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hayabusa_domain::{MessageId, Role};
+
+    fn ops_of(changes: &[Change]) -> Vec<(String, Option<AccountId>)> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::RecordOps(ops) => Some(
+                    ops.iter()
+                        .map(|o| (o.op_type.clone(), o.target))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn a_message_makes_one_op_for_the_room_plus_one_per_mentioned_account_not_per_member() {
+        let event = Event::MessagePosted {
+            room_id: RoomId(1),
+            message_id: MessageId(9),
+            seq: 1,
+            account_id: AccountId(2),
+            body: "[To:3][To:2] hi".into(),
+            mentions: vec![AccountId(3), AccountId(2)],
+            to_all: false,
+            self_unread: false,
+            at: 5,
+        };
+        let changes = sync_changes_for(7, &event);
+        assert_eq!(
+            ops_of(&changes),
+            vec![
+                ("message_created".into(), None),
+                ("mention".into(), Some(AccountId(3)))
+            ]
+        );
+        let Change::RecordOps(ops) = &changes[0] else {
+            panic!()
+        };
+        assert!(ops.iter().all(|o| o.position == 7));
+        assert_eq!(ops.iter().map(|o| o.index).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn member_changes_open_and_close_intervals_at_the_events_position() {
+        let event = Event::MembersChanged {
+            room_id: RoomId(1),
+            added: vec![(AccountId(4), Role::Member)],
+            removed: vec![AccountId(5)],
+            role_changed: vec![(AccountId(6), Role::Admin)],
+            by: AccountId(6),
+            at: 1,
+        };
+        let changes = sync_changes_for(11, &event);
+        assert!(changes.contains(&Change::OpenMembership {
+            room_id: RoomId(1),
+            account_id: AccountId(4),
+            from: 11
+        }));
+        assert!(changes.contains(&Change::CloseMembership {
+            room_id: RoomId(1),
+            account_id: AccountId(5),
+            to: 11
+        }));
+        assert_eq!(
+            ops_of(&changes),
+            vec![
+                ("member_added".into(), None),
+                ("member_role_changed".into(), None),
+                ("member_removed".into(), None)
+            ]
+        );
+    }
+}

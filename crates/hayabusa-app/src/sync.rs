@@ -1,0 +1,327 @@
+//! The sync gateway's logic (LINE's fetchOps): every account sees one ordered stream
+//! of ops with revisions; a client that comes back with its last revision gets exactly
+//! what it missed.
+//!
+//! A revision is opaque to clients. Today it is the event-log position as a decimal
+//! string (`"123"`: everything up to and including position 123), or `"123:1"` for an
+//! op that is not the last of its position (everything up to op 1 of position 123),
+//! so that a client resuming from any op's revision gets exactly the ops after it.
+//! When the log is partitioned a revision becomes a vector of partition positions with
+//! a distinct syntax, and these stay parseable.
+
+use crate::consistency::WriteTracker;
+use crate::error::AppError;
+use crate::hub::{Subscription, WakeupHub};
+use hayabusa_domain::{AccountId, RoomId};
+use hayabusa_store::{EventReader, OpRecord, Position, ReadModelQueries};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default and maximum long-poll wait, seconds.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// Longest long-poll wait, seconds.
+pub const MAX_TIMEOUT_SECS: u64 = 60;
+/// Default and maximum number of ops per answer.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest `limit`.
+pub const MAX_LIMIT: usize = 1_000;
+
+/// Why a sync request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SyncError {
+    /// The revision is not one this server hands out.
+    #[error("since must be a revision returned by this server: {0}")]
+    Malformed(String),
+    /// The revision is ahead of everything this server has written.
+    #[error("since is ahead of the server's current revision: {0}")]
+    Future(String),
+    /// History before this revision is no longer kept.
+    #[error(
+        "the history after revision {0} is no longer available: fetch the current state and sync from the current revision"
+    )]
+    Gone(String),
+}
+
+/// A point in an account's op stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Revision {
+    /// Log position.
+    pub position: Position,
+    /// Within that position, the last op index seen; None = all of the position.
+    pub index: Option<u32>,
+}
+
+impl Revision {
+    /// Everything up to and including `position`.
+    pub fn at(position: Position) -> Self {
+        Revision {
+            position,
+            index: None,
+        }
+    }
+
+    /// Whether an op comes after this revision.
+    pub fn precedes(&self, op: &OpRecord) -> bool {
+        match self.index {
+            None => op.position > self.position,
+            Some(index) => {
+                op.position > self.position || (op.position == self.position && op.index > index)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            None => write!(f, "{}", self.position),
+            Some(index) => write!(f, "{}:{index}", self.position),
+        }
+    }
+}
+
+fn digits(raw: &str, max_len: usize) -> Option<&str> {
+    (!raw.is_empty() && raw.len() <= max_len && raw.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(raw)
+}
+
+/// Parses a client's revision.
+pub fn parse_revision(raw: &str) -> Result<Revision, SyncError> {
+    let malformed = || SyncError::Malformed(raw.chars().take(40).collect());
+    let (position, index) = match raw.split_once(':') {
+        Some((position, index)) => (position, Some(index)),
+        None => (raw, None),
+    };
+    let position: Position = digits(position, 20)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(malformed)?;
+    let index = match index {
+        None => None,
+        Some(index) => Some(
+            digits(index, 10)
+                .and_then(|i| i.parse::<u32>().ok())
+                .ok_or_else(malformed)?,
+        ),
+    };
+    if index.is_some() && position == 0 {
+        return Err(malformed());
+    }
+    Ok(Revision { position, index })
+}
+
+/// Formats a position as a revision for clients.
+pub fn format_revision(position: Position) -> String {
+    Revision::at(position).to_string()
+}
+
+/// The revision each op of a batch carries: the bare position for the last op of its
+/// position, `position:index` for the others.
+pub fn op_revisions(ops: &[OpRecord]) -> Vec<Revision> {
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let last_of_position = ops
+                .get(i + 1)
+                .is_none_or(|next| next.position != op.position);
+            Revision {
+                position: op.position,
+                index: (!last_of_position).then_some(op.index),
+            }
+        })
+        .collect()
+}
+
+/// One answer: the ops and the revision to continue from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// The revision after these ops.
+    pub revision: Revision,
+    /// The ops, in order.
+    pub ops: Vec<OpRecord>,
+}
+
+/// Serves ops.
+pub struct SyncService {
+    read: Arc<dyn ReadModelQueries>,
+    log: Arc<dyn EventReader>,
+    writes: Arc<WriteTracker>,
+    hub: Arc<dyn WakeupHub>,
+}
+
+impl SyncService {
+    /// A gateway over the read store, woken by `hub`.
+    pub fn new(
+        read: Arc<dyn ReadModelQueries>,
+        log: Arc<dyn EventReader>,
+        writes: Arc<WriteTracker>,
+        hub: Arc<dyn WakeupHub>,
+    ) -> Self {
+        SyncService {
+            read,
+            log,
+            writes,
+            hub,
+        }
+    }
+
+    /// The current revision (what the read models reflect).
+    pub fn current(&self) -> Position {
+        self.writes.projection().current()
+    }
+
+    /// Checks a client's revision: not ahead of the log, history still there. Waits
+    /// (briefly) for the projector if the revision is durable but not projected yet.
+    pub async fn check(&self, since: Revision) -> Result<Result<(), SyncError>, AppError> {
+        if since.position > self.log.head() {
+            return Ok(Err(SyncError::Future(since.to_string())));
+        }
+        if since.position > self.current() {
+            self.writes
+                .projection()
+                .wait_for(since.position, Duration::from_secs(5))
+                .await;
+        }
+        if since.position < self.read.ops_retained_from().await? {
+            return Ok(Err(SyncError::Gone(since.to_string())));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Ops after `since`, at once (possibly none).
+    pub async fn fetch(
+        &self,
+        account: AccountId,
+        since: Revision,
+        limit: usize,
+    ) -> Result<Batch, AppError> {
+        let up_to = self.current().max(since.position);
+        // A revision inside a position re-reads that position and drops what was seen.
+        let after = match since.index {
+            Some(_) => since.position - 1,
+            None => since.position,
+        };
+        let mut ops = self.read.ops_for(account, after, up_to, limit).await?;
+        let fetched = ops.len();
+        ops.retain(|op| since.precedes(op));
+        let revision = match ops.last() {
+            Some(last) if fetched >= limit => Revision::at(last.position),
+            _ => Revision::at(up_to),
+        };
+        Ok(Batch { revision, ops })
+    }
+
+    /// The rooms `account` listens to now.
+    pub async fn rooms_of(&self, account: AccountId) -> Result<Vec<RoomId>, AppError> {
+        Ok(self
+            .read
+            .rooms_of(account)
+            .await?
+            .into_iter()
+            .map(|r| r.room.room_id)
+            .collect())
+    }
+
+    /// Registers a waiter for `account` (and its current rooms).
+    pub async fn subscribe(&self, account: AccountId) -> Result<Subscription, AppError> {
+        let rooms = self.rooms_of(account).await?;
+        Ok(self.hub.subscribe(account, rooms))
+    }
+
+    /// Long-poll: ops after `since` as soon as there are any, or an empty batch after
+    /// `timeout`.
+    pub async fn long_poll(
+        &self,
+        account: AccountId,
+        since: Revision,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Batch, AppError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Register before reading, so a wake-up between the read and the wait is kept.
+        let subscription = self.subscribe(account).await?;
+        loop {
+            let batch = self.fetch(account, since, limit).await?;
+            if !batch.ops.is_empty() {
+                return Ok(batch);
+            }
+            tokio::select! {
+                _ = subscription.woken() => {
+                    // New rooms may have come with this wake-up.
+                    subscription.set_rooms(self.rooms_of(account).await?);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return self.fetch(account, since, limit).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revisions_are_decimal_positions_with_an_optional_op_index() {
+        assert_eq!(parse_revision("0"), Ok(Revision::at(0)));
+        assert_eq!(parse_revision("12345"), Ok(Revision::at(12345)));
+        assert_eq!(
+            parse_revision("12:3"),
+            Ok(Revision {
+                position: 12,
+                index: Some(3)
+            })
+        );
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "abc",
+            "1 ",
+            "0:1",
+            "1:",
+            ":1",
+            "1:2:3",
+            "1:x",
+            "99999999999999999999999",
+            "18446744073709551616",
+        ] {
+            assert!(
+                matches!(parse_revision(bad), Err(SyncError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(format_revision(7), "7");
+        assert_eq!(
+            Revision {
+                position: 7,
+                index: Some(0)
+            }
+            .to_string(),
+            "7:0"
+        );
+    }
+
+    fn op(position: Position, index: u32) -> OpRecord {
+        OpRecord {
+            position,
+            index,
+            room_id: None,
+            target: None,
+            op_type: "x".into(),
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_last_op_of_a_position_carries_the_bare_position() {
+        let ops = [op(5, 0), op(5, 1), op(6, 0)];
+        let revisions: Vec<String> = op_revisions(&ops).iter().map(|r| r.to_string()).collect();
+        assert_eq!(revisions, vec!["5:0", "5", "6"]);
+        let resume = parse_revision("5:0").unwrap();
+        assert!(!resume.precedes(&ops[0]));
+        assert!(resume.precedes(&ops[1]));
+        assert!(resume.precedes(&ops[2]));
+        assert!(!Revision::at(5).precedes(&ops[1]));
+    }
+}

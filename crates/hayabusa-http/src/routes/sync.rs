@@ -1,0 +1,328 @@
+//! `GET /v2/sync` (long-poll) and `GET /v2/sync/ws` (WebSocket): LINE-style fetchOps.
+//!
+//! Both serve the same ops from the same revisions; see `hayabusa_app::sync`. The
+//! WebSocket sends the backlog after `since`, then live ops as JSON text frames, one
+//! op per frame. It keeps nothing but a revision and a wake-up registration per
+//! connection: ops are re-read from the store after each wake-up, so a dropped client
+//! simply resumes from the revision of the last op it got.
+
+use crate::auth::token_of;
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hayabusa_app::sync::Batch;
+use hayabusa_app::sync::{
+    DEFAULT_LIMIT, DEFAULT_TIMEOUT_SECS, MAX_LIMIT, MAX_TIMEOUT_SECS, Revision, SyncError,
+    op_revisions, parse_revision,
+};
+use hayabusa_domain::AccountId;
+use hayabusa_store::OpRecord;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Close code for a client that did not keep up: reconnect with the last revision.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4000;
+/// Close code for a client that stopped answering pings.
+pub const CLOSE_NO_PONG: u16 = 4001;
+/// Close code when the server cannot read the client's ops (try again later).
+pub const CLOSE_UNAVAILABLE: u16 = 1011;
+
+fn sync_error(error: SyncError) -> ApiError {
+    match error {
+        SyncError::Gone(_) => ApiError::new(StatusCode::GONE, error.to_string()),
+        _ => ApiError::bad_request(error.to_string()),
+    }
+}
+
+/// `since` (checked), or None when absent.
+async fn since_of(state: &AppState, params: &Params) -> ApiResult<Option<Revision>> {
+    let Some(raw) = params.get("since").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let since = parse_revision(raw).map_err(sync_error)?;
+    state.app.sync.check(since).await?.map_err(sync_error)?;
+    Ok(Some(since))
+}
+
+/// One op as the client sees it: its fields plus `type` and `revision`.
+pub fn op_json(op: &OpRecord, revision: Revision) -> Value {
+    let mut fields: Map<String, Value> = serde_json::from_str(&op.payload).unwrap_or_default();
+    fields.insert("type".into(), Value::String(op.op_type.clone()));
+    fields.insert("revision".into(), Value::String(revision.to_string()));
+    Value::Object(fields)
+}
+
+fn batch_json(batch: &Batch) -> Value {
+    let ops: Vec<Value> = batch
+        .ops
+        .iter()
+        .zip(op_revisions(&batch.ops))
+        .map(|(op, revision)| op_json(op, revision))
+        .collect();
+    json!({ "revision": batch.revision.to_string(), "ops": ops })
+}
+
+/// Long-poll.
+pub async fn long_poll(
+    State(state): State<Arc<AppState>>,
+    crate::auth::Caller(caller): crate::auth::Caller,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let timeout = match params.get("timeout").filter(|s| !s.is_empty()) {
+        None => DEFAULT_TIMEOUT_SECS,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|t| *t <= MAX_TIMEOUT_SECS)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("timeout must be 0 to {MAX_TIMEOUT_SECS} seconds"))
+            })?,
+    };
+    let limit = limit_of(&params)?;
+    state
+        .app
+        .writes
+        .wait_for_own_writes(caller.account_id, 0)
+        .await;
+    let Some(since) = since_of(&state, &params).await? else {
+        let current = Revision::at(state.app.sync.current());
+        return Ok(Json(json!({ "revision": current.to_string(), "ops": [] })));
+    };
+    let batch = state
+        .app
+        .sync
+        .long_poll(
+            caller.account_id,
+            since,
+            Duration::from_secs(timeout),
+            limit,
+        )
+        .await?;
+    Ok(Json(batch_json(&batch)))
+}
+
+fn limit_of(params: &Params) -> ApiResult<usize> {
+    match params.get("limit").filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if allowed.iter().any(|a| a == origin || a == "*") {
+        return true;
+    }
+    // Same origin: the page was served by this host.
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+/// WebSocket upgrade.
+pub async fn websocket(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match upgrade(state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> {
+    let (mut parts, _body) = request.into_parts();
+    if !origin_allowed(&parts.headers, &state.sync.allowed_origins) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this Origin may not open a sync WebSocket",
+        ));
+    }
+    let params = Params::from_query(parts.uri.query());
+    let token = token_of(&parts)
+        .or_else(|| params.get("token").map(str::to_string))
+        .ok_or_else(ApiError::unauthorized)?;
+    let caller = state.app.queries.authenticate(&token).await?;
+    state
+        .app
+        .writes
+        .wait_for_own_writes(caller.account_id, 0)
+        .await;
+    let since = match since_of(&state, &params).await? {
+        Some(since) => since,
+        None => Revision::at(state.app.sync.current()),
+    };
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
+        .await
+        .map_err(|rejection| {
+            ApiError::bad_request(format!("not a WebSocket request: {rejection}"))
+        })?;
+    let settings = state.sync.clone();
+    Ok(upgrade
+        .read_buffer_size(2 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(
+            settings
+                .max_write_buffer
+                .max(crate::state::MIN_WRITE_BUFFER),
+        )
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            serve_socket(socket, state, caller.account_id, since).await;
+        }))
+}
+
+enum Outcome {
+    Continue,
+    Stop,
+}
+
+async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> Outcome {
+    match tokio::time::timeout(timeout, socket.send(message)).await {
+        Ok(Ok(())) => Outcome::Continue,
+        Ok(Err(_)) => Outcome::Stop,
+        Err(_) => {
+            close(
+                socket,
+                CLOSE_SLOW_CONSUMER,
+                "slow consumer: reconnect with since=<last revision>",
+            )
+            .await;
+            Outcome::Stop
+        }
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }));
+    // The client may not be reading at all: give the close frame a moment only.
+    let _ = tokio::time::timeout(Duration::from_millis(100), socket.send(frame)).await;
+}
+
+/// Sends every op after `revision`; returns the new revision, or None to stop.
+async fn catch_up(
+    socket: &mut WebSocket,
+    state: &AppState,
+    account: AccountId,
+    mut revision: Revision,
+    subscription: &hayabusa_app::hub::Subscription,
+) -> Option<Revision> {
+    let settings = &state.sync;
+    loop {
+        let batch = match state
+            .app
+            .sync
+            .fetch(account, revision, settings.page_size)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::warn!(%error, %account, "sync read failed");
+                close(
+                    socket,
+                    CLOSE_UNAVAILABLE,
+                    "temporarily unavailable: reconnect",
+                )
+                .await;
+                return None;
+            }
+        };
+        let mut own_membership_changed = false;
+        for (op, op_revision) in batch.ops.iter().zip(op_revisions(&batch.ops)) {
+            if matches!(
+                op.op_type.as_str(),
+                "member_added" | "member_removed" | "room_created"
+            ) {
+                own_membership_changed = true;
+            }
+            let frame = Message::Text(op_json(op, op_revision).to_string().into());
+            if let Outcome::Stop = send(socket, frame, settings.send_timeout).await {
+                return None;
+            }
+        }
+        revision = batch.revision;
+        if own_membership_changed {
+            match state.app.sync.rooms_of(account).await {
+                Ok(rooms) => subscription.set_rooms(rooms),
+                Err(error) => {
+                    tracing::warn!(%error, %account, "sync read failed");
+                    close(
+                        socket,
+                        CLOSE_UNAVAILABLE,
+                        "temporarily unavailable: reconnect",
+                    )
+                    .await;
+                    return None;
+                }
+            }
+        }
+        if batch.ops.len() < settings.page_size {
+            return Some(revision);
+        }
+    }
+}
+
+async fn serve_socket(
+    mut socket: WebSocket,
+    state: Arc<AppState>,
+    account: AccountId,
+    since: Revision,
+) {
+    let subscription = match state.app.sync.subscribe(account).await {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            tracing::warn!(%error, %account, "sync subscribe failed");
+            close(
+                &mut socket,
+                CLOSE_UNAVAILABLE,
+                "temporarily unavailable: reconnect",
+            )
+            .await;
+            return;
+        }
+    };
+    let mut revision = since;
+    let mut ping = tokio::time::interval(state.sync.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        match catch_up(&mut socket, &state, account, revision, &subscription).await {
+            Some(next) => revision = next,
+            None => return,
+        }
+        tokio::select! {
+            _ = subscription.woken() => {}
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Pong(_))) => awaiting_pong = false,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    close(&mut socket, CLOSE_NO_PONG, "no pong: reconnect with since=<last revision>").await;
+                    return;
+                }
+                if let Outcome::Stop = send(&mut socket, Message::Ping(Default::default()), state.sync.send_timeout).await {
+                    return;
+                }
+                awaiting_pong = true;
+            }
+        }
+    }
+}

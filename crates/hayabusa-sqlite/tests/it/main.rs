@@ -1,3 +1,4 @@
 //! Integration tests of the SQLite adapters, in one test binary.
 
+mod event_log;
 mod read_store;

@@ -4,7 +4,7 @@
 //! only add optional fields or a new version with an upcaster in [`decode_event`].
 //! These types are not API DTOs; the HTTP layer has its own.
 
-use crate::ids::{AccountId, MessageId, OrganizationId, RoomId};
+use crate::ids::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 use crate::room::{Role, RoomType};
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,167 @@ pub enum Event {
         /// Unix seconds.
         at: i64,
     },
+    /// Tasks were assigned (one per assignee), announced by the message `message_id`
+    /// (posted in the same append, just before).
+    TasksAdded {
+        /// The room.
+        room_id: RoomId,
+        /// The message announcing the tasks.
+        message_id: MessageId,
+        /// Who assigned them.
+        assigned_by: AccountId,
+        /// Task text.
+        body: String,
+        /// One task per assignee.
+        tasks: Vec<(TaskId, AccountId)>,
+        /// Deadline, Unix seconds (0 = none).
+        limit_time: i64,
+        /// none, date or time.
+        limit_type: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A task was marked open or done.
+    TaskStatusChanged {
+        /// The room.
+        room_id: RoomId,
+        /// The task.
+        task_id: TaskId,
+        /// open or done.
+        status: String,
+        /// Who changed it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A file was uploaded, announced by the message `message_id` (posted in the same
+    /// append, just before).
+    FileUploaded {
+        /// The room.
+        room_id: RoomId,
+        /// The file.
+        file_id: FileId,
+        /// The message announcing it.
+        message_id: MessageId,
+        /// Uploader.
+        account_id: AccountId,
+        /// The client's file name (metadata only; sanitized).
+        filename: String,
+        /// Size in bytes.
+        filesize: u64,
+        /// Key of the content in the blob store.
+        blob_key: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The room's invitation link was created or changed.
+    LinkSet {
+        /// The room.
+        room_id: RoomId,
+        /// The link code (unique per server).
+        code: String,
+        /// Whether joining needs an admin's approval.
+        need_acceptance: bool,
+        /// Description shown with the link.
+        description: String,
+        /// Who set it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The room's invitation link was removed.
+    LinkRemoved {
+        /// The room.
+        room_id: RoomId,
+        /// The code it had.
+        code: String,
+        /// Who removed it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Someone asked to join through a link that needs acceptance.
+    JoinRequested {
+        /// The room.
+        room_id: RoomId,
+        /// Who wants to join.
+        account_id: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A join request was approved (a `MembersChanged` follows) or rejected.
+    JoinRequestResolved {
+        /// The room.
+        room_id: RoomId,
+        /// Who asked.
+        account_id: AccountId,
+        /// Approved?
+        approved: bool,
+        /// The admin who decided.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An invitation link code was claimed for a room (stream `link-{code}`).
+    LinkCodeClaimed {
+        /// The code.
+        code: String,
+        /// The room.
+        room_id: RoomId,
+    },
+    /// An invitation link code was given up and may be claimed again.
+    LinkCodeReleased {
+        /// The code.
+        code: String,
+        /// The room that had it.
+        room_id: RoomId,
+    },
+    /// `from` asked `to` to become a contact (stream of the pair).
+    ContactRequested {
+        /// The request.
+        request_id: RequestId,
+        /// Who asks.
+        from: AccountId,
+        /// Who is asked.
+        to: AccountId,
+        /// A message with the request.
+        message: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The request was approved: the two are contacts with a direct room.
+    ContactApproved {
+        /// The request.
+        request_id: RequestId,
+        /// Who asked.
+        from: AccountId,
+        /// Who approved.
+        to: AccountId,
+        /// Their direct room.
+        direct_room_id: RoomId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The request was rejected.
+    ContactRejected {
+        /// The request.
+        request_id: RequestId,
+        /// Who asked.
+        from: AccountId,
+        /// Who rejected.
+        to: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The two are no longer contacts (their direct room stays).
+    ContactRemoved {
+        /// Who removed the contact.
+        by: AccountId,
+        /// The other account.
+        other: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
     /// An account's read cursor in a room moved (to mark read or unread).
     ReadCursorMoved {
         /// The reader.
@@ -181,6 +342,19 @@ impl Event {
             Event::MessageEdited { .. } => "message_edited",
             Event::MessageDeleted { .. } => "message_deleted",
             Event::ReadCursorMoved { .. } => "read_cursor_moved",
+            Event::TasksAdded { .. } => "tasks_added",
+            Event::TaskStatusChanged { .. } => "task_status_changed",
+            Event::FileUploaded { .. } => "file_uploaded",
+            Event::LinkSet { .. } => "link_set",
+            Event::LinkRemoved { .. } => "link_removed",
+            Event::JoinRequested { .. } => "join_requested",
+            Event::JoinRequestResolved { .. } => "join_request_resolved",
+            Event::LinkCodeClaimed { .. } => "link_code_claimed",
+            Event::LinkCodeReleased { .. } => "link_code_released",
+            Event::ContactRequested { .. } => "contact_requested",
+            Event::ContactApproved { .. } => "contact_approved",
+            Event::ContactRejected { .. } => "contact_rejected",
+            Event::ContactRemoved { .. } => "contact_removed",
         }
     }
 

@@ -44,6 +44,18 @@ id_type!(
     /// An organization that accounts belong to. JavaScript-safe.
     OrganizationId
 );
+id_type!(
+    /// A task. JavaScript-safe.
+    TaskId
+);
+id_type!(
+    /// An uploaded file. JavaScript-safe.
+    FileId
+);
+id_type!(
+    /// A contact request. JavaScript-safe.
+    RequestId
+);
 
 /// The largest integer a JavaScript number holds exactly.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;

@@ -11,5 +11,5 @@ mod room_tests;
 
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
-pub use ids::{AccountId, MessageId, OrganizationId, RoomId};
+pub use ids::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use room::{Role, Room, RoomCommand, RoomType};

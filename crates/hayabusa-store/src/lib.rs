@@ -12,8 +12,9 @@ pub use event_log::{
     NewEvent, Position, RecordedEvent,
 };
 pub use read_model::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
-    ReadModelWriter, ReadStore, RoomRow, RoomView, StatusCounts,
+    AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
+    JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
+    ReadModelWriter, ReadStore, RoomRow, RoomView, StatusCounts, TaskFilter, TaskRow, TaskView,
 };
 
 pub mod conformance;

@@ -14,7 +14,9 @@
 use crate::error::StoreError;
 use crate::event_log::Position;
 use async_trait::async_trait;
-use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
+use hayabusa_domain::{
+    AccountId, FileId, MessageId, OrganizationId, RequestId, Role, RoomId, RoomType, TaskId,
+};
 
 /// An account as the read side knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +77,12 @@ pub struct RoomView {
     pub unread_num: u64,
     /// Of those, how many mention the viewer (`[To:viewer]` or `[toall]`).
     pub mention_num: u64,
+    /// Open tasks of the room assigned to the viewer.
+    pub mytask_num: u64,
+    /// All tasks of the room.
+    pub task_num: u64,
+    /// Files of the room.
+    pub file_num: u64,
 }
 
 /// A message.
@@ -129,6 +137,144 @@ pub struct StatusCounts {
     pub unread_num: u64,
     /// Unread mentions.
     pub mention_num: u64,
+    /// Rooms with open tasks assigned to the account.
+    pub mytask_room_num: u64,
+    /// Open tasks assigned to the account.
+    pub mytask_num: u64,
+}
+
+/// A task (one per assignee).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRow {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its room.
+    pub room_id: RoomId,
+    /// The assignee.
+    pub account_id: AccountId,
+    /// Who assigned it.
+    pub assigned_by: AccountId,
+    /// The message that announced it.
+    pub message_id: MessageId,
+    /// Task text.
+    pub body: String,
+    /// Deadline, Unix seconds (0 = none).
+    pub limit_time: i64,
+    /// none, date or time.
+    pub limit_type: String,
+    /// open or done.
+    pub status: String,
+}
+
+/// A task with the names around it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskView {
+    /// The task.
+    pub task: TaskRow,
+    /// Its room's name.
+    pub room_name: String,
+    /// Its room's icon preset.
+    pub room_icon_preset: String,
+    /// The assignee's name (empty if unknown).
+    pub account_name: String,
+    /// The assigner's name (empty if unknown).
+    pub assigned_by_name: String,
+}
+
+/// Which tasks to list; `None` = any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Assignee.
+    pub account_id: Option<AccountId>,
+    /// Assigner.
+    pub assigned_by: Option<AccountId>,
+    /// open or done.
+    pub status: Option<String>,
+}
+
+/// An uploaded file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    /// The file.
+    pub file_id: FileId,
+    /// Its room.
+    pub room_id: RoomId,
+    /// Uploader.
+    pub account_id: AccountId,
+    /// The message that announced it.
+    pub message_id: MessageId,
+    /// File name (metadata only).
+    pub filename: String,
+    /// Size in bytes.
+    pub filesize: u64,
+    /// Unix seconds.
+    pub upload_time: i64,
+    /// Key of the content in the blob store.
+    pub blob_key: String,
+}
+
+/// A file with its uploader's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileView {
+    /// The file.
+    pub file: FileRow,
+    /// Uploader's name (empty if unknown).
+    pub account_name: String,
+}
+
+/// A contact of an account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactView {
+    /// The contact's account.
+    pub account: AccountRow,
+    /// The direct room of the pair.
+    pub room_id: RoomId,
+}
+
+/// A pending contact request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRequestRow {
+    /// The request.
+    pub request_id: RequestId,
+    /// Who asks.
+    pub from: AccountId,
+    /// Who is asked.
+    pub to: AccountId,
+    /// Message with the request.
+    pub message: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// A pending contact request with the asking account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRequestView {
+    /// The request.
+    pub request: ContactRequestRow,
+    /// The asking account.
+    pub from: AccountRow,
+}
+
+/// A room's invitation link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkRow {
+    /// The room.
+    pub room_id: RoomId,
+    /// Code (unique per server).
+    pub code: String,
+    /// Joining needs an admin's approval.
+    pub need_acceptance: bool,
+    /// Description.
+    pub description: String,
+}
+
+/// A pending request to join a room through its link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequestView {
+    /// Who asks.
+    pub account: AccountRow,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// One sync operation (LINE's fetchOps), as recorded by the projector.
@@ -173,8 +319,9 @@ pub enum Change {
         /// Unix seconds.
         at: i64,
     },
-    /// Remove a room with its members, messages, mentions and cursors. Its sync ops
-    /// and membership intervals stay: they are history that members resume from.
+    /// Remove a room with its members, messages, mentions, cursors, tasks, files, link
+    /// and join requests. Its sync ops and membership intervals stay: they are history
+    /// that members resume from.
     DeleteRoom {
         /// The room.
         room_id: RoomId,
@@ -244,6 +391,64 @@ pub enum Change {
         account_id: AccountId,
         /// Last position the member sees.
         to: Position,
+    },
+    /// Insert a task (replaces one with the same id).
+    PutTask(TaskRow),
+    /// Set a task's status (ignored if unknown).
+    SetTaskStatus {
+        /// The task.
+        task_id: TaskId,
+        /// open or done.
+        status: String,
+    },
+    /// Insert a file (replaces one with the same id).
+    PutFile(FileRow),
+    /// `account_id` has `contact_id` as a contact, with their direct room (one
+    /// direction; the projector emits both).
+    PutContact {
+        /// The owner of the contact list.
+        account_id: AccountId,
+        /// The contact.
+        contact_id: AccountId,
+        /// Their direct room.
+        room_id: RoomId,
+    },
+    /// Remove one direction of a contact.
+    RemoveContact {
+        /// The owner of the contact list.
+        account_id: AccountId,
+        /// The contact.
+        contact_id: AccountId,
+    },
+    /// A pending contact request (replaces one with the same id).
+    PutContactRequest(ContactRequestRow),
+    /// A contact request is no longer pending.
+    RemoveContactRequest {
+        /// The request.
+        request_id: RequestId,
+    },
+    /// Set a room's invitation link (replaces the previous one of the room).
+    SetLink(LinkRow),
+    /// Remove a room's invitation link.
+    RemoveLink {
+        /// The room.
+        room_id: RoomId,
+    },
+    /// A pending request to join a room.
+    PutJoinRequest {
+        /// The room.
+        room_id: RoomId,
+        /// Who asks.
+        account_id: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A join request is no longer pending.
+    RemoveJoinRequest {
+        /// The room.
+        room_id: RoomId,
+        /// Who asked.
+        account_id: AccountId,
     },
     /// Set a member's read cursor (ignored if not a member).
     SetReadCursor {
@@ -321,6 +526,51 @@ pub trait ReadModelQueries: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Totals over all of `account`'s rooms.
     async fn status(&self, account: AccountId) -> Result<StatusCounts, StoreError>;
+    /// Tasks of a room matching `filter`, by task id, at most `limit`.
+    async fn tasks_of_room(
+        &self,
+        room: RoomId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError>;
+    /// One task of a room.
+    async fn task(&self, room: RoomId, task: TaskId) -> Result<Option<TaskView>, StoreError>;
+    /// Tasks assigned to `account` in rooms it is a member of, matching the filter's
+    /// `assigned_by` and `status` (its `account_id` is ignored), by task id, at most
+    /// `limit`.
+    async fn tasks_of_account(
+        &self,
+        account: AccountId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError>;
+    /// Files of a room, optionally only one uploader's, by file id, at most `limit`.
+    async fn files_of_room(
+        &self,
+        room: RoomId,
+        uploader: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<FileView>, StoreError>;
+    /// One file of a room.
+    async fn file(&self, room: RoomId, file: FileId) -> Result<Option<FileView>, StoreError>;
+    /// `account`'s contacts, by contact account id.
+    async fn contacts(&self, account: AccountId) -> Result<Vec<ContactView>, StoreError>;
+    /// Pending contact requests addressed to `account`, by request id.
+    async fn incoming_requests(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<ContactRequestView>, StoreError>;
+    /// One pending contact request.
+    async fn contact_request(
+        &self,
+        request: RequestId,
+    ) -> Result<Option<ContactRequestRow>, StoreError>;
+    /// A room's invitation link.
+    async fn link_of_room(&self, room: RoomId) -> Result<Option<LinkRow>, StoreError>;
+    /// The link with this code.
+    async fn link_by_code(&self, code: &str) -> Result<Option<LinkRow>, StoreError>;
+    /// Pending join requests of a room, by account id.
+    async fn join_requests(&self, room: RoomId) -> Result<Vec<JoinRequestView>, StoreError>;
     /// The sync ops `account` sees with `after < position <= up_to`, ordered by
     /// (position, index): ops of rooms during the account's membership intervals
     /// (untargeted or targeted at it) and account-level ops targeted at it. Returns at

@@ -1,15 +1,19 @@
 //! Hayabusa's pure domain core: ids, message notation, events and the room
 //! aggregate. No I/O, no async, no clock: time and ids are inputs.
 
+pub mod contact;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod link;
 pub mod notation;
 pub mod room;
 #[cfg(test)]
 mod room_tests;
 
+pub use contact::{ContactCommand, ContactPair};
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
 pub use ids::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
+pub use link::LinkCode;
 pub use room::{Role, Room, RoomCommand, RoomType};

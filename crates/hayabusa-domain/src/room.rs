@@ -6,10 +6,10 @@
 
 use crate::error::DomainError;
 use crate::event::Event;
-use crate::ids::{AccountId, MessageId, RoomId};
+use crate::ids::{AccountId, FileId, MessageId, RoomId, TaskId};
 use crate::notation::parse_addressing;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// my (an account's own notes), direct (two people), group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,6 +79,37 @@ pub struct MessageFacts {
     pub deleted: bool,
 }
 
+/// What the rules know about one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskFacts {
+    /// The assignee.
+    pub assignee: AccountId,
+    /// Who assigned it.
+    pub assigned_by: AccountId,
+}
+
+/// Task deadline kinds ChatWork accepts.
+pub const LIMIT_TYPES: &[&str] = &["none", "date", "time"];
+
+/// The longest invitation link code.
+pub const MAX_LINK_CODE_CHARS: usize = 50;
+
+/// Checks an invitation link code: 1–50 characters of `[A-Za-z0-9_-]`.
+pub fn validate_link_code(code: &str) -> Result<(), DomainError> {
+    let valid = !code.is_empty()
+        && code.len() <= MAX_LINK_CODE_CHARS
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(DomainError::Invalid(format!(
+            "code must be 1 to {MAX_LINK_CODE_CHARS} characters of A-Z, a-z, 0-9, _ and -"
+        )))
+    }
+}
+
 /// The state of a room as the write side sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Room {
@@ -101,6 +132,12 @@ pub struct RoomInfo {
     pub last_seq: u64,
     /// Facts per message.
     pub messages: HashMap<MessageId, MessageFacts>,
+    /// Facts per task.
+    pub tasks: HashMap<TaskId, TaskFacts>,
+    /// The invitation link's code and whether joining needs acceptance.
+    pub link: Option<(String, bool)>,
+    /// Accounts waiting for an admin to let them in.
+    pub pending_joins: BTreeSet<AccountId>,
     /// Deleted rooms refuse everything.
     pub deleted: bool,
 }
@@ -165,6 +202,69 @@ pub enum RoomCommand {
         /// The message.
         message_id: MessageId,
     },
+    /// Assign a task to each of `to_ids`, announced by a message.
+    AddTasks {
+        /// The announcing message's id.
+        message_id: MessageId,
+        /// One new id per assignee, in the order of `to_ids`.
+        task_ids: Vec<TaskId>,
+        /// Task text.
+        body: String,
+        /// Assignees (members of the room).
+        to_ids: Vec<AccountId>,
+        /// Deadline, Unix seconds (0 = none).
+        limit_time: i64,
+        /// none, date or time.
+        limit_type: String,
+    },
+    /// Mark a task open or done (its assignee or assigner).
+    SetTaskStatus {
+        /// The task.
+        task_id: TaskId,
+        /// Done?
+        done: bool,
+    },
+    /// Record an uploaded file, announced by a message.
+    AttachFile {
+        /// The file's id.
+        file_id: FileId,
+        /// The announcing message's id.
+        message_id: MessageId,
+        /// The client's file name (sanitized).
+        filename: String,
+        /// Size in bytes.
+        filesize: u64,
+        /// Where the content is in the blob store.
+        blob_key: String,
+        /// Text to post with the file (may be empty).
+        message: String,
+    },
+    /// Create (`create`) or change the invitation link. The code must have been
+    /// claimed for this room already.
+    SetLink {
+        /// Code.
+        code: String,
+        /// Joining needs acceptance.
+        need_acceptance: bool,
+        /// Description.
+        description: String,
+        /// true: the link must not exist yet; false: it must exist.
+        create: bool,
+    },
+    /// Remove the invitation link.
+    RemoveLink,
+    /// The actor (not a member) joins through the link `code`.
+    JoinByLink {
+        /// The code the actor used.
+        code: String,
+    },
+    /// An admin lets a pending account in, or not.
+    ResolveJoin {
+        /// Who asked.
+        account: AccountId,
+        /// Let in?
+        approve: bool,
+    },
     /// Move the actor's read cursor: read up to a message (or the latest), or unread from one.
     MoveReadCursor {
         /// The message concerned; None = the latest.
@@ -222,6 +322,9 @@ impl Room {
         }
 
         let info = self.live().ok_or(DomainError::NotFound("room"))?;
+        if let RoomCommand::JoinByLink { code } = &command {
+            return join_by_link(info, actor, code, at);
+        }
         let role = *info
             .members
             .get(&actor)
@@ -370,6 +473,204 @@ impl Room {
                     at,
                 }])
             }
+            RoomCommand::AddTasks {
+                message_id,
+                task_ids,
+                body,
+                to_ids,
+                limit_time,
+                limit_type,
+            } => {
+                if role == Role::Readonly {
+                    return Err(DomainError::Forbidden(
+                        "readonly members cannot create tasks".into(),
+                    ));
+                }
+                validate_body(&body)?;
+                if to_ids.is_empty() {
+                    return Err(DomainError::Invalid(
+                        "to_ids must name at least one member".into(),
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                if let Some(twice) = to_ids.iter().find(|id| !seen.insert(**id)) {
+                    return Err(DomainError::Invalid(format!(
+                        "account {twice} is listed more than once in to_ids"
+                    )));
+                }
+                let outsiders: Vec<String> = to_ids
+                    .iter()
+                    .filter(|id| !info.members.contains_key(id))
+                    .map(|id| id.to_string())
+                    .collect();
+                if !outsiders.is_empty() {
+                    return Err(DomainError::Invalid(format!(
+                        "to_ids must be members of the room: {}",
+                        outsiders.join(",")
+                    )));
+                }
+                if !LIMIT_TYPES.contains(&limit_type.as_str()) {
+                    return Err(DomainError::Invalid(
+                        "limit_type must be one of none, date, time".into(),
+                    ));
+                }
+                if limit_time < 0 {
+                    return Err(DomainError::Invalid("limit must be a Unix time".into()));
+                }
+                if task_ids.len() != to_ids.len() {
+                    return Err(DomainError::Invalid("one task id per assignee".into()));
+                }
+                let announcement = format!("[task]{body}[/task]");
+                validate_body(&announcement)?;
+                Ok(vec![
+                    Event::MessagePosted {
+                        room_id,
+                        message_id,
+                        seq: info.last_seq + 1,
+                        account_id: actor,
+                        body: announcement,
+                        mentions: to_ids.iter().copied().filter(|id| *id != actor).collect(),
+                        to_all: false,
+                        self_unread: false,
+                        at,
+                    },
+                    Event::TasksAdded {
+                        room_id,
+                        message_id,
+                        assigned_by: actor,
+                        body,
+                        tasks: task_ids.into_iter().zip(to_ids).collect(),
+                        limit_time,
+                        limit_type,
+                        at,
+                    },
+                ])
+            }
+            RoomCommand::SetTaskStatus { task_id, done } => {
+                let facts = info
+                    .tasks
+                    .get(&task_id)
+                    .ok_or(DomainError::NotFound("task"))?;
+                if actor != facts.assignee && actor != facts.assigned_by {
+                    return Err(DomainError::Forbidden(
+                        "only the assignee or the assigner can change a task's status".into(),
+                    ));
+                }
+                Ok(vec![Event::TaskStatusChanged {
+                    room_id,
+                    task_id,
+                    status: if done { "done" } else { "open" }.into(),
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::AttachFile {
+                file_id,
+                message_id,
+                filename,
+                filesize,
+                blob_key,
+                message,
+            } => {
+                if role == Role::Readonly {
+                    return Err(DomainError::Forbidden(
+                        "readonly members cannot upload files".into(),
+                    ));
+                }
+                let download = format!("[download:{file_id}]{filename}[/download]");
+                let body = if message.trim().is_empty() {
+                    download
+                } else {
+                    format!("{message}\n{download}")
+                };
+                validate_body(&body)?;
+                let (mentions, to_all) = addressing_in(info, &body);
+                Ok(vec![
+                    Event::MessagePosted {
+                        room_id,
+                        message_id,
+                        seq: info.last_seq + 1,
+                        account_id: actor,
+                        body,
+                        mentions,
+                        to_all,
+                        self_unread: false,
+                        at,
+                    },
+                    Event::FileUploaded {
+                        room_id,
+                        file_id,
+                        message_id,
+                        account_id: actor,
+                        filename,
+                        filesize,
+                        blob_key,
+                        at,
+                    },
+                ])
+            }
+            RoomCommand::SetLink {
+                code,
+                need_acceptance,
+                description,
+                create,
+            } => {
+                require_admin(role)?;
+                require_group(info, "share")?;
+                validate_link_code(&code)?;
+                match (&info.link, create) {
+                    (Some(_), true) => {
+                        return Err(DomainError::Conflict(
+                            "the room has an invitation link already".into(),
+                        ));
+                    }
+                    (None, false) => return Err(DomainError::NotFound("link")),
+                    _ => {}
+                }
+                Ok(vec![Event::LinkSet {
+                    room_id,
+                    code,
+                    need_acceptance,
+                    description,
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::RemoveLink => {
+                require_admin(role)?;
+                let (code, _) = info.link.clone().ok_or(DomainError::NotFound("link"))?;
+                Ok(vec![Event::LinkRemoved {
+                    room_id,
+                    code,
+                    by: actor,
+                    at,
+                }])
+            }
+            RoomCommand::JoinByLink { .. } => unreachable!("handled above"),
+            RoomCommand::ResolveJoin { account, approve } => {
+                require_admin(role)?;
+                if !info.pending_joins.contains(&account) {
+                    return Err(DomainError::NotFound("join request"));
+                }
+                let mut events = vec![Event::JoinRequestResolved {
+                    room_id,
+                    account_id: account,
+                    approved: approve,
+                    by: actor,
+                    at,
+                }];
+                if approve && !info.members.contains_key(&account) {
+                    events.push(Event::MembersChanged {
+                        room_id,
+                        added: vec![(account, Role::Member)],
+                        removed: vec![],
+                        role_changed: vec![],
+                        by: actor,
+                        at,
+                    });
+                }
+                Ok(events)
+            }
             RoomCommand::MoveReadCursor { message_id, read } => {
                 let read_seq = match message_id {
                     None => info.last_seq,
@@ -408,6 +709,9 @@ impl Room {
                     members: members.iter().copied().collect(),
                     last_seq: 0,
                     messages: HashMap::new(),
+                    tasks: HashMap::new(),
+                    link: None,
+                    pending_joins: BTreeSet::new(),
                     deleted: false,
                 });
             }
@@ -456,6 +760,45 @@ impl Room {
                     );
                 }
             }
+            Event::TasksAdded {
+                tasks, assigned_by, ..
+            } => {
+                if let Some(info) = self.info.as_mut() {
+                    for (task_id, assignee) in tasks {
+                        info.tasks.insert(
+                            *task_id,
+                            TaskFacts {
+                                assignee: *assignee,
+                                assigned_by: *assigned_by,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::LinkSet {
+                code,
+                need_acceptance,
+                ..
+            } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.link = Some((code.clone(), *need_acceptance));
+                }
+            }
+            Event::LinkRemoved { .. } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.link = None;
+                }
+            }
+            Event::JoinRequested { account_id, .. } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.pending_joins.insert(*account_id);
+                }
+            }
+            Event::JoinRequestResolved { account_id, .. } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.pending_joins.remove(account_id);
+                }
+            }
             Event::MessageDeleted { message_id, .. } => {
                 if let Some(facts) = self
                     .info
@@ -469,6 +812,42 @@ impl Room {
         }
         self
     }
+}
+
+fn join_by_link(
+    info: &RoomInfo,
+    actor: AccountId,
+    code: &str,
+    at: i64,
+) -> Result<Vec<Event>, DomainError> {
+    let room_id = info.room_id;
+    let need_acceptance = match &info.link {
+        Some((link_code, need_acceptance)) if link_code == code => *need_acceptance,
+        _ => return Err(DomainError::NotFound("link")),
+    };
+    if info.members.contains_key(&actor) {
+        return Err(DomainError::Conflict(
+            "you are a member of this room already".into(),
+        ));
+    }
+    if need_acceptance {
+        if info.pending_joins.contains(&actor) {
+            return Ok(vec![]);
+        }
+        return Ok(vec![Event::JoinRequested {
+            room_id,
+            account_id: actor,
+            at,
+        }]);
+    }
+    Ok(vec![Event::MembersChanged {
+        room_id,
+        added: vec![(actor, Role::Member)],
+        removed: vec![],
+        role_changed: vec![],
+        by: actor,
+        at,
+    }])
 }
 
 fn require_admin(role: Role) -> Result<(), DomainError> {

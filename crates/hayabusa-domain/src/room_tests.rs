@@ -366,3 +366,165 @@ fn read_cursors_move_to_a_message_or_just_before_it() {
         Err(DomainError::NotFound("message"))
     );
 }
+
+fn add_tasks(to_ids: Vec<AccountId>) -> RoomCommand {
+    RoomCommand::AddTasks {
+        message_id: MessageId(500),
+        task_ids: (0..to_ids.len() as u64)
+            .map(|i| crate::ids::TaskId(900 + i))
+            .collect(),
+        body: "Write the report".into(),
+        to_ids,
+        limit_time: 0,
+        limit_type: "none".into(),
+    }
+}
+
+#[test]
+fn tasks_are_assigned_to_members_with_an_announcing_message() {
+    let room = given(&[group(), posted(10, 1, ALICE)]);
+    let events = when(&room, ALICE, add_tasks(vec![BOB, CAROL])).unwrap();
+    match events.as_slice() {
+        [
+            Event::MessagePosted {
+                seq,
+                body,
+                mentions,
+                ..
+            },
+            Event::TasksAdded {
+                tasks, message_id, ..
+            },
+        ] => {
+            assert_eq!(*seq, 2);
+            assert_eq!(body, "[task]Write the report[/task]");
+            assert_eq!(mentions, &vec![BOB, CAROL]);
+            assert_eq!(*message_id, MessageId(500));
+            assert_eq!(
+                tasks,
+                &vec![
+                    (crate::ids::TaskId(900), BOB),
+                    (crate::ids::TaskId(901), CAROL)
+                ]
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        when(&room, CAROL, add_tasks(vec![BOB])),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        when(&room, ALICE, add_tasks(vec![])),
+        Err(DomainError::Invalid(_))
+    ));
+    assert!(matches!(
+        when(&room, ALICE, add_tasks(vec![AccountId(77)])),
+        Err(DomainError::Invalid(_))
+    ));
+    assert!(matches!(
+        when(&room, ALICE, add_tasks(vec![BOB, BOB])),
+        Err(DomainError::Invalid(_))
+    ));
+}
+
+#[test]
+fn only_the_assignee_or_assigner_changes_a_task() {
+    let room = given(&[group()]);
+    let added = when(&room, ALICE, add_tasks(vec![BOB])).unwrap();
+    let mut history = vec![group()];
+    history.extend(added);
+    let room = given(&history);
+    let done = |task| RoomCommand::SetTaskStatus {
+        task_id: crate::ids::TaskId(task),
+        done: true,
+    };
+    assert!(when(&room, BOB, done(900)).is_ok());
+    assert!(when(&room, ALICE, done(900)).is_ok());
+    assert!(matches!(
+        when(&room, CAROL, done(900)),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert_eq!(
+        when(&room, BOB, done(1)),
+        Err(DomainError::NotFound("task"))
+    );
+}
+
+#[test]
+fn readonly_members_cannot_upload_and_a_file_is_announced_by_a_message() {
+    let room = given(&[group()]);
+    let attach = RoomCommand::AttachFile {
+        file_id: crate::ids::FileId(3),
+        message_id: MessageId(4),
+        filename: "a.txt".into(),
+        filesize: 1,
+        blob_key: "k".into(),
+        message: "see".into(),
+    };
+    assert!(matches!(
+        when(&room, CAROL, attach.clone()),
+        Err(DomainError::Forbidden(_))
+    ));
+    let events = when(&room, BOB, attach).unwrap();
+    assert!(
+        matches!(&events[0], Event::MessagePosted { body, .. } if body == "see\n[download:3]a.txt[/download]")
+    );
+    assert!(matches!(&events[1], Event::FileUploaded { .. }));
+}
+
+#[test]
+fn joining_by_link_respects_the_code_and_acceptance() {
+    let link = |need_acceptance| Event::LinkSet {
+        room_id: ROOM,
+        code: "team".into(),
+        need_acceptance,
+        description: String::new(),
+        by: ALICE,
+        at: AT,
+    };
+    let dave = AccountId(4);
+    let join = |code: &str| RoomCommand::JoinByLink { code: code.into() };
+    let open = given(&[group(), link(false)]);
+    assert!(matches!(
+        when(&open, dave, join("team")).as_deref(),
+        Ok([Event::MembersChanged { .. }])
+    ));
+    assert_eq!(
+        when(&open, dave, join("other")),
+        Err(DomainError::NotFound("link"))
+    );
+    assert!(matches!(
+        when(&open, BOB, join("team")),
+        Err(DomainError::Conflict(_))
+    ));
+    let guarded = given(&[group(), link(true)]);
+    let requested = when(&guarded, dave, join("team")).unwrap();
+    assert!(matches!(
+        requested.as_slice(),
+        [Event::JoinRequested { .. }]
+    ));
+    let mut history = vec![group(), link(true)];
+    history.extend(requested);
+    let pending = given(&history);
+    let approve = RoomCommand::ResolveJoin {
+        account: dave,
+        approve: true,
+    };
+    assert!(matches!(
+        when(&pending, BOB, approve.clone()),
+        Err(DomainError::Forbidden(_))
+    ));
+    assert!(matches!(
+        when(&pending, ALICE, approve).as_deref(),
+        Ok([
+            Event::JoinRequestResolved { approved: true, .. },
+            Event::MembersChanged { .. }
+        ])
+    ));
+    let no_link = given(&[group()]);
+    assert_eq!(
+        when(&no_link, dave, join("team")),
+        Err(DomainError::NotFound("link"))
+    );
+}

@@ -41,7 +41,9 @@ pub fn parse_addressing(body: &str) -> Addressing {
                 j += 1;
             }
             let digits = &bytes[digits_start..j];
-            if !digits.is_empty() && j < bytes.len() && bytes[j] == b']' {
+            // Only canonical ids count: no leading zero (ids start at 1).
+            let canonical = !digits.is_empty() && digits[0] != b'0';
+            if canonical && j < bytes.len() && bytes[j] == b']' {
                 if let Some(id) = std::str::from_utf8(digits)
                     .ok()
                     .and_then(|d| d.parse::<u64>().ok())
@@ -79,6 +81,11 @@ mod tests {
         let a = parse_addressing("[To:12] Alice [To:7]\n[to:12] again [To:x] [To:] [To:99");
         assert_eq!(a.mentions, vec![AccountId(12), AccountId(7)]);
         assert!(!a.to_all);
+    }
+
+    #[test]
+    fn ids_with_leading_zeros_or_zero_are_not_mentions() {
+        assert!(parse_addressing("[To:0] [To:007]").mentions.is_empty());
     }
 
     #[test]
@@ -121,7 +128,7 @@ mod tests {
         }
 
         #[test]
-        fn a_planted_mention_is_always_found(prefix in "[a-z \\[\\]]{0,50}", id in 0u64..u64::MAX, suffix in "[a-z \\[\\]]{0,50}") {
+        fn a_planted_mention_is_always_found(prefix in "[a-z \\[\\]]{0,50}", id in 1u64..u64::MAX, suffix in "[a-z \\[\\]]{0,50}") {
             let body = format!("{prefix} [To:{id}]{suffix}");
             prop_assert!(parse_addressing(&body).mentions.contains(&AccountId(id)));
         }

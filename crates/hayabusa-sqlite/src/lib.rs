@@ -1,7 +1,10 @@
-//! Embedded adapters on SQLite: the group-commit event log and the read store.
+//! Embedded adapters: the group-commit SQLite event log, the SQLite read store and
+//! the local-directory blob store.
 
+pub mod blobs;
 pub mod event_log;
 pub mod read_store;
 
+pub use blobs::LocalBlobStore;
 pub use event_log::{GroupCommitStats, SqliteEventLog};
 pub use read_store::SqliteReadStore;

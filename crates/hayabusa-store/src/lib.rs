@@ -2,10 +2,12 @@
 //! in-memory implementation (for unit tests and as the reference behaviour) and a
 //! conformance suite that every adapter runs.
 
+pub mod blob;
 pub mod error;
 pub mod event_log;
 pub mod read_model;
 
+pub use blob::{BlobStore, MemoryBlobStore};
 pub use error::StoreError;
 pub use event_log::{
     AppendRequest, Appended, EventAppender, EventLog, EventReader, ExpectedVersion, IdempotencyKey,

@@ -1,7 +1,7 @@
 //! Time and id sources, injected so tests can control them.
 
 use hayabusa_domain::ids::{Snowflake, SnowflakeError, SnowflakeLayout};
-use hayabusa_domain::{AccountId, MessageId, OrganizationId, RoomId};
+use hayabusa_domain::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -62,6 +62,21 @@ impl IdGenerator {
     /// A new organization id.
     pub fn organization(&self, clock: &dyn Clock) -> OrganizationId {
         OrganizationId(self.safe(clock))
+    }
+
+    /// A new task id.
+    pub fn task(&self, clock: &dyn Clock) -> TaskId {
+        TaskId(self.safe(clock))
+    }
+
+    /// A new file id.
+    pub fn file(&self, clock: &dyn Clock) -> FileId {
+        FileId(self.safe(clock))
+    }
+
+    /// A new contact request id.
+    pub fn request(&self, clock: &dyn Clock) -> RequestId {
+        RequestId(self.safe(clock))
     }
 
     /// A new message id.

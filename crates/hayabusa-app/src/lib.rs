@@ -16,7 +16,10 @@ pub mod sync;
 pub mod tokens;
 
 pub use clock::{Clock, IdGenerator, SystemClock};
-pub use commands::{CommandHandler, CreatedAccount, NewAccount, NewRoom, Written};
+pub use commands::{
+    CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,
+    Written,
+};
 pub use consistency::WriteTracker;
 pub use error::AppError;
 pub use hub::{InProcessHub, WakeupHub};
@@ -25,7 +28,7 @@ pub use queries::{LIST_LIMIT, Queries};
 pub use sync::SyncService;
 pub use tokens::{TokenSecret, hash_token};
 
-use hayabusa_store::{EventLog, ReadStore};
+use hayabusa_store::{BlobStore, EventLog, ReadStore};
 use std::sync::Arc;
 
 /// Everything the API needs, built from the ports.
@@ -38,6 +41,8 @@ pub struct App {
     pub writes: Arc<WriteTracker>,
     /// The sync gateway.
     pub sync: SyncService,
+    /// File contents (downloads read them directly).
+    pub blobs: Arc<dyn BlobStore>,
     /// The event log (for health and head position).
     pub log: Arc<dyn EventLog>,
 }
@@ -56,6 +61,8 @@ pub struct AppParts {
     pub secret: TokenSecret,
     /// Wake-up hub between the projector and the sync gateway.
     pub hub: Arc<dyn WakeupHub>,
+    /// File contents.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 impl App {
@@ -72,6 +79,7 @@ impl App {
             parts.clock,
             parts.ids,
             parts.secret,
+            parts.blobs.clone(),
         );
         let sync = SyncService::new(
             parts.read.clone(),
@@ -86,6 +94,7 @@ impl App {
                 queries,
                 writes,
                 sync,
+                blobs: parts.blobs,
                 log: parts.log,
             },
             projector,

@@ -165,6 +165,111 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
             "message_deleted",
             json!({"room_id": room_id.0, "message_id": message_id.0.to_string()}),
         ),
+        Event::TasksAdded {
+            room_id,
+            message_id,
+            assigned_by,
+            body,
+            tasks,
+            limit_time,
+            limit_type,
+            ..
+        } => {
+            for (task_id, account_id) in tasks {
+                ops.room(
+                    *room_id,
+                    "task_added",
+                    json!({
+                        "room_id": room_id.0,
+                        "task_id": task_id.0,
+                        "account_id": account_id.0,
+                        "assigned_by_account_id": assigned_by.0,
+                        "message_id": message_id.0.to_string(),
+                        "body": body,
+                        "limit_time": limit_time,
+                        "limit_type": limit_type,
+                    }),
+                );
+            }
+        }
+        Event::TaskStatusChanged {
+            room_id,
+            task_id,
+            status,
+            by,
+            ..
+        } => ops.room(
+            *room_id,
+            "task_status_changed",
+            json!({"room_id": room_id.0, "task_id": task_id.0, "status": status, "account_id": by.0}),
+        ),
+        Event::FileUploaded {
+            room_id,
+            file_id,
+            message_id,
+            account_id,
+            filename,
+            filesize,
+            ..
+        } => ops.room(
+            *room_id,
+            "file_uploaded",
+            json!({
+                "room_id": room_id.0,
+                "file_id": file_id.0,
+                "message_id": message_id.0.to_string(),
+                "account_id": account_id.0,
+                "filename": filename,
+                "filesize": filesize,
+            }),
+        ),
+        Event::LinkSet { .. }
+        | Event::LinkRemoved { .. }
+        | Event::JoinRequested { .. }
+        | Event::JoinRequestResolved { .. }
+        | Event::LinkCodeClaimed { .. }
+        | Event::LinkCodeReleased { .. } => {}
+        Event::ContactRequested {
+            request_id,
+            from,
+            to,
+            message,
+            ..
+        } => {
+            let payload = json!({"request_id": request_id.0, "account_id": from.0, "to_account_id": to.0, "message": message});
+            ops.targeted(None, *to, "contact_requested", payload.clone());
+            ops.targeted(None, *from, "contact_requested", payload);
+        }
+        Event::ContactApproved {
+            request_id,
+            from,
+            to,
+            direct_room_id,
+            ..
+        } => {
+            ops.targeted(
+                None,
+                *from,
+                "contact_approved",
+                json!({"request_id": request_id.0, "account_id": to.0, "room_id": direct_room_id.0}),
+            );
+            ops.targeted(
+                None,
+                *to,
+                "contact_approved",
+                json!({"request_id": request_id.0, "account_id": from.0, "room_id": direct_room_id.0}),
+            );
+        }
+        Event::ContactRejected {
+            request_id, from, to, ..
+        } => {
+            ops.targeted(None, *from, "contact_rejected", json!({"request_id": request_id.0, "account_id": to.0}));
+            ops.targeted(None, *to, "contact_rejected", json!({"request_id": request_id.0, "account_id": from.0}));
+        }
+        Event::ContactRemoved { by, other, .. } => {
+            ops.targeted(None, *by, "contact_removed", json!({"account_id": other.0}));
+            ops.targeted(None, *other, "contact_removed", json!({"account_id": by.0}));
+        }
         Event::ReadCursorMoved {
             account_id,
             room_id,

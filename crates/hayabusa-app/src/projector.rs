@@ -9,8 +9,8 @@ use crate::error::AppError;
 use crate::hub::{WakeupHub, wakeups_for};
 use hayabusa_domain::{Event, decode_event};
 use hayabusa_store::{
-    AccountRow, Change, EventReader, MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow,
-    StoreError,
+    AccountRow, Change, ContactRequestRow, EventReader, FileRow, LinkRow, MessageRow, Position,
+    ReadModelWriter, RecordedEvent, RoomRow, StoreError, TaskRow,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +171,134 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
             room_id: *room_id,
             read_seq: *read_seq,
         }],
+        Event::TasksAdded {
+            room_id,
+            message_id,
+            assigned_by,
+            body,
+            tasks,
+            limit_time,
+            limit_type,
+            ..
+        } => tasks
+            .iter()
+            .map(|(task_id, account_id)| {
+                Change::PutTask(TaskRow {
+                    task_id: *task_id,
+                    room_id: *room_id,
+                    account_id: *account_id,
+                    assigned_by: *assigned_by,
+                    message_id: *message_id,
+                    body: body.clone(),
+                    limit_time: *limit_time,
+                    limit_type: limit_type.clone(),
+                    status: "open".into(),
+                })
+            })
+            .collect(),
+        Event::TaskStatusChanged {
+            task_id, status, ..
+        } => vec![Change::SetTaskStatus {
+            task_id: *task_id,
+            status: status.clone(),
+        }],
+        Event::FileUploaded {
+            room_id,
+            file_id,
+            message_id,
+            account_id,
+            filename,
+            filesize,
+            blob_key,
+            at,
+        } => vec![Change::PutFile(FileRow {
+            file_id: *file_id,
+            room_id: *room_id,
+            account_id: *account_id,
+            message_id: *message_id,
+            filename: filename.clone(),
+            filesize: *filesize,
+            upload_time: *at,
+            blob_key: blob_key.clone(),
+        })],
+        Event::LinkSet {
+            room_id,
+            code,
+            need_acceptance,
+            description,
+            ..
+        } => vec![Change::SetLink(LinkRow {
+            room_id: *room_id,
+            code: code.clone(),
+            need_acceptance: *need_acceptance,
+            description: description.clone(),
+        })],
+        Event::LinkRemoved { room_id, .. } => vec![Change::RemoveLink { room_id: *room_id }],
+        Event::JoinRequested {
+            room_id,
+            account_id,
+            at,
+        } => vec![Change::PutJoinRequest {
+            room_id: *room_id,
+            account_id: *account_id,
+            at: *at,
+        }],
+        Event::JoinRequestResolved {
+            room_id,
+            account_id,
+            ..
+        } => vec![Change::RemoveJoinRequest {
+            room_id: *room_id,
+            account_id: *account_id,
+        }],
+        Event::LinkCodeClaimed { .. } | Event::LinkCodeReleased { .. } => vec![],
+        Event::ContactRequested {
+            request_id,
+            from,
+            to,
+            message,
+            at,
+        } => vec![Change::PutContactRequest(ContactRequestRow {
+            request_id: *request_id,
+            from: *from,
+            to: *to,
+            message: message.clone(),
+            at: *at,
+        })],
+        Event::ContactApproved {
+            request_id,
+            from,
+            to,
+            direct_room_id,
+            ..
+        } => vec![
+            Change::RemoveContactRequest {
+                request_id: *request_id,
+            },
+            Change::PutContact {
+                account_id: *from,
+                contact_id: *to,
+                room_id: *direct_room_id,
+            },
+            Change::PutContact {
+                account_id: *to,
+                contact_id: *from,
+                room_id: *direct_room_id,
+            },
+        ],
+        Event::ContactRejected { request_id, .. } => vec![Change::RemoveContactRequest {
+            request_id: *request_id,
+        }],
+        Event::ContactRemoved { by, other, .. } => vec![
+            Change::RemoveContact {
+                account_id: *by,
+                contact_id: *other,
+            },
+            Change::RemoveContact {
+                account_id: *other,
+                contact_id: *by,
+            },
+        ],
     }
 }
 

@@ -4,9 +4,10 @@
 use crate::consistency::WriteTracker;
 use crate::error::AppError;
 use crate::tokens::hash_token;
-use hayabusa_domain::{AccountId, DomainError, MessageId, RoomId};
+use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, RoomId, TaskId};
 use hayabusa_store::{
-    AccountRow, EventReader, MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts,
+    AccountRow, ContactRequestView, ContactView, EventReader, FileView, JoinRequestView, LinkRow,
+    MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts, TaskFilter, TaskView,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -140,6 +141,105 @@ impl Queries {
             .message(room, message)
             .await?
             .ok_or(AppError::Domain(DomainError::NotFound("message")))
+    }
+
+    /// Tasks of a room the caller is a member of.
+    pub async fn tasks(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        filter: &TaskFilter,
+    ) -> Result<Vec<TaskView>, AppError> {
+        self.room(caller, room).await?;
+        Ok(self.read.tasks_of_room(room, filter, LIST_LIMIT).await?)
+    }
+
+    /// One task.
+    pub async fn task(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        task: TaskId,
+    ) -> Result<TaskView, AppError> {
+        self.room(caller, room).await?;
+        self.read
+            .task(room, task)
+            .await?
+            .ok_or(AppError::Domain(DomainError::NotFound("task")))
+    }
+
+    /// Tasks assigned to the caller.
+    pub async fn my_tasks(
+        &self,
+        caller: AccountId,
+        filter: &TaskFilter,
+    ) -> Result<Vec<TaskView>, AppError> {
+        self.settle(caller).await;
+        Ok(self
+            .read
+            .tasks_of_account(caller, filter, LIST_LIMIT)
+            .await?)
+    }
+
+    /// Files of a room.
+    pub async fn files(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        uploader: Option<AccountId>,
+    ) -> Result<Vec<FileView>, AppError> {
+        self.room(caller, room).await?;
+        Ok(self.read.files_of_room(room, uploader, LIST_LIMIT).await?)
+    }
+
+    /// One file.
+    pub async fn file(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        file: FileId,
+    ) -> Result<FileView, AppError> {
+        self.room(caller, room).await?;
+        self.file_unchecked(room, file).await
+    }
+
+    /// One file, without a membership check (for signed downloads).
+    pub async fn file_unchecked(&self, room: RoomId, file: FileId) -> Result<FileView, AppError> {
+        self.read
+            .file(room, file)
+            .await?
+            .ok_or(AppError::Domain(DomainError::NotFound("file")))
+    }
+
+    /// The caller's contacts.
+    pub async fn contacts(&self, caller: AccountId) -> Result<Vec<ContactView>, AppError> {
+        self.settle(caller).await;
+        Ok(self.read.contacts(caller).await?)
+    }
+
+    /// Contact requests waiting for the caller.
+    pub async fn incoming_requests(
+        &self,
+        caller: AccountId,
+    ) -> Result<Vec<ContactRequestView>, AppError> {
+        self.settle(caller).await;
+        Ok(self.read.incoming_requests(caller).await?)
+    }
+
+    /// A room's invitation link (None if it has none).
+    pub async fn link(&self, caller: AccountId, room: RoomId) -> Result<Option<LinkRow>, AppError> {
+        self.room(caller, room).await?;
+        Ok(self.read.link_of_room(room).await?)
+    }
+
+    /// Pending join requests of a room.
+    pub async fn join_requests(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+    ) -> Result<Vec<JoinRequestView>, AppError> {
+        self.room(caller, room).await?;
+        Ok(self.read.join_requests(room).await?)
     }
 
     /// Accounts by id.

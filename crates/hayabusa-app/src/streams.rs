@@ -20,3 +20,15 @@ pub fn organization(name: &str) -> String {
     let digest = Sha256::digest(normalized.as_bytes());
     format!("org-{}", hex::encode(&digest[..16]))
 }
+
+/// The stream of a pair of accounts (contact requests and the contact itself).
+pub fn contact_pair(a: AccountId, b: AccountId) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("contact-{low}-{high}")
+}
+
+/// The stream that claims an invitation link code (codes are `[A-Za-z0-9_-]`, and
+/// case-sensitive, so they are used as they are).
+pub fn link_code(code: &str) -> String {
+    format!("link-{code}")
+}

@@ -50,6 +50,32 @@ impl TokenSecret {
     }
 }
 
+impl TokenSecret {
+    /// The signature of a download URL for `file` in `room`, valid until `expires`
+    /// (Unix seconds).
+    pub fn download_signature(&self, room: u64, file: u64, expires: i64) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"hayabusa download v1:");
+        mac.update(&room.to_be_bytes());
+        mac.update(&file.to_be_bytes());
+        mac.update(&expires.to_be_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is the one for these values (compared in constant time).
+    pub fn verify_download(&self, room: u64, file: u64, expires: i64, signature: &str) -> bool {
+        let Ok(given) = hex::decode(signature) else {
+            return false;
+        };
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"hayabusa download v1:");
+        mac.update(&room.to_be_bytes());
+        mac.update(&file.to_be_bytes());
+        mac.update(&expires.to_be_bytes());
+        mac.verify_slice(&given).is_ok()
+    }
+}
+
 /// The stored form of a token.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -58,6 +84,17 @@ pub fn hash_token(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_signatures_verify_only_for_the_same_values() {
+        let secret = TokenSecret::new(vec![3; 32]);
+        let signature = secret.download_signature(1, 2, 100);
+        assert!(secret.verify_download(1, 2, 100, &signature));
+        assert!(!secret.verify_download(1, 2, 101, &signature));
+        assert!(!secret.verify_download(1, 3, 100, &signature));
+        assert!(!secret.verify_download(1, 2, 100, "zz"));
+        assert!(!TokenSecret::new(vec![4; 32]).verify_download(1, 2, 100, &signature));
+    }
 
     #[test]
     fn tokens_differ_per_account_and_per_secret_and_hash_stably() {

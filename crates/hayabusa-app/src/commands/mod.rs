@@ -6,6 +6,15 @@
 //! cached state is appended against with `Exactly(version)`; only a conflict (another
 //! writer process) or a cold cache reads the stream, and then only what is new.
 
+mod contacts;
+mod files;
+mod links;
+mod tasks;
+
+pub use files::{MAX_FILENAME_CHARS, NewFile, sanitize_filename};
+pub use links::{Joined, LinkSettings};
+pub use tasks::NewTasks;
+
 use crate::clock::{Clock, IdGenerator};
 use crate::consistency::WriteTracker;
 use crate::error::AppError;
@@ -17,8 +26,8 @@ use hayabusa_domain::{
     RoomCommand, RoomId, RoomType,
 };
 use hayabusa_store::{
-    AccountRow, AppendRequest, Appended, EventLog, ExpectedVersion, IdempotencyKey, NewEvent,
-    Position, ReadModelQueries, StoreError,
+    AccountRow, AppendRequest, Appended, BlobStore, EventLog, ExpectedVersion, IdempotencyKey,
+    NewEvent, Position, ReadModelQueries, StoreError,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -96,6 +105,7 @@ pub struct CommandHandler {
     clock: Arc<dyn Clock>,
     ids: Arc<IdGenerator>,
     secret: TokenSecret,
+    blobs: Arc<dyn BlobStore>,
     rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<CachedRoom>>>>,
 }
 
@@ -126,6 +136,7 @@ impl CommandHandler {
         clock: Arc<dyn Clock>,
         ids: Arc<IdGenerator>,
         secret: TokenSecret,
+        blobs: Arc<dyn BlobStore>,
     ) -> Self {
         CommandHandler {
             log,
@@ -134,6 +145,7 @@ impl CommandHandler {
             clock,
             ids,
             secret,
+            blobs,
             rooms: Mutex::new(HashMap::new()),
         }
     }
@@ -339,14 +351,29 @@ impl CommandHandler {
         ids.sort();
         ids.dedup();
         let accounts = self.known_accounts(&ids).await?;
+        let contacts: Vec<AccountId> = if accounts
+            .iter()
+            .any(|a| a.organization_id != caller.organization_id)
+        {
+            self.read
+                .contacts(caller.account_id)
+                .await?
+                .into_iter()
+                .map(|c| c.account.account_id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let outsiders: Vec<String> = accounts
             .iter()
-            .filter(|a| a.organization_id != caller.organization_id)
+            .filter(|a| {
+                a.organization_id != caller.organization_id && !contacts.contains(&a.account_id)
+            })
             .map(|a| a.account_id.to_string())
             .collect();
         if !outsiders.is_empty() {
             return Err(AppError::invalid(format!(
-                "accounts {} are not in your organization",
+                "accounts {} are neither in your organization nor your contacts",
                 outsiders.join(",")
             )));
         }
@@ -411,6 +438,14 @@ impl CommandHandler {
             value: (),
             position: written.position,
         })
+    }
+
+    /// The role of `account` in `room` (None if not a member or no such room).
+    async fn role_in(&self, room: RoomId, account: AccountId) -> Result<Option<Role>, AppError> {
+        let entry = self.room_entry(room);
+        let mut cached = entry.lock().await;
+        self.refresh(room, &mut cached).await?;
+        Ok(cached.state.role_of(account))
     }
 
     async fn require_role(

@@ -1,7 +1,10 @@
 //! ChatWork v2 JSON shapes. Only this module knows them; events and read-model rows
 //! are converted here and nowhere else.
 
-use hayabusa_store::{AccountRow, MemberView, MessageView, RoomView, StatusCounts};
+use hayabusa_store::{
+    AccountRow, ContactRequestView, ContactView, FileView, LinkRow, MemberView, MessageView,
+    RoomView, StatusCounts, TaskView,
+};
 use serde::Serialize;
 
 /// `GET /me`.
@@ -70,10 +73,10 @@ impl From<StatusCounts> for MyStatus {
         MyStatus {
             unread_room_num: s.unread_room_num,
             mention_room_num: s.mention_room_num,
-            mytask_room_num: 0,
+            mytask_room_num: s.mytask_room_num,
             unread_num: s.unread_num,
             mention_num: s.mention_num,
-            mytask_num: 0,
+            mytask_num: s.mytask_num,
         }
     }
 }
@@ -110,10 +113,10 @@ impl Room {
             sticky: false,
             unread_num: v.unread_num,
             mention_num: v.mention_num,
-            mytask_num: 0,
+            mytask_num: v.mytask_num,
             message_num: v.room.message_num,
-            file_num: 0,
-            task_num: 0,
+            file_num: v.file_num,
+            task_num: v.task_num,
             icon_path: format!("/icons/{}.png", v.room.icon_preset),
             last_update_time: v.room.last_update_time,
             description: None,
@@ -187,6 +190,193 @@ impl From<&MessageView> for Message {
             body: v.message.body.clone(),
             send_time: v.message.send_time,
             update_time: v.message.update_time,
+        }
+    }
+}
+
+fn account_ref(account_id: u64, name: &str) -> AccountRef {
+    AccountRef {
+        account_id,
+        name: name.to_string(),
+        avatar_image_url: String::new(),
+    }
+}
+
+/// `room` inside a task of `GET /my/tasks`.
+#[derive(Serialize)]
+pub struct RoomRef {
+    room_id: u64,
+    name: String,
+    icon_path: String,
+}
+
+/// A task (`GET /rooms/{id}/tasks…`; with `room` and without `account` in `GET /my/tasks`).
+#[derive(Serialize)]
+pub struct Task {
+    task_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<RoomRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<AccountRef>,
+    assigned_by_account: AccountRef,
+    message_id: String,
+    body: String,
+    limit_time: i64,
+    status: String,
+    limit_type: String,
+}
+
+impl Task {
+    /// The room form.
+    pub fn in_room(v: &TaskView) -> Self {
+        Task {
+            room: None,
+            account: Some(account_ref(v.task.account_id.0, &v.account_name)),
+            ..Task::mine(v)
+        }
+    }
+
+    /// The `/my/tasks` form.
+    pub fn mine(v: &TaskView) -> Self {
+        Task {
+            task_id: v.task.task_id.0,
+            room: Some(RoomRef {
+                room_id: v.task.room_id.0,
+                name: v.room_name.clone(),
+                icon_path: format!("/icons/{}.png", v.room_icon_preset),
+            }),
+            account: None,
+            assigned_by_account: account_ref(v.task.assigned_by.0, &v.assigned_by_name),
+            message_id: v.task.message_id.0.to_string(),
+            body: v.task.body.clone(),
+            limit_time: v.task.limit_time,
+            status: v.task.status.clone(),
+            limit_type: v.task.limit_type.clone(),
+        }
+    }
+}
+
+/// A file.
+#[derive(Serialize)]
+pub struct File {
+    file_id: u64,
+    account: AccountRef,
+    message_id: String,
+    filename: String,
+    filesize: u64,
+    upload_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_url: Option<String>,
+}
+
+impl File {
+    /// A file, with a download URL if one was asked for.
+    pub fn new(v: &FileView, download_url: Option<String>) -> Self {
+        File {
+            file_id: v.file.file_id.0,
+            account: account_ref(v.file.account_id.0, &v.account_name),
+            message_id: v.file.message_id.0.to_string(),
+            filename: v.file.filename.clone(),
+            filesize: v.file.filesize,
+            upload_time: v.file.upload_time,
+            download_url,
+        }
+    }
+}
+
+/// A contact (`GET /contacts`, and the answer to approving a request).
+#[derive(Serialize)]
+pub struct Contact {
+    account_id: u64,
+    room_id: u64,
+    name: String,
+    chatwork_id: String,
+    organization_id: u64,
+    organization_name: String,
+    department: String,
+    avatar_image_url: String,
+}
+
+impl Contact {
+    /// A contact from its account and direct room.
+    pub fn new(account: &AccountRow, room_id: u64) -> Self {
+        Contact {
+            account_id: account.account_id.0,
+            room_id,
+            name: account.name.clone(),
+            chatwork_id: String::new(),
+            organization_id: account.organization_id.0,
+            organization_name: account.organization_name.clone(),
+            department: account.department.clone(),
+            avatar_image_url: String::new(),
+        }
+    }
+}
+
+impl From<&ContactView> for Contact {
+    fn from(v: &ContactView) -> Self {
+        Contact::new(&v.account, v.room_id.0)
+    }
+}
+
+/// An incoming contact request.
+#[derive(Serialize)]
+pub struct IncomingRequest {
+    request_id: u64,
+    account_id: u64,
+    message: String,
+    name: String,
+    chatwork_id: String,
+    organization_id: u64,
+    organization_name: String,
+    department: String,
+    avatar_image_url: String,
+}
+
+impl From<&ContactRequestView> for IncomingRequest {
+    fn from(v: &ContactRequestView) -> Self {
+        IncomingRequest {
+            request_id: v.request.request_id.0,
+            account_id: v.from.account_id.0,
+            message: v.request.message.clone(),
+            name: v.from.name.clone(),
+            chatwork_id: String::new(),
+            organization_id: v.from.organization_id.0,
+            organization_name: v.from.organization_name.clone(),
+            department: v.from.department.clone(),
+            avatar_image_url: String::new(),
+        }
+    }
+}
+
+/// A room's invitation link (`/rooms/{id}/link`).
+#[derive(Serialize)]
+pub struct Link {
+    public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    need_acceptance: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+impl Link {
+    /// The link, or `{"public": false}` when there is none.
+    pub fn new(link: Option<&LinkRow>, base_url: &str) -> Self {
+        match link {
+            Some(link) => Link {
+                public: true,
+                url: Some(format!("{base_url}/g/{}", link.code)),
+                need_acceptance: Some(link.need_acceptance),
+                description: Some(link.description.clone()),
+            },
+            None => Link {
+                public: false,
+                url: None,
+                need_acceptance: None,
+                description: None,
+            },
         }
     }
 }

@@ -5,18 +5,20 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod openapi;
 pub mod params;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
-pub use state::{AppState, SyncSettings};
+pub use state::{AppState, RateLimit, RateLimits, SyncSettings, UploadSettings};
 
 use crate::error::ApiError;
 use axum::Router;
 use axum::ServiceExt;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -25,10 +27,62 @@ use tower::util::MapRequestLayer;
 
 /// The API's routes (without the method-override wrapper).
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{accounts, health, me, members, messages, rooms, sync};
+    use routes::{
+        accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks,
+    };
+    let upload_limit = state.uploads.max_bytes + 64 * 1024;
+    let rate_limiter = Arc::new(rate_limit::RateLimiter::new(&state.rate_limits));
     let v2 = Router::new()
+        .route("/openapi.json", get(openapi::serve))
         .route("/me", get(me::me))
         .route("/my/status", get(me::status))
+        .route("/my/tasks", get(tasks::mine))
+        .route("/contacts", get(contacts::list))
+        .route("/contacts/requests", post(contacts::request))
+        .route("/contacts/{account_id}", delete(contacts::remove))
+        .route("/incoming_requests", get(contacts::incoming))
+        .route(
+            "/incoming_requests/{request_id}",
+            put(contacts::approve).delete(contacts::reject),
+        )
+        .route(
+            "/incoming_requests/{request_id}/accept",
+            put(contacts::approve),
+        )
+        .route(
+            "/incoming_requests/{request_id}/reject",
+            put(contacts::reject).delete(contacts::reject),
+        )
+        .route(
+            "/rooms/{room_id}/tasks",
+            get(tasks::list).post(tasks::create),
+        )
+        .route("/rooms/{room_id}/tasks/{task_id}", get(tasks::get))
+        .route(
+            "/rooms/{room_id}/tasks/{task_id}/status",
+            put(tasks::set_status),
+        )
+        .route(
+            "/rooms/{room_id}/files",
+            get(files::list)
+                .post(files::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/rooms/{room_id}/files/{file_id}", get(files::get))
+        .route("/files/download/{room_id}/{file_id}", get(files::download))
+        .route(
+            "/rooms/{room_id}/link",
+            get(links::get)
+                .post(links::create)
+                .put(links::update)
+                .delete(links::delete),
+        )
+        .route("/rooms/{room_id}/join_requests", get(links::join_requests))
+        .route(
+            "/rooms/{room_id}/join_requests/{account_id}",
+            put(links::approve_join).delete(links::reject_join),
+        )
+        .route("/links/{code}/join", post(links::join))
         .route("/accounts", post(accounts::create))
         .route("/rooms", get(rooms::list).post(rooms::create))
         .route(
@@ -63,6 +117,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "method not allowed for this endpoint",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limiter,
+            rate_limit::enforce,
+        ))
         .layer(DefaultBodyLimit::max(params::MAX_FORM_BYTES))
         .with_state(state)
 }

@@ -9,6 +9,25 @@ pub struct AppState {
     pub app: App,
     /// Sync gateway settings.
     pub sync: SyncSettings,
+    /// File upload settings.
+    pub uploads: UploadSettings,
+    /// Rate limits (ChatWork's by default).
+    pub rate_limits: RateLimits,
+}
+
+/// File upload settings.
+#[derive(Clone, Debug)]
+pub struct UploadSettings {
+    /// Largest file accepted, in bytes (413 above).
+    pub max_bytes: usize,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            max_bytes: 5 * 1024 * 1024,
+        }
+    }
 }
 
 /// The smallest WebSocket write buffer: the largest op frame fits in it.
@@ -42,6 +61,57 @@ impl Default for SyncSettings {
             ping_interval: Duration::from_secs(30),
             max_write_buffer: MIN_WRITE_BUFFER,
             page_size: 500,
+        }
+    }
+}
+
+/// One fixed-window limit: at most `requests` in each `window`, counted from a key's
+/// first request in the window (ChatWork's `x-ratelimit-reset` semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per window (at least 1).
+    pub requests: u32,
+    /// Length of a window.
+    pub window: Duration,
+}
+
+/// Rate limits of the API; `None` switches a limit off (e.g. for benchmarks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests per API token (ChatWork: 300 per 5 minutes). Every response to a
+    /// request carrying a token has the `x-ratelimit-*` headers of this limit.
+    pub per_token: Option<RateLimit>,
+    /// Messages and tasks posted per room, by anyone (ChatWork: 10 per 10 seconds).
+    pub room_posts: Option<RateLimit>,
+    /// Most keys (tokens, rooms) each limit tracks at once; beyond it the oldest
+    /// window is forgotten, which bounds memory whatever callers send.
+    pub max_tracked_keys: usize,
+}
+
+impl RateLimits {
+    /// No limits at all.
+    pub fn off() -> Self {
+        RateLimits {
+            per_token: None,
+            room_posts: None,
+            ..RateLimits::default()
+        }
+    }
+}
+
+impl Default for RateLimits {
+    /// ChatWork's limits.
+    fn default() -> Self {
+        RateLimits {
+            per_token: Some(RateLimit {
+                requests: 300,
+                window: Duration::from_secs(5 * 60),
+            }),
+            room_posts: Some(RateLimit {
+                requests: 10,
+                window: Duration::from_secs(10),
+            }),
+            max_tracked_keys: 100_000,
         }
     }
 }

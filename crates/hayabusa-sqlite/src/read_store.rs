@@ -1,7 +1,8 @@
 //! The read store on SQLite: the embedded adapter of the read store port.
 //!
 //! One database file holds the read models (accounts, rooms, members with their read
-//! cursors, messages, mentions, sync ops and membership intervals), the projector's
+//! cursors, messages, mentions, sync ops, membership intervals, tasks, files,
+//! contacts, contact requests, invitation links and join requests), the projector's
 //! checkpoint and the fetch cursors.
 //!
 //! - **Transactions.** [`apply`](ReadModelWriter::apply) runs one `IMMEDIATE`
@@ -26,6 +27,12 @@
 //!   (`sync_ops_by_room (room_id, position, target)`) clipped to the interval and the
 //!   requested bounds; account-level ops come from a partial index on
 //!   `(target, position)` over the rows without a room. No query scans all ops.
+//! - **Task and file counts** of a room view are derived at query time too: the open
+//!   tasks assigned to the viewer and all tasks of the room are counted in the index
+//!   `tasks_by_room (room_id, account_id, status)`, the files in `files_by_room
+//!   (room_id)`. Every per-room or per-account query of tasks, files, contacts,
+//!   contact requests, links and join requests reads an index range; none scans a
+//!   table.
 //! - **Schema.** Created on open; its version is `PRAGMA user_version`. A file with a
 //!   newer version than this code knows is refused; an older one gets the tables it
 //!   lacks (the schema is all `CREATE … IF NOT EXISTS`).
@@ -34,11 +41,15 @@
 //! a value above `i64::MAX` is refused rather than wrapped.
 
 use async_trait::async_trait;
-use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
-use hayabusa_store::memory_read_store::CanonicalDump;
+use hayabusa_domain::{
+    AccountId, FileId, MessageId, OrganizationId, RequestId, Role, RoomId, RoomType, TaskId,
+};
+use hayabusa_store::memory_read_store::{CanonicalDump, status_of};
 use hayabusa_store::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, Position, ReadModelQueries,
-    ReadModelWriter, RoomRow, RoomView, StatusCounts, StoreError,
+    AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
+    JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, Position,
+    ReadModelQueries, ReadModelWriter, RoomRow, RoomView, StatusCounts, StoreError, TaskFilter,
+    TaskRow, TaskView,
 };
 use parking_lot::Mutex;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
@@ -53,8 +64,10 @@ use std::time::Duration;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
 ///
-/// 2 added `sync_ops` and `membership_intervals`; a version 1 file gets them on open.
-const SCHEMA_VERSION: i64 = 2;
+/// 2 added `sync_ops` and `membership_intervals`; 3 added `tasks`, `files`, `contacts`,
+/// `contact_requests`, `links` and `join_requests`. An older file gets the tables it
+/// lacks on open.
+const SCHEMA_VERSION: i64 = 3;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 4;
@@ -153,6 +166,61 @@ CREATE TABLE IF NOT EXISTS membership_intervals (
     to_position INTEGER,
     PRIMARY KEY (account_id, room_id, from_position)
 ) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id INTEGER PRIMARY KEY,
+    room_id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    assigned_by INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    limit_time INTEGER NOT NULL,
+    limit_type TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_room ON tasks (room_id, account_id, status);
+
+CREATE TABLE IF NOT EXISTS files (
+    file_id INTEGER PRIMARY KEY,
+    room_id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    filesize INTEGER NOT NULL,
+    upload_time INTEGER NOT NULL,
+    blob_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_room ON files (room_id);
+
+CREATE TABLE IF NOT EXISTS contacts (
+    account_id INTEGER NOT NULL,
+    contact_id INTEGER NOT NULL,
+    room_id INTEGER NOT NULL,
+    PRIMARY KEY (account_id, contact_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS contact_requests (
+    request_id INTEGER PRIMARY KEY,
+    from_account_id INTEGER NOT NULL,
+    to_account_id INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contact_requests_by_recipient ON contact_requests (to_account_id);
+
+CREATE TABLE IF NOT EXISTS links (
+    room_id INTEGER PRIMARY KEY,
+    code TEXT NOT NULL UNIQUE,
+    need_acceptance INTEGER NOT NULL,
+    description TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS join_requests (
+    room_id INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, account_id)
+) WITHOUT ROWID;
 ";
 
 /// Columns of an account row, read by [`account_from_row`].
@@ -174,6 +242,9 @@ const MESSAGE_COLUMNS: &str = "m.room_id, m.message_id, m.seq, m.account_id, m.b
     m.send_time, m.update_time, m.to_all, COALESCE(a.name, '')";
 
 /// Rooms of member `?1` with role and derived counts; a condition on `mb` may follow.
+///
+/// Unread and mention counts come from the messages joined after the read cursor; the
+/// task and file counts are scalar subqueries on index ranges of the room.
 const ROOM_VIEWS: &str = "
 SELECT r.room_id, r.room_type, r.name, r.description, r.icon_preset,
        r.last_seq, r.message_num, r.last_update_time, mb.role,
@@ -181,7 +252,12 @@ SELECT r.room_id, r.room_type, r.name, r.description, r.icon_preset,
        COALESCE(SUM(m.to_all OR EXISTS (
            SELECT 1 FROM mentions x
            WHERE x.room_id = m.room_id AND x.seq = m.seq AND x.account_id = mb.account_id
-       )), 0)
+       )), 0),
+       (SELECT COUNT(*) FROM tasks mt
+        WHERE mt.room_id = mb.room_id AND mt.account_id = mb.account_id
+          AND mt.status = 'open'),
+       (SELECT COUNT(*) FROM tasks t WHERE t.room_id = mb.room_id),
+       (SELECT COUNT(*) FROM files f WHERE f.room_id = mb.room_id)
 FROM members mb
 JOIN rooms r ON r.room_id = mb.room_id
 LEFT JOIN messages m
@@ -212,6 +288,138 @@ FROM sync_ops o
 WHERE o.room_id IS NULL AND o.target = ?1 AND o.position > ?2 AND o.position <= ?3
 ORDER BY 1, 2
 LIMIT ?4";
+
+/// Columns of a task view, read by [`task_view_from_row`]; the query joins the room
+/// as `r` and the assignee and assigner accounts as `a` and `b`.
+const TASK_VIEW_COLUMNS: &str = "t.task_id, t.room_id, t.account_id, t.assigned_by, \
+    t.message_id, t.body, t.limit_time, t.limit_type, t.status, COALESCE(r.name, ''), \
+    COALESCE(r.icon_preset, ''), COALESCE(a.name, ''), COALESCE(b.name, '')";
+
+/// The joins [`TASK_VIEW_COLUMNS`] reads from, after `tasks t`.
+const TASK_VIEW_JOINS: &str = "LEFT JOIN rooms r ON r.room_id = t.room_id
+LEFT JOIN accounts a ON a.account_id = t.account_id
+LEFT JOIN accounts b ON b.account_id = t.assigned_by";
+
+/// Tasks of room `?1` with assignee `?2`, assigner `?3` and status `?4` (each NULL =
+/// any), by task id, at most `?5`: an index range of `tasks_by_room`.
+fn tasks_of_room_sql() -> String {
+    format!(
+        "SELECT {TASK_VIEW_COLUMNS} FROM tasks t
+{TASK_VIEW_JOINS}
+WHERE t.room_id = ?1
+  AND (?2 IS NULL OR t.account_id = ?2)
+  AND (?3 IS NULL OR t.assigned_by = ?3)
+  AND (?4 IS NULL OR t.status = ?4)
+ORDER BY t.task_id
+LIMIT ?5"
+    )
+}
+
+/// Task `?2` if it is in room `?1`.
+fn task_sql() -> String {
+    format!(
+        "SELECT {TASK_VIEW_COLUMNS} FROM tasks t
+{TASK_VIEW_JOINS}
+WHERE t.task_id = ?2 AND t.room_id = ?1"
+    )
+}
+
+/// Tasks assigned to `?1` in the rooms of `rooms_of(?1)` (membership and room row),
+/// with assigner `?2` and status `?3` (NULL = any), by task id, at most `?4`. Walks the
+/// account's memberships and reads, per room, the index range of its tasks.
+fn tasks_of_account_sql() -> String {
+    format!(
+        "SELECT {TASK_VIEW_COLUMNS} FROM members mb
+JOIN rooms r ON r.room_id = mb.room_id
+JOIN tasks t ON t.room_id = mb.room_id AND t.account_id = mb.account_id
+LEFT JOIN accounts a ON a.account_id = t.account_id
+LEFT JOIN accounts b ON b.account_id = t.assigned_by
+WHERE mb.account_id = ?1
+  AND (?2 IS NULL OR t.assigned_by = ?2)
+  AND (?3 IS NULL OR t.status = ?3)
+ORDER BY t.task_id
+LIMIT ?4"
+    )
+}
+
+/// Columns of a file with its uploader's name, read by [`file_view_from_row`]; the
+/// query joins `accounts a` on the uploader.
+const FILE_VIEW_COLUMNS: &str = "f.file_id, f.room_id, f.account_id, f.message_id, \
+    f.filename, f.filesize, f.upload_time, f.blob_key, COALESCE(a.name, '')";
+
+/// Files of room `?1` (of uploader `?2`, NULL = any), by file id, at most `?3`.
+fn files_of_room_sql() -> String {
+    format!(
+        "SELECT {FILE_VIEW_COLUMNS} FROM files f
+LEFT JOIN accounts a ON a.account_id = f.account_id
+WHERE f.room_id = ?1 AND (?2 IS NULL OR f.account_id = ?2)
+ORDER BY f.file_id
+LIMIT ?3"
+    )
+}
+
+/// File `?2` if it is in room `?1`.
+fn file_sql() -> String {
+    format!(
+        "SELECT {FILE_VIEW_COLUMNS} FROM files f
+LEFT JOIN accounts a ON a.account_id = f.account_id
+WHERE f.file_id = ?2 AND f.room_id = ?1"
+    )
+}
+
+/// Contacts of `?1` with a known account row, by contact id.
+fn contacts_sql() -> String {
+    format!(
+        "SELECT {ACCOUNT_COLUMNS}, c.room_id FROM contacts c
+JOIN accounts a ON a.account_id = c.contact_id
+WHERE c.account_id = ?1
+ORDER BY c.contact_id"
+    )
+}
+
+/// Columns of a contact request, read by [`contact_request_from_row`].
+const CONTACT_REQUEST_COLUMNS: &str =
+    "q.request_id, q.from_account_id, q.to_account_id, q.message, q.at";
+/// How many columns [`CONTACT_REQUEST_COLUMNS`] has.
+const CONTACT_REQUEST_COLUMN_COUNT: usize = 5;
+
+/// Pending requests to `?1` from a known account, by request id.
+fn incoming_requests_sql() -> String {
+    format!(
+        "SELECT {CONTACT_REQUEST_COLUMNS}, {ACCOUNT_COLUMNS} FROM contact_requests q
+JOIN accounts a ON a.account_id = q.from_account_id
+WHERE q.to_account_id = ?1
+ORDER BY q.request_id"
+    )
+}
+
+/// Request `?1`.
+fn contact_request_sql() -> String {
+    format!("SELECT {CONTACT_REQUEST_COLUMNS} FROM contact_requests q WHERE q.request_id = ?1")
+}
+
+/// Columns of a link, read by [`link_from_row`].
+const LINK_COLUMNS: &str = "l.room_id, l.code, l.need_acceptance, l.description";
+
+/// The link of room `?1`.
+fn link_of_room_sql() -> String {
+    format!("SELECT {LINK_COLUMNS} FROM links l WHERE l.room_id = ?1")
+}
+
+/// The link with code `?1` (codes are unique).
+fn link_by_code_sql() -> String {
+    format!("SELECT {LINK_COLUMNS} FROM links l WHERE l.code = ?1")
+}
+
+/// Pending join requests of room `?1` from known accounts, by account id.
+fn join_requests_sql() -> String {
+    format!(
+        "SELECT {ACCOUNT_COLUMNS}, j.at FROM join_requests j
+JOIN accounts a ON a.account_id = j.account_id
+WHERE j.room_id = ?1
+ORDER BY j.account_id"
+    )
+}
 
 /// A read store in one SQLite file. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
@@ -509,6 +717,68 @@ fn room_view_from_row(row: &Row<'_>) -> rusqlite::Result<RoomView> {
         role: role_at(row, ROOM_COLUMN_COUNT)?,
         unread_num: get_u64(row, ROOM_COLUMN_COUNT + 1)?,
         mention_num: get_u64(row, ROOM_COLUMN_COUNT + 2)?,
+        mytask_num: get_u64(row, ROOM_COLUMN_COUNT + 3)?,
+        task_num: get_u64(row, ROOM_COLUMN_COUNT + 4)?,
+        file_num: get_u64(row, ROOM_COLUMN_COUNT + 5)?,
+    })
+}
+
+/// Reads [`TASK_VIEW_COLUMNS`].
+fn task_view_from_row(row: &Row<'_>) -> rusqlite::Result<TaskView> {
+    Ok(TaskView {
+        task: TaskRow {
+            task_id: TaskId(get_u64(row, 0)?),
+            room_id: RoomId(get_u64(row, 1)?),
+            account_id: AccountId(get_u64(row, 2)?),
+            assigned_by: AccountId(get_u64(row, 3)?),
+            message_id: MessageId(get_u64(row, 4)?),
+            body: row.get(5)?,
+            limit_time: row.get(6)?,
+            limit_type: row.get(7)?,
+            status: row.get(8)?,
+        },
+        room_name: row.get(9)?,
+        room_icon_preset: row.get(10)?,
+        account_name: row.get(11)?,
+        assigned_by_name: row.get(12)?,
+    })
+}
+
+/// Reads [`FILE_VIEW_COLUMNS`].
+fn file_view_from_row(row: &Row<'_>) -> rusqlite::Result<FileView> {
+    Ok(FileView {
+        file: FileRow {
+            file_id: FileId(get_u64(row, 0)?),
+            room_id: RoomId(get_u64(row, 1)?),
+            account_id: AccountId(get_u64(row, 2)?),
+            message_id: MessageId(get_u64(row, 3)?),
+            filename: row.get(4)?,
+            filesize: get_u64(row, 5)?,
+            upload_time: row.get(6)?,
+            blob_key: row.get(7)?,
+        },
+        account_name: row.get(8)?,
+    })
+}
+
+/// Reads [`CONTACT_REQUEST_COLUMNS`].
+fn contact_request_from_row(row: &Row<'_>) -> rusqlite::Result<ContactRequestRow> {
+    Ok(ContactRequestRow {
+        request_id: RequestId(get_u64(row, 0)?),
+        from: AccountId(get_u64(row, 1)?),
+        to: AccountId(get_u64(row, 2)?),
+        message: row.get(3)?,
+        at: row.get(4)?,
+    })
+}
+
+/// Reads [`LINK_COLUMNS`].
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRow> {
+    Ok(LinkRow {
+        room_id: RoomId(get_u64(row, 0)?),
+        code: row.get(1)?,
+        need_acceptance: row.get(2)?,
+        description: row.get(3)?,
     })
 }
 
@@ -648,7 +918,18 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 .execute(params![Int(room_id.0), name, description, icon_preset, at])?;
         }
         Change::DeleteRoom { room_id } => {
-            for table in ["rooms", "members", "messages", "mentions", "fetch_cursors"] {
+            // Contacts whose direct room this is stay: the relation is not the room's.
+            for table in [
+                "rooms",
+                "members",
+                "messages",
+                "mentions",
+                "fetch_cursors",
+                "tasks",
+                "files",
+                "links",
+                "join_requests",
+            ] {
                 transaction
                     .prepare_cached(&format!("DELETE FROM {table} WHERE room_id = ?1"))?
                     .execute(params![Int(room_id.0)])?;
@@ -777,6 +1058,132 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 )?
                 .execute(params![Int(account_id.0), Int(room_id.0), Int(to)])?;
         }
+        Change::PutTask(task) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO tasks (task_id, room_id, account_id, assigned_by,
+                         message_id, body, limit_time, limit_type, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    Int(task.task_id.0),
+                    Int(task.room_id.0),
+                    Int(task.account_id.0),
+                    Int(task.assigned_by.0),
+                    Int(task.message_id.0),
+                    task.body,
+                    task.limit_time,
+                    task.limit_type,
+                    task.status,
+                ])?;
+        }
+        Change::SetTaskStatus { task_id, status } => {
+            transaction
+                .prepare_cached("UPDATE tasks SET status = ?2 WHERE task_id = ?1")?
+                .execute(params![Int(task_id.0), status])?;
+        }
+        Change::PutFile(file) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO files (file_id, room_id, account_id, message_id,
+                         filename, filesize, upload_time, blob_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    Int(file.file_id.0),
+                    Int(file.room_id.0),
+                    Int(file.account_id.0),
+                    Int(file.message_id.0),
+                    file.filename,
+                    Int(file.filesize),
+                    file.upload_time,
+                    file.blob_key,
+                ])?;
+        }
+        Change::PutContact {
+            account_id,
+            contact_id,
+            room_id,
+        } => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO contacts (account_id, contact_id, room_id)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    Int(account_id.0),
+                    Int(contact_id.0),
+                    Int(room_id.0)
+                ])?;
+        }
+        Change::RemoveContact {
+            account_id,
+            contact_id,
+        } => {
+            transaction
+                .prepare_cached("DELETE FROM contacts WHERE account_id = ?1 AND contact_id = ?2")?
+                .execute(params![Int(account_id.0), Int(contact_id.0)])?;
+        }
+        Change::PutContactRequest(request) => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO contact_requests (request_id, from_account_id,
+                         to_account_id, message, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    Int(request.request_id.0),
+                    Int(request.from.0),
+                    Int(request.to.0),
+                    request.message,
+                    request.at,
+                ])?;
+        }
+        Change::RemoveContactRequest { request_id } => {
+            transaction
+                .prepare_cached("DELETE FROM contact_requests WHERE request_id = ?1")?
+                .execute(params![Int(request_id.0)])?;
+        }
+        Change::SetLink(link) => {
+            // REPLACE drops both the room's previous link and any other room's link with
+            // the same code (the code is UNIQUE).
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO links (room_id, code, need_acceptance, description)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    Int(link.room_id.0),
+                    link.code,
+                    link.need_acceptance,
+                    link.description,
+                ])?;
+        }
+        Change::RemoveLink { room_id } => {
+            transaction
+                .prepare_cached("DELETE FROM links WHERE room_id = ?1")?
+                .execute(params![Int(room_id.0)])?;
+        }
+        Change::PutJoinRequest {
+            room_id,
+            account_id,
+            at,
+        } => {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO join_requests (room_id, account_id, at)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![Int(room_id.0), Int(account_id.0), at])?;
+        }
+        Change::RemoveJoinRequest {
+            room_id,
+            account_id,
+        } => {
+            transaction
+                .prepare_cached("DELETE FROM join_requests WHERE room_id = ?1 AND account_id = ?2")?
+                .execute(params![Int(room_id.0), Int(account_id.0)])?;
+        }
     }
     Ok(())
 }
@@ -840,6 +1247,12 @@ fn reset_models(connection: &mut Connection) -> rusqlite::Result<()> {
          DELETE FROM mentions;
          DELETE FROM sync_ops;
          DELETE FROM membership_intervals;
+         DELETE FROM tasks;
+         DELETE FROM files;
+         DELETE FROM contacts;
+         DELETE FROM contact_requests;
+         DELETE FROM links;
+         DELETE FROM join_requests;
          UPDATE checkpoint SET position = 0 WHERE id = 0;",
     )?;
     transaction.commit()
@@ -1126,6 +1539,71 @@ fn dump_models(connection: &mut Connection) -> rusqlite::Result<String> {
             dump.op(&op_from_row(row)?);
         }
     }
+    {
+        // Names are not part of the dump: the joins only fill the view's extra columns.
+        let mut query = transaction.prepare(&format!(
+            "SELECT {TASK_VIEW_COLUMNS} FROM tasks t {TASK_VIEW_JOINS} ORDER BY t.task_id"
+        ))?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.task(&task_view_from_row(row)?.task);
+        }
+    }
+    {
+        let mut query = transaction.prepare(&format!(
+            "SELECT {FILE_VIEW_COLUMNS} FROM files f
+             LEFT JOIN accounts a ON a.account_id = f.account_id
+             ORDER BY f.file_id"
+        ))?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.file(&file_view_from_row(row)?.file);
+        }
+    }
+    {
+        let mut query = transaction.prepare(
+            "SELECT account_id, contact_id, room_id FROM contacts ORDER BY account_id, contact_id",
+        )?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.contact(
+                AccountId(get_u64(row, 0)?),
+                AccountId(get_u64(row, 1)?),
+                RoomId(get_u64(row, 2)?),
+            );
+        }
+    }
+    {
+        let mut query = transaction.prepare(&format!(
+            "SELECT {CONTACT_REQUEST_COLUMNS} FROM contact_requests q ORDER BY q.request_id"
+        ))?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.contact_request(&contact_request_from_row(row)?);
+        }
+    }
+    {
+        let mut query = transaction.prepare(&format!(
+            "SELECT {LINK_COLUMNS} FROM links l ORDER BY l.room_id"
+        ))?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.link(&link_from_row(row)?);
+        }
+    }
+    {
+        let mut query = transaction.prepare(
+            "SELECT room_id, account_id, at FROM join_requests ORDER BY room_id, account_id",
+        )?;
+        let mut rows = query.query([])?;
+        while let Some(row) = rows.next()? {
+            dump.join_request(
+                RoomId(get_u64(row, 0)?),
+                AccountId(get_u64(row, 1)?),
+                row.get(2)?,
+            );
+        }
+    }
     transaction.commit()?;
     Ok(dump.finish())
 }
@@ -1298,15 +1776,180 @@ impl ReadModelQueries for SqliteReadStore {
 
     async fn status(&self, account: AccountId) -> Result<StatusCounts, StoreError> {
         let rooms = self.rooms_of(account).await?;
-        Ok(rooms
-            .iter()
-            .fold(StatusCounts::default(), |mut totals, room| {
-                totals.unread_room_num += u64::from(room.unread_num > 0);
-                totals.mention_room_num += u64::from(room.mention_num > 0);
-                totals.unread_num += room.unread_num;
-                totals.mention_num += room.mention_num;
-                totals
-            }))
+        Ok(status_of(&rooms))
+    }
+
+    async fn tasks_of_room(
+        &self,
+        room: RoomId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError> {
+        let filter = filter.clone();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&tasks_of_room_sql())?
+                .query_map(
+                    params![
+                        Int(room.0),
+                        filter.account_id.map(|account| Int(account.0)),
+                        filter.assigned_by.map(|account| Int(account.0)),
+                        filter.status,
+                        sql_limit(limit),
+                    ],
+                    task_view_from_row,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn task(&self, room: RoomId, task: TaskId) -> Result<Option<TaskView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&task_sql())?
+                .query_row(params![Int(room.0), Int(task.0)], task_view_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn tasks_of_account(
+        &self,
+        account: AccountId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError> {
+        let filter = filter.clone();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&tasks_of_account_sql())?
+                .query_map(
+                    params![
+                        Int(account.0),
+                        filter.assigned_by.map(|account| Int(account.0)),
+                        filter.status,
+                        sql_limit(limit),
+                    ],
+                    task_view_from_row,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn files_of_room(
+        &self,
+        room: RoomId,
+        uploader: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<FileView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&files_of_room_sql())?
+                .query_map(
+                    params![
+                        Int(room.0),
+                        uploader.map(|account| Int(account.0)),
+                        sql_limit(limit)
+                    ],
+                    file_view_from_row,
+                )?
+                .collect()
+        })
+        .await
+    }
+
+    async fn file(&self, room: RoomId, file: FileId) -> Result<Option<FileView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&file_sql())?
+                .query_row(params![Int(room.0), Int(file.0)], file_view_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn contacts(&self, account: AccountId) -> Result<Vec<ContactView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&contacts_sql())?
+                .query_map(params![Int(account.0)], |row| {
+                    Ok(ContactView {
+                        account: account_from_row(row, 0)?,
+                        room_id: RoomId(get_u64(row, ACCOUNT_COLUMN_COUNT)?),
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    async fn incoming_requests(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<ContactRequestView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&incoming_requests_sql())?
+                .query_map(params![Int(account.0)], |row| {
+                    Ok(ContactRequestView {
+                        request: contact_request_from_row(row)?,
+                        from: account_from_row(row, CONTACT_REQUEST_COLUMN_COUNT)?,
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    async fn contact_request(
+        &self,
+        request: RequestId,
+    ) -> Result<Option<ContactRequestRow>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&contact_request_sql())?
+                .query_row(params![Int(request.0)], contact_request_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn link_of_room(&self, room: RoomId) -> Result<Option<LinkRow>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&link_of_room_sql())?
+                .query_row(params![Int(room.0)], link_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn link_by_code(&self, code: &str) -> Result<Option<LinkRow>, StoreError> {
+        let code = code.to_owned();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&link_by_code_sql())?
+                .query_row(params![code], link_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn join_requests(&self, room: RoomId) -> Result<Vec<JoinRequestView>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(&join_requests_sql())?
+                .query_map(params![Int(room.0)], |row| {
+                    Ok(JoinRequestView {
+                        account: account_from_row(row, 0)?,
+                        at: row.get(ACCOUNT_COLUMN_COUNT)?,
+                    })
+                })?
+                .collect()
+        })
+        .await
     }
 
     async fn ops_for(
@@ -1395,6 +2038,180 @@ mod tests {
             plan.contains("sync_ops_by_target (target=? AND position>? AND position<?)"),
             "account-level ops must be read through the partial target index:\n{plan}"
         );
+    }
+
+    #[test]
+    fn room_views_count_tasks_and_files_in_index_ranges_of_the_room() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteReadStore::open(&dir.path().join("read.db")).expect("open");
+        let writer = store.inner.writer.lock();
+        let plan = plan(
+            &writer,
+            &format!("{ROOM_VIEWS} GROUP BY mb.room_id ORDER BY mb.room_id"),
+        );
+        assert!(
+            !plan.lines().any(|line| line.starts_with("SCAN")),
+            "no table may be scanned:\n{plan}"
+        );
+        assert!(
+            plan.contains(
+                "SEARCH mt USING COVERING INDEX tasks_by_room \
+                 (room_id=? AND account_id=? AND status=?)"
+            ),
+            "the viewer's open tasks must be counted in one index range:\n{plan}"
+        );
+        assert!(
+            plan.contains("SEARCH t USING COVERING INDEX tasks_by_room (room_id=?)"),
+            "the room's tasks must be counted in the room's index range:\n{plan}"
+        );
+        assert!(
+            plan.contains("SEARCH f USING COVERING INDEX files_by_room (room_id=?)"),
+            "the room's files must be counted in the room's index range:\n{plan}"
+        );
+    }
+
+    #[test]
+    fn per_room_and_per_account_queries_read_index_ranges_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteReadStore::open(&dir.path().join("read.db")).expect("open");
+        let writer = store.inner.writer.lock();
+        let expectations = [
+            (
+                tasks_of_room_sql(),
+                "SEARCH t USING INDEX tasks_by_room (room_id=?)",
+            ),
+            (task_sql(), "SEARCH t USING INTEGER PRIMARY KEY (rowid=?)"),
+            (
+                tasks_of_account_sql(),
+                "SEARCH t USING INDEX tasks_by_room (room_id=? AND account_id=?)",
+            ),
+            (
+                files_of_room_sql(),
+                "SEARCH f USING INDEX files_by_room (room_id=?)",
+            ),
+            (file_sql(), "SEARCH f USING INTEGER PRIMARY KEY (rowid=?)"),
+            (contacts_sql(), "SEARCH c USING PRIMARY KEY (account_id=?)"),
+            (
+                incoming_requests_sql(),
+                "SEARCH q USING INDEX contact_requests_by_recipient (to_account_id=?)",
+            ),
+            (
+                contact_request_sql(),
+                "SEARCH q USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+            (
+                link_of_room_sql(),
+                "SEARCH l USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+            (link_by_code_sql(), "(code=?)"),
+            (
+                join_requests_sql(),
+                "SEARCH j USING PRIMARY KEY (room_id=?)",
+            ),
+        ];
+        for (sql, expected) in expectations {
+            let plan = plan(&writer, &sql);
+            assert!(
+                !plan.lines().any(|line| line.starts_with("SCAN")),
+                "no table may be scanned:\n{sql}\n{plan}"
+            );
+            assert!(
+                plan.contains(expected),
+                "expected `{expected}` in the plan of\n{sql}\n{plan}"
+            );
+        }
+        let plan = plan(&writer, &tasks_of_account_sql());
+        assert!(
+            plan.contains("members_by_account (account_id=?)"),
+            "tasks_of_account must start from the account's memberships:\n{plan}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_2_file_gets_the_task_file_contact_and_link_tables() -> Result<(), StoreError>
+    {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("read.db");
+        let room = RoomRow {
+            room_id: RoomId(100),
+            room_type: RoomType::Group,
+            name: "Room".to_owned(),
+            description: String::new(),
+            icon_preset: "group".to_owned(),
+            last_seq: 0,
+            message_num: 0,
+            last_update_time: 0,
+        };
+        let store = SqliteReadStore::open(&path)?;
+        store
+            .apply(
+                vec![
+                    Change::PutRoom(room.clone()),
+                    Change::PutMember {
+                        room_id: RoomId(100),
+                        account_id: AccountId(1),
+                        role: Role::Admin,
+                    },
+                ],
+                1,
+            )
+            .await?;
+        drop(store);
+        Connection::open(&path)
+            .and_then(|connection| {
+                connection.execute_batch(
+                    "DROP TABLE tasks; DROP TABLE files; DROP TABLE contacts;
+                     DROP TABLE contact_requests; DROP TABLE links; DROP TABLE join_requests;
+                     PRAGMA user_version = 2;",
+                )
+            })
+            .expect("make a version 2 file");
+
+        let store = SqliteReadStore::open(&path)?;
+        let task = TaskRow {
+            task_id: TaskId(7),
+            room_id: RoomId(100),
+            account_id: AccountId(1),
+            assigned_by: AccountId(1),
+            message_id: MessageId(9),
+            body: "do it".to_owned(),
+            limit_time: 0,
+            limit_type: "none".to_owned(),
+            status: "open".to_owned(),
+        };
+        let link = LinkRow {
+            room_id: RoomId(100),
+            code: "abc".to_owned(),
+            need_acceptance: false,
+            description: String::new(),
+        };
+        store
+            .apply(
+                vec![Change::PutTask(task.clone()), Change::SetLink(link.clone())],
+                2,
+            )
+            .await?;
+        let view = store
+            .room_of(AccountId(1), RoomId(100))
+            .await?
+            .expect("the old file's membership is kept");
+        assert_eq!((view.room, view.mytask_num, view.task_num), (room, 1, 1));
+        assert_eq!(
+            store
+                .task(RoomId(100), TaskId(7))
+                .await?
+                .map(|view| view.task),
+            Some(task)
+        );
+        assert_eq!(store.link_by_code("abc").await?, Some(link));
+        let version: i64 = store
+            .inner
+            .writer
+            .lock()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, SCHEMA_VERSION);
+        Ok(())
     }
 
     #[tokio::test]

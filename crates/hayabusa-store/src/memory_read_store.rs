@@ -23,7 +23,24 @@
 //! - `CloseMembership` sets the open interval's `to` as given, even below its `from`
 //!   (the interval then covers nothing);
 //! - an account-level op (`room_id` None) without a target is visible to nobody;
-//! - `ops_for` with `limit` 0 returns nothing.
+//! - `ops_for` with `limit` 0 returns nothing;
+//! - a task is open when its status is exactly `"open"`; `mytask_num` (per room and in
+//!   [`status`](ReadModelQueries::status)) counts only open tasks assigned to the
+//!   viewer, `task_num` counts every task of the room whatever its status;
+//! - [`tasks_of_account`](ReadModelQueries::tasks_of_account) and the task totals of
+//!   `status` cover exactly the rooms of [`rooms_of`](ReadModelQueries::rooms_of)
+//!   (a membership and a room row), so that `status().mytask_num` is the number of
+//!   open tasks `tasks_of_account` lists; tasks stay in a room their assignee left,
+//!   and come back if it rejoins;
+//! - `PutTask` and `PutFile` replace by id, even when the new row names another room;
+//! - a [`TaskView`]'s room name and icon and a task's or file's account names are empty
+//!   when the row is unknown; contacts, incoming contact requests and join requests
+//!   whose account row is unknown are left out;
+//! - `SetLink` replaces the room's link and removes any other room's link with the
+//!   same code, so a code names at most one link;
+//! - `DeleteRoom` keeps the contacts whose direct room it is (the contact relation is
+//!   not the room's);
+//! - every limit of 0 returns nothing.
 //!
 //! The canonical text of a dump is built by [`CanonicalDump`], which every adapter
 //! uses so that dumps can be compared across adapters.
@@ -31,11 +48,12 @@
 use crate::error::StoreError;
 use crate::event_log::Position;
 use crate::read_model::{
-    AccountRow, Change, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
-    ReadModelWriter, RoomRow, RoomView, StatusCounts,
+    AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
+    JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
+    ReadModelWriter, RoomRow, RoomView, StatusCounts, TaskFilter, TaskRow, TaskView,
 };
 use async_trait::async_trait;
-use hayabusa_domain::{AccountId, MessageId, Role, RoomId};
+use hayabusa_domain::{AccountId, FileId, MessageId, RequestId, Role, RoomId, TaskId};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -85,6 +103,39 @@ struct Models {
     /// Membership intervals by (account, room, from): the last position the member
     /// sees, None while the interval is open.
     intervals: BTreeMap<IntervalKey, Option<Position>>,
+    /// Tasks by id.
+    tasks: BTreeMap<TaskId, TaskRow>,
+    /// The same tasks by (room, task id).
+    tasks_by_room: BTreeSet<(RoomId, TaskId)>,
+    /// Files by id.
+    files: BTreeMap<FileId, FileRow>,
+    /// The same files by (room, file id).
+    files_by_room: BTreeSet<(RoomId, FileId)>,
+    /// Contacts by (owner, contact): the direct room of the pair.
+    contacts: BTreeMap<(AccountId, AccountId), RoomId>,
+    /// Pending contact requests by id.
+    contact_requests: BTreeMap<RequestId, ContactRequestRow>,
+    /// Invitation links by room; no two share a code.
+    links: BTreeMap<RoomId, LinkRow>,
+    /// Pending join requests by (room, account): when they were made.
+    join_requests: BTreeMap<(RoomId, AccountId), i64>,
+}
+
+/// The status that makes a task open (counted in `mytask_num`).
+const OPEN: &str = "open";
+
+/// Whether `task` passes every condition `filter` sets.
+fn task_matches(filter: &TaskFilter, task: &TaskRow) -> bool {
+    filter
+        .account_id
+        .is_none_or(|account| task.account_id == account)
+        && filter
+            .assigned_by
+            .is_none_or(|assigner| task.assigned_by == assigner)
+        && filter
+            .status
+            .as_deref()
+            .is_none_or(|status| task.status == status)
 }
 
 /// A key of the sync op table: (position, index).
@@ -238,6 +289,65 @@ impl Models {
                     self.intervals.insert(key, Some(to));
                 }
             }
+            Change::PutTask(task) => {
+                if let Some(old) = self.tasks.remove(&task.task_id) {
+                    self.tasks_by_room.remove(&(old.room_id, old.task_id));
+                }
+                self.tasks_by_room.insert((task.room_id, task.task_id));
+                self.tasks.insert(task.task_id, task);
+            }
+            Change::SetTaskStatus { task_id, status } => {
+                if let Some(task) = self.tasks.get_mut(&task_id) {
+                    task.status = status;
+                }
+            }
+            Change::PutFile(file) => {
+                if let Some(old) = self.files.remove(&file.file_id) {
+                    self.files_by_room.remove(&(old.room_id, old.file_id));
+                }
+                self.files_by_room.insert((file.room_id, file.file_id));
+                self.files.insert(file.file_id, file);
+            }
+            Change::PutContact {
+                account_id,
+                contact_id,
+                room_id,
+            } => {
+                self.contacts.insert((account_id, contact_id), room_id);
+            }
+            Change::RemoveContact {
+                account_id,
+                contact_id,
+            } => {
+                self.contacts.remove(&(account_id, contact_id));
+            }
+            Change::PutContactRequest(request) => {
+                self.contact_requests.insert(request.request_id, request);
+            }
+            Change::RemoveContactRequest { request_id } => {
+                self.contact_requests.remove(&request_id);
+            }
+            Change::SetLink(link) => {
+                // Codes are unique: whichever room held this code loses its link.
+                self.links.retain(|_, held| held.code != link.code);
+                self.links.insert(link.room_id, link);
+            }
+            Change::RemoveLink { room_id } => {
+                self.links.remove(&room_id);
+            }
+            Change::PutJoinRequest {
+                room_id,
+                account_id,
+                at,
+            } => {
+                self.join_requests.insert((room_id, account_id), at);
+            }
+            Change::RemoveJoinRequest {
+                room_id,
+                account_id,
+            } => {
+                self.join_requests.remove(&(room_id, account_id));
+            }
         }
     }
 
@@ -345,6 +455,100 @@ impl Models {
             .retain(|&(message_room, _), _| message_room != room_id);
         self.message_seqs
             .retain(|&(message_room, _), _| message_room != room_id);
+        let tasks: Vec<TaskId> = self.task_ids_of_room(room_id).collect();
+        for task in tasks {
+            self.tasks.remove(&task);
+            self.tasks_by_room.remove(&(room_id, task));
+        }
+        let files: Vec<FileId> = self.file_ids_of_room(room_id).collect();
+        for file in files {
+            self.files.remove(&file);
+            self.files_by_room.remove(&(room_id, file));
+        }
+        self.links.remove(&room_id);
+        self.join_requests
+            .retain(|&(request_room, _), _| request_room != room_id);
+    }
+
+    /// The ids of a room's tasks, in id order.
+    fn task_ids_of_room(&self, room: RoomId) -> impl Iterator<Item = TaskId> + '_ {
+        self.tasks_by_room
+            .range((room, TaskId(0))..=(room, TaskId(u64::MAX)))
+            .map(|&(_, task)| task)
+    }
+
+    /// A room's tasks, in id order.
+    fn tasks_in_room(&self, room: RoomId) -> impl Iterator<Item = &TaskRow> + '_ {
+        self.task_ids_of_room(room)
+            .filter_map(|task| self.tasks.get(&task))
+    }
+
+    /// The ids of a room's files, in id order.
+    fn file_ids_of_room(&self, room: RoomId) -> impl Iterator<Item = FileId> + '_ {
+        self.files_by_room
+            .range((room, FileId(0))..=(room, FileId(u64::MAX)))
+            .map(|&(_, file)| file)
+    }
+
+    /// An account's name, empty if it is unknown.
+    fn name_of(&self, account: AccountId) -> String {
+        self.accounts
+            .get(&account)
+            .map(|account| account.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn task_view(&self, task: &TaskRow) -> TaskView {
+        let room = self.rooms.get(&task.room_id);
+        TaskView {
+            task: task.clone(),
+            room_name: room.map(|room| room.name.clone()).unwrap_or_default(),
+            room_icon_preset: room
+                .map(|room| room.icon_preset.clone())
+                .unwrap_or_default(),
+            account_name: self.name_of(task.account_id),
+            assigned_by_name: self.name_of(task.assigned_by),
+        }
+    }
+
+    fn tasks_of_room(&self, room: RoomId, filter: &TaskFilter, limit: usize) -> Vec<TaskView> {
+        self.tasks_in_room(room)
+            .filter(|task| task_matches(filter, task))
+            .take(limit)
+            .map(|task| self.task_view(task))
+            .collect()
+    }
+
+    fn tasks_of_account(
+        &self,
+        account: AccountId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Vec<TaskView> {
+        let filter = TaskFilter {
+            account_id: Some(account),
+            ..filter.clone()
+        };
+        let mut tasks: Vec<&TaskRow> = self
+            .rooms_by_account
+            .range((account, RoomId(0))..=(account, RoomId(u64::MAX)))
+            .filter(|&&(_, room)| self.rooms.contains_key(&room))
+            .flat_map(|&(_, room)| self.tasks_in_room(room))
+            .filter(|task| task_matches(&filter, task))
+            .collect();
+        tasks.sort_unstable_by_key(|task| task.task_id);
+        tasks
+            .into_iter()
+            .take(limit)
+            .map(|task| self.task_view(task))
+            .collect()
+    }
+
+    fn file_view(&self, file: &FileRow) -> FileView {
+        FileView {
+            file: file.clone(),
+            account_name: self.name_of(file.account_id),
+        }
     }
 
     fn insert_message(&mut self, mut message: MessageRow) {
@@ -397,11 +601,19 @@ impl Models {
         let membership = self.members.get(&(room_id, account))?;
         let room = self.rooms.get(&room_id)?;
         let (unread_num, mention_num) = self.unread_counts(room_id, account, membership.read_seq);
+        let (mut mytask_num, mut task_num) = (0, 0);
+        for task in self.tasks_in_room(room_id) {
+            task_num += 1;
+            mytask_num += u64::from(task.account_id == account && task.status == OPEN);
+        }
         Some(RoomView {
             room: room.clone(),
             role: membership.role,
             unread_num,
             mention_num,
+            mytask_num,
+            task_num,
+            file_num: self.file_ids_of_room(room_id).map(|_| 1).sum(),
         })
     }
 
@@ -443,6 +655,24 @@ impl Models {
         }
         for op in self.ops.values() {
             dump.op(op);
+        }
+        for task in self.tasks.values() {
+            dump.task(task);
+        }
+        for file in self.files.values() {
+            dump.file(file);
+        }
+        for (&(account, contact), &room) in &self.contacts {
+            dump.contact(account, contact, room);
+        }
+        for request in self.contact_requests.values() {
+            dump.contact_request(request);
+        }
+        for link in self.links.values() {
+            dump.link(link);
+        }
+        for (&(room, account), &at) in &self.join_requests {
+            dump.join_request(room, account, at);
         }
         dump.finish()
     }
@@ -615,6 +845,148 @@ impl ReadModelQueries for MemoryReadStore {
         Ok(status_of(&rooms))
     }
 
+    async fn tasks_of_room(
+        &self,
+        room: RoomId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError> {
+        Ok(self.state.lock().models.tasks_of_room(room, filter, limit))
+    }
+
+    async fn task(&self, room: RoomId, task: TaskId) -> Result<Option<TaskView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .tasks
+            .get(&task)
+            .filter(|task| task.room_id == room)
+            .map(|task| models.task_view(task)))
+    }
+
+    async fn tasks_of_account(
+        &self,
+        account: AccountId,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<TaskView>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .models
+            .tasks_of_account(account, filter, limit))
+    }
+
+    async fn files_of_room(
+        &self,
+        room: RoomId,
+        uploader: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<FileView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .file_ids_of_room(room)
+            .filter_map(|file| models.files.get(&file))
+            .filter(|file| uploader.is_none_or(|uploader| file.account_id == uploader))
+            .take(limit)
+            .map(|file| models.file_view(file))
+            .collect())
+    }
+
+    async fn file(&self, room: RoomId, file: FileId) -> Result<Option<FileView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .files
+            .get(&file)
+            .filter(|file| file.room_id == room)
+            .map(|file| models.file_view(file)))
+    }
+
+    async fn contacts(&self, account: AccountId) -> Result<Vec<ContactView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .contacts
+            .range((account, AccountId(0))..=(account, AccountId(u64::MAX)))
+            .filter_map(|(&(_, contact), &room_id)| {
+                models.accounts.get(&contact).map(|contact| ContactView {
+                    account: contact.clone(),
+                    room_id,
+                })
+            })
+            .collect())
+    }
+
+    async fn incoming_requests(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<ContactRequestView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .contact_requests
+            .values()
+            .filter(|request| request.to == account)
+            .filter_map(|request| {
+                models
+                    .accounts
+                    .get(&request.from)
+                    .map(|from| ContactRequestView {
+                        request: request.clone(),
+                        from: from.clone(),
+                    })
+            })
+            .collect())
+    }
+
+    async fn contact_request(
+        &self,
+        request: RequestId,
+    ) -> Result<Option<ContactRequestRow>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .models
+            .contact_requests
+            .get(&request)
+            .cloned())
+    }
+
+    async fn link_of_room(&self, room: RoomId) -> Result<Option<LinkRow>, StoreError> {
+        Ok(self.state.lock().models.links.get(&room).cloned())
+    }
+
+    async fn link_by_code(&self, code: &str) -> Result<Option<LinkRow>, StoreError> {
+        Ok(self
+            .state
+            .lock()
+            .models
+            .links
+            .values()
+            .find(|link| link.code == code)
+            .cloned())
+    }
+
+    async fn join_requests(&self, room: RoomId) -> Result<Vec<JoinRequestView>, StoreError> {
+        let state = self.state.lock();
+        let models = &state.models;
+        Ok(models
+            .join_requests
+            .range((room, AccountId(0))..=(room, AccountId(u64::MAX)))
+            .filter_map(|(&(_, account), &at)| {
+                models
+                    .accounts
+                    .get(&account)
+                    .map(|account| JoinRequestView {
+                        account: account.clone(),
+                        at,
+                    })
+            })
+            .collect())
+    }
+
     async fn ops_for(
         &self,
         account: AccountId,
@@ -635,8 +1007,10 @@ impl ReadModelQueries for MemoryReadStore {
     }
 }
 
-/// Totals over the rooms an account sees.
-fn status_of(rooms: &[RoomView]) -> StatusCounts {
+/// Totals over the rooms an account sees (its [`rooms_of`](ReadModelQueries::rooms_of)
+/// views): what [`status`](ReadModelQueries::status) returns. Every adapter uses it, so
+/// the totals are derived the same way everywhere.
+pub fn status_of(rooms: &[RoomView]) -> StatusCounts {
     rooms
         .iter()
         .fold(StatusCounts::default(), |mut totals, room| {
@@ -644,6 +1018,8 @@ fn status_of(rooms: &[RoomView]) -> StatusCounts {
             totals.mention_room_num += u64::from(room.mention_num > 0);
             totals.unread_num += room.unread_num;
             totals.mention_num += room.mention_num;
+            totals.mytask_room_num += u64::from(room.mytask_num > 0);
+            totals.mytask_num += room.mytask_num;
             totals
         })
 }
@@ -662,6 +1038,12 @@ fn status_of(rooms: &[RoomView]) -> StatusCounts {
 /// message <room_id> <seq> message_id=<id> account_id=<id> send_time=<secs> update_time=<secs> to_all=<bool> mentions=[<id>,…] body="…"
 /// interval <account_id> <room_id> <from> to=<position|open>
 /// op <position> <index> room_id=<id|none> target=<id|none> op_type="…" payload="…"
+/// task <task_id> room_id=<id> account_id=<id> assigned_by=<id> message_id=<id> limit_time=<secs> limit_type="…" status="…" body="…"
+/// file <file_id> room_id=<id> account_id=<id> message_id=<id> filesize=<bytes> upload_time=<secs> filename="…" blob_key="…"
+/// contact <account_id> <contact_id> room_id=<id>
+/// contact_request <request_id> from=<id> to=<id> at=<secs> message="…"
+/// link <room_id> code="…" need_acceptance=<bool> description="…"
+/// join_request <room_id> <account_id> at=<secs>
 /// ```
 ///
 /// Strings are JSON string literals; mentions are sorted and deduplicated.
@@ -674,6 +1056,12 @@ pub struct CanonicalDump {
     messages: BTreeMap<(RoomId, u64), String>,
     intervals: BTreeMap<IntervalKey, String>,
     ops: BTreeMap<OpKey, String>,
+    tasks: BTreeMap<TaskId, String>,
+    files: BTreeMap<FileId, String>,
+    contacts: BTreeMap<(AccountId, AccountId), String>,
+    contact_requests: BTreeMap<RequestId, String>,
+    links: BTreeMap<RoomId, String>,
+    join_requests: BTreeMap<(RoomId, AccountId), String>,
 }
 
 /// A string as a JSON literal: unambiguous whatever it contains.
@@ -787,6 +1175,79 @@ impl CanonicalDump {
         self.ops.insert((op.position, op.index), line);
     }
 
+    /// Adds a task.
+    pub fn task(&mut self, task: &TaskRow) {
+        let line = format!(
+            "task {} room_id={} account_id={} assigned_by={} message_id={} limit_time={} \
+             limit_type={} status={} body={}",
+            task.task_id,
+            task.room_id,
+            task.account_id,
+            task.assigned_by,
+            task.message_id,
+            task.limit_time,
+            quoted(&task.limit_type),
+            quoted(&task.status),
+            quoted(&task.body),
+        );
+        self.tasks.insert(task.task_id, line);
+    }
+
+    /// Adds a file.
+    pub fn file(&mut self, file: &FileRow) {
+        let line = format!(
+            "file {} room_id={} account_id={} message_id={} filesize={} upload_time={} \
+             filename={} blob_key={}",
+            file.file_id,
+            file.room_id,
+            file.account_id,
+            file.message_id,
+            file.filesize,
+            file.upload_time,
+            quoted(&file.filename),
+            quoted(&file.blob_key),
+        );
+        self.files.insert(file.file_id, line);
+    }
+
+    /// Adds one direction of a contact: `account` has `contact`, with their direct
+    /// room.
+    pub fn contact(&mut self, account: AccountId, contact: AccountId, room: RoomId) {
+        let line = format!("contact {account} {contact} room_id={room}");
+        self.contacts.insert((account, contact), line);
+    }
+
+    /// Adds a pending contact request.
+    pub fn contact_request(&mut self, request: &ContactRequestRow) {
+        let line = format!(
+            "contact_request {} from={} to={} at={} message={}",
+            request.request_id,
+            request.from,
+            request.to,
+            request.at,
+            quoted(&request.message),
+        );
+        self.contact_requests.insert(request.request_id, line);
+    }
+
+    /// Adds a room's invitation link.
+    pub fn link(&mut self, link: &LinkRow) {
+        let line = format!(
+            "link {} code={} need_acceptance={} description={}",
+            link.room_id,
+            quoted(&link.code),
+            link.need_acceptance,
+            quoted(&link.description),
+        );
+        self.links.insert(link.room_id, line);
+    }
+
+    /// Adds a pending join request.
+    pub fn join_request(&mut self, room: RoomId, account: AccountId, at: i64) {
+        let line = format!("join_request {room} {account} at={at}");
+        self.join_requests.insert((room, account), line);
+    }
+
     /// The text: the checkpoint line, then every table ordered by primary key.
     pub fn finish(self) -> String {
         let mut text = format!("checkpoint {}\n", self.checkpoint);
@@ -797,7 +1258,13 @@ impl CanonicalDump {
             .chain(self.members.into_values())
             .chain(self.messages.into_values())
             .chain(self.intervals.into_values())
-            .chain(self.ops.into_values());
+            .chain(self.ops.into_values())
+            .chain(self.tasks.into_values())
+            .chain(self.files.into_values())
+            .chain(self.contacts.into_values())
+            .chain(self.contact_requests.into_values())
+            .chain(self.links.into_values())
+            .chain(self.join_requests.into_values());
         for line in lines {
             text.push_str(&line);
             text.push('\n');

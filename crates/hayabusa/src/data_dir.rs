@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub const EVENTS_FILE: &str = "events.sqlite";
 /// The read models (SQLite; rebuildable from the log).
 pub const READ_MODELS_FILE: &str = "read-models.sqlite";
+/// Uploaded file contents, one file per blob under a generated name.
+pub const BLOBS_DIR: &str = "files";
 /// The secret API tokens are derived from.
 pub const SECRET_FILE: &str = "secret.key";
 /// The bootstrap administrator's token.

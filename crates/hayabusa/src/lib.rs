@@ -6,8 +6,8 @@ pub mod data_dir;
 
 use anyhow::Context;
 use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
-use hayabusa_http::{AppState, SyncSettings};
-use hayabusa_store::{EventLog, ReadStore};
+use hayabusa_http::{AppState, RateLimits, SyncSettings};
+use hayabusa_store::{BlobStore, EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ pub struct Config {
     pub worker_id: u64,
     /// Realtime sync settings (WebSocket origins, timeouts).
     pub sync: SyncSettings,
+    /// Rate limits (ChatWork's by default; [`RateLimits::off`] for benchmarks).
+    pub rate_limits: RateLimits,
 }
 
 /// The stores of a data directory.
@@ -34,6 +36,8 @@ pub struct Stores {
     pub log: Arc<dyn EventLog>,
     /// The read store.
     pub read: Arc<dyn ReadStore>,
+    /// File contents.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 /// Opens (creating if needed) the embedded SQLite stores in `dir`.
@@ -42,9 +46,12 @@ pub fn open_stores(dir: &std::path::Path) -> anyhow::Result<Stores> {
         .with_context(|| format!("opening the event log in {}", dir.display()))?;
     let read = hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
         .with_context(|| format!("opening the read store in {}", dir.display()))?;
+    let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
+        .with_context(|| format!("opening the file store in {}", dir.display()))?;
     Ok(Stores {
         log: Arc::new(log),
         read: Arc::new(read),
+        blobs: Arc::new(blobs),
     })
 }
 
@@ -97,6 +104,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ids,
         secret,
         hub: Arc::new(InProcessHub::new()),
+        blobs: stores.blobs,
     })
     .await
     .context("building the application")?;
@@ -105,6 +113,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let state = Arc::new(AppState {
         app,
         sync: config.sync.clone(),
+        rate_limits: config.rate_limits.clone(),
+        uploads: hayabusa_http::UploadSettings::default(),
     });
     let listener = TcpListener::bind(config.listen)
         .await

@@ -1,7 +1,7 @@
 //! `hayabusa`: serve the API, rebuild read models, manage accounts.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use hayabusa::{Config, data_dir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +34,8 @@ enum Command {
         /// (same-origin pages and non-browser clients are always allowed).
         #[arg(long, env = "HAYABUSA_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
         ws_allowed_origins: Vec<String>,
+        #[command(flatten)]
+        rate_limits: RateLimitArgs,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -82,6 +84,56 @@ enum AccountCommand {
     },
 }
 
+/// Rate-limit flags of `serve`; unset ones take ChatWork's values.
+#[derive(Args)]
+struct RateLimitArgs {
+    /// Requests allowed per API token in each window [default: 300].
+    #[arg(long, env = "HAYABUSA_RATE_LIMIT_REQUESTS", value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit_requests: Option<u32>,
+    /// Length of the per-token window in seconds [default: 300].
+    #[arg(long, env = "HAYABUSA_RATE_LIMIT_WINDOW_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    rate_limit_window_secs: Option<u64>,
+    /// Messages plus tasks that may be posted per room in each window [default: 10].
+    #[arg(long, env = "HAYABUSA_ROOM_POST_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    room_post_limit: Option<u32>,
+    /// Length of the per-room posting window in seconds [default: 10].
+    #[arg(long, env = "HAYABUSA_ROOM_POST_WINDOW_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    room_post_window_secs: Option<u64>,
+    /// Switch all rate limits off (e.g. for benchmarks).
+    #[arg(long, env = "HAYABUSA_NO_RATE_LIMITS", value_parser = clap::builder::BoolishValueParser::new())]
+    no_rate_limits: bool,
+}
+
+impl RateLimitArgs {
+    fn settings(&self) -> hayabusa_http::RateLimits {
+        use std::time::Duration;
+        if self.no_rate_limits {
+            return hayabusa_http::RateLimits::off();
+        }
+        let defaults = hayabusa_http::RateLimits::default();
+        let adjust =
+            |limit: Option<hayabusa_http::RateLimit>, requests: Option<u32>, secs: Option<u64>| {
+                limit.map(|limit| hayabusa_http::RateLimit {
+                    requests: requests.unwrap_or(limit.requests),
+                    window: secs.map_or(limit.window, Duration::from_secs),
+                })
+            };
+        hayabusa_http::RateLimits {
+            per_token: adjust(
+                defaults.per_token,
+                self.rate_limit_requests,
+                self.rate_limit_window_secs,
+            ),
+            room_posts: adjust(
+                defaults.room_posts,
+                self.room_post_limit,
+                self.room_post_window_secs,
+            ),
+            ..defaults
+        }
+    }
+}
+
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
@@ -123,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             listen,
             worker_id,
             ws_allowed_origins,
+            rate_limits,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -132,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                     allowed_origins: ws_allowed_origins,
                     ..Default::default()
                 },
+                rate_limits: rate_limits.settings(),
             })
             .await?;
             server.wait(shutdown_requested()).await?;

@@ -7,7 +7,9 @@ use hayabusa_app::{
     TokenSecret,
 };
 use hayabusa_domain::Role;
-use hayabusa_store::{AccountRow, MemoryEventLog, MemoryReadStore, ReadModelQueries};
+use hayabusa_store::{
+    AccountRow, MemoryBlobStore, MemoryEventLog, MemoryReadStore, ReadModelQueries,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
         ids: Arc::new(IdGenerator::new(0).unwrap()),
         secret: TokenSecret::new(vec![7; 32]),
         hub: Arc::new(InProcessHub::new()),
+        blobs: Arc::new(MemoryBlobStore::default()),
     })
     .await
     .unwrap();

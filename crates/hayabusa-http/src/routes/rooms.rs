@@ -64,11 +64,16 @@ pub async fn create(
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let name = params.required("name")?;
     let members = member_lists(&params)?;
-    if params.flag("link", false)? {
-        return Err(ApiError::bad_request(
-            "invitation links are not supported yet",
-        ));
+    let link = params.flag("link", false)?;
+    let link_code = params
+        .get("link_code")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    if let Some(code) = &link_code {
+        hayabusa_domain::room::validate_link_code(code)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
+    let link_need_acceptance = params.flag("link_need_acceptance", true)?;
     let input = NewRoom {
         name,
         description: params.get("description").unwrap_or_default().to_string(),
@@ -76,6 +81,18 @@ pub async fn create(
         members,
     };
     let written = state.app.commands.create_room(&caller, input, key).await?;
+    if link {
+        let settings = hayabusa_app::LinkSettings {
+            code: link_code,
+            need_acceptance: Some(link_need_acceptance),
+            description: None,
+        };
+        state
+            .app
+            .commands
+            .create_link(caller.account_id, written.value, settings)
+            .await?;
+    }
     Ok(Json(json!({ "room_id": written.value.0 })))
 }
 

@@ -22,10 +22,12 @@ use crate::error::StoreError;
 use crate::event_log::Position;
 use crate::memory_read_store::MemoryReadStore;
 use crate::read_model::{
-    AccountRow, Change, MessageRow, MessageView, OpRecord, ReadModelQueries, ReadStore, RoomRow,
-    RoomView, StatusCounts,
+    AccountRow, Change, ContactRequestRow, ContactView, FileRow, LinkRow, MessageRow, MessageView,
+    OpRecord, ReadModelQueries, ReadStore, RoomRow, RoomView, StatusCounts, TaskFilter, TaskRow,
 };
-use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
+use hayabusa_domain::{
+    AccountId, FileId, MessageId, OrganizationId, RequestId, Role, RoomId, RoomType, TaskId,
+};
 use std::collections::BTreeSet;
 use std::future::Future;
 
@@ -64,6 +66,20 @@ where
     a_limit_never_splits_the_ops_of_one_position(&make().await).await;
     deleting_a_room_keeps_its_ops_and_membership_intervals(&make().await).await;
     dumps_include_ops_and_membership_intervals(&make().await, &make().await).await;
+    tasks_of_a_room_are_filtered_and_listed_by_task_id(&make().await).await;
+    task_status_changes_and_replacements_apply_in_place(&make().await).await;
+    rooms_derive_task_and_file_counts_per_viewer(&make().await).await;
+    status_totals_count_open_tasks_in_the_accounts_rooms(&make().await).await;
+    tasks_of_an_account_come_from_the_rooms_it_is_a_member_of(&make().await).await;
+    files_are_listed_by_file_id_and_found_only_in_their_room(&make().await).await;
+    contacts_are_one_directional_and_listed_by_contact_id(&make().await).await;
+    contact_requests_are_pending_until_removed(&make().await).await;
+    a_room_has_one_link_and_a_code_names_one_link(&make().await).await;
+    join_requests_are_listed_by_account_id(&make().await).await;
+    deleting_a_room_removes_its_tasks_files_link_and_join_requests(&make().await, &make().await)
+        .await;
+    reset_clears_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
+    dumps_include_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -235,6 +251,104 @@ fn close(room_id: RoomId, account_id: AccountId, to: Position) -> Change {
     }
 }
 
+const OPEN: &str = "open";
+const DONE: &str = "done";
+
+/// A task of `room` assigned to `assignee` by `assigner`, with a text naming it.
+fn task(
+    id: u64,
+    room_id: RoomId,
+    assignee: AccountId,
+    assigner: AccountId,
+    status: &str,
+) -> TaskRow {
+    TaskRow {
+        task_id: TaskId(id),
+        room_id,
+        account_id: assignee,
+        assigned_by: assigner,
+        message_id: message_id(room_id, id),
+        body: format!("task {id}\n\"quoted\" é"),
+        limit_time: T0 + 86_400 * i64::try_from(id).unwrap_or(0),
+        limit_type: if id.is_multiple_of(2) { "date" } else { "time" }.to_owned(),
+        status: status.to_owned(),
+    }
+}
+
+fn put_task(
+    id: u64,
+    room_id: RoomId,
+    assignee: AccountId,
+    assigner: AccountId,
+    status: &str,
+) -> Change {
+    Change::PutTask(task(id, room_id, assignee, assigner, status))
+}
+
+fn set_task_status(id: u64, status: &str) -> Change {
+    Change::SetTaskStatus {
+        task_id: TaskId(id),
+        status: status.to_owned(),
+    }
+}
+
+/// A file of `room` uploaded by `uploader`.
+fn file(id: u64, room_id: RoomId, uploader: AccountId) -> FileRow {
+    FileRow {
+        file_id: FileId(id),
+        room_id,
+        account_id: uploader,
+        message_id: message_id(room_id, 500 + id),
+        filename: format!("report {id}.pdf"),
+        filesize: 1_000 * id,
+        upload_time: T0 + i64::try_from(id).unwrap_or(0),
+        blob_key: format!("blobs/{id:08}"),
+    }
+}
+
+fn put_file(id: u64, room_id: RoomId, uploader: AccountId) -> Change {
+    Change::PutFile(file(id, room_id, uploader))
+}
+
+fn put_contact(account_id: AccountId, contact_id: AccountId, room_id: RoomId) -> Change {
+    Change::PutContact {
+        account_id,
+        contact_id,
+        room_id,
+    }
+}
+
+fn contact_request(id: u64, from: AccountId, to: AccountId) -> ContactRequestRow {
+    ContactRequestRow {
+        request_id: RequestId(id),
+        from,
+        to,
+        message: format!("request {id}: \"please\""),
+        at: T0 + i64::try_from(id).unwrap_or(0),
+    }
+}
+
+fn put_request(id: u64, from: AccountId, to: AccountId) -> Change {
+    Change::PutContactRequest(contact_request(id, from, to))
+}
+
+fn link(room_id: RoomId, code: &str, need_acceptance: bool) -> LinkRow {
+    LinkRow {
+        room_id,
+        code: code.to_owned(),
+        need_acceptance,
+        description: format!("Join {room_id} with {code}"),
+    }
+}
+
+fn put_join_request(room_id: RoomId, account_id: AccountId, at: i64) -> Change {
+    Change::PutJoinRequest {
+        room_id,
+        account_id,
+        at,
+    }
+}
+
 /// Batches that use every kind of change. Batch `n` stands for the event at log
 /// position `n`: its ops carry that position.
 fn scenario() -> Vec<Vec<Change>> {
@@ -250,6 +364,9 @@ fn scenario() -> Vec<Vec<Change>> {
             room_op(1, 1, ROOM_B, "room_created"),
             account_op(1, 2, ALICE, "contact_added"),
         ]),
+        put_contact(ALICE, BOB, ROOM_B),
+        put_contact(BOB, ALICE, ROOM_B),
+        put_request(1, CAROL, ALICE),
     ]);
     vec![
         first,
@@ -272,6 +389,15 @@ fn scenario() -> Vec<Vec<Change>> {
                 room_op(2, 4, ROOM_B, "message_created"),
                 targeted(room_op(2, 5, ROOM_B, "mention"), CAROL),
             ]),
+            put_task(1, ROOM_A, ALICE, BOB, OPEN),
+            put_task(2, ROOM_A, BOB, ALICE, OPEN),
+            put_task(3, ROOM_B, ALICE, BOB, OPEN),
+            put_task(4, ROOM_B, BOB, BOB, DONE),
+            put_file(1, ROOM_A, ALICE),
+            put_file(2, ROOM_B, BOB),
+            Change::SetLink(link(ROOM_B, "room-b", false)),
+            put_join_request(ROOM_B, CAROL, T0 + 20),
+            put_join_request(ROOM_A, DAVE, T0 + 21),
         ],
         vec![
             Change::UpdateRoom {
@@ -282,6 +408,9 @@ fn scenario() -> Vec<Vec<Change>> {
                 at: T0 + 1_000,
             },
             record(vec![room_op(3, 0, ROOM_A, "room_updated")]),
+            set_task_status(1, DONE),
+            Change::SetLink(link(ROOM_A, "room-a", true)),
+            put_contact(ALICE, CAROL, ROOM_C),
         ],
         vec![
             read_up_to(ALICE, ROOM_A, 2),
@@ -299,6 +428,13 @@ fn scenario() -> Vec<Vec<Change>> {
                 room_op(4, 1, ROOM_A, "message_updated"),
                 room_op(4, 2, ROOM_A, "message_created"),
             ]),
+            put_task(5, ROOM_A, CAROL, ALICE, OPEN),
+            put_file(3, ROOM_A, DAVE),
+            Change::RemoveContactRequest {
+                request_id: RequestId(1),
+            },
+            put_request(2, DAVE, BOB),
+            put_request(3, ALICE, BOB),
         ],
         vec![
             Change::DeleteMessage {
@@ -317,6 +453,12 @@ fn scenario() -> Vec<Vec<Change>> {
                 room_op(5, 1, ROOM_A, "member_changed"),
                 room_op(5, 2, ROOM_A, "member_removed"),
             ]),
+            set_task_status(99, DONE),
+            Change::RemoveJoinRequest {
+                room_id: ROOM_A,
+                account_id: DAVE,
+            },
+            put_join_request(ROOM_A, BOB, T0 + 50),
         ],
         vec![
             Change::PutRoom(room(ROOM_C, "Room C")),
@@ -333,6 +475,12 @@ fn scenario() -> Vec<Vec<Change>> {
                 room_op(6, 2, ROOM_B, "room_deleted"),
                 account_op(6, 3, BOB, "profile_changed"),
             ]),
+            Change::SetLink(link(ROOM_C, "room-a", false)),
+            Change::RemoveContact {
+                account_id: BOB,
+                contact_id: ALICE,
+            },
+            put_task(6, ROOM_C, CAROL, CAROL, OPEN),
         ],
     ]
 }
@@ -453,6 +601,102 @@ async fn positions_seen<S: ReadStore>(store: &S, account: AccountId) -> Vec<Posi
         .collect()
 }
 
+/// Ids of tasks of `room` matching `filter`, at most `limit`.
+async fn room_task_ids<S: ReadStore>(
+    store: &S,
+    room: RoomId,
+    filter: &TaskFilter,
+    limit: usize,
+) -> Vec<u64> {
+    ok(
+        store.tasks_of_room(room, filter, limit).await,
+        "tasks_of_room",
+    )
+    .into_iter()
+    .map(|view| view.task.task_id.0)
+    .collect()
+}
+
+/// Ids of tasks listed for `account` matching `filter`, at most `limit`.
+async fn account_task_ids<S: ReadStore>(
+    store: &S,
+    account: AccountId,
+    filter: &TaskFilter,
+    limit: usize,
+) -> Vec<u64> {
+    ok(
+        store.tasks_of_account(account, filter, limit).await,
+        "tasks_of_account",
+    )
+    .into_iter()
+    .map(|view| view.task.task_id.0)
+    .collect()
+}
+
+/// Ids of files of `room` (of `uploader` if given), at most `limit`.
+async fn file_ids<S: ReadStore>(
+    store: &S,
+    room: RoomId,
+    uploader: Option<AccountId>,
+    limit: usize,
+) -> Vec<u64> {
+    ok(
+        store.files_of_room(room, uploader, limit).await,
+        "files_of_room",
+    )
+    .into_iter()
+    .map(|view| view.file.file_id.0)
+    .collect()
+}
+
+/// (mytask_num, task_num, file_num) of `account` in `room`.
+async fn task_counts<S: ReadStore>(store: &S, account: AccountId, room: RoomId) -> (u64, u64, u64) {
+    let view = view(store, account, room).await;
+    (view.mytask_num, view.task_num, view.file_num)
+}
+
+/// (mytask_room_num, mytask_num) of `account`'s status.
+async fn task_totals<S: ReadStore>(store: &S, account: AccountId) -> (u64, u64) {
+    let status = ok(store.status(account).await, "status");
+    (status.mytask_room_num, status.mytask_num)
+}
+
+/// (contact id, direct room) of `account`'s contacts.
+async fn contact_pairs<S: ReadStore>(store: &S, account: AccountId) -> Vec<(AccountId, RoomId)> {
+    ok(store.contacts(account).await, "contacts")
+        .into_iter()
+        .map(|contact| (contact.account.account_id, contact.room_id))
+        .collect()
+}
+
+/// (request id, asking account) of the requests addressed to `account`.
+async fn incoming_ids<S: ReadStore>(store: &S, account: AccountId) -> Vec<(u64, AccountId)> {
+    ok(store.incoming_requests(account).await, "incoming_requests")
+        .into_iter()
+        .map(|view| (view.request.request_id.0, view.from.account_id))
+        .collect()
+}
+
+/// (account, at) of the join requests of `room`.
+async fn join_pairs<S: ReadStore>(store: &S, room: RoomId) -> Vec<(AccountId, i64)> {
+    ok(store.join_requests(room).await, "join_requests")
+        .into_iter()
+        .map(|view| (view.account.account_id, view.at))
+        .collect()
+}
+
+fn filter(
+    account_id: Option<AccountId>,
+    assigned_by: Option<AccountId>,
+    status: Option<&str>,
+) -> TaskFilter {
+    TaskFilter {
+        account_id,
+        assigned_by,
+        status: status.map(str::to_owned),
+    }
+}
+
 /// A dump without its checkpoint line, to compare read models reached through
 /// different numbers of batches.
 async fn models_dump<S: ReadStore>(store: &S) -> String {
@@ -496,6 +740,28 @@ pub async fn a_new_store_is_empty<S: ReadStore>(store: &S) {
         StatusCounts::default()
     );
     assert!(all_ops_seen(store, ALICE).await.is_empty());
+    assert!(
+        room_task_ids(store, ROOM_A, &TaskFilter::default(), 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(ok(store.task(ROOM_A, TaskId(1)).await, "task"), None);
+    assert!(
+        account_task_ids(store, ALICE, &TaskFilter::default(), 10)
+            .await
+            .is_empty()
+    );
+    assert!(file_ids(store, ROOM_A, None, 10).await.is_empty());
+    assert_eq!(ok(store.file(ROOM_A, FileId(1)).await, "file"), None);
+    assert!(ok(store.contacts(ALICE).await, "contacts").is_empty());
+    assert!(incoming_ids(store, ALICE).await.is_empty());
+    assert_eq!(
+        ok(store.contact_request(RequestId(1)).await, "contact_request"),
+        None
+    );
+    assert_eq!(ok(store.link_of_room(ROOM_A).await, "link_of_room"), None);
+    assert_eq!(ok(store.link_by_code("code").await, "link_by_code"), None);
+    assert!(join_pairs(store, ROOM_A).await.is_empty());
     assert_eq!(
         ok(store.ops_retained_from().await, "ops_retained_from"),
         0,
@@ -597,12 +863,18 @@ pub async fn rooms_are_listed_by_room_id_with_the_viewers_role<S: ReadStore>(sto
                 role: Role::Admin,
                 unread_num: 0,
                 mention_num: 0,
+                mytask_num: 0,
+                task_num: 0,
+                file_num: 0,
             },
             RoomView {
                 room: room(ROOM_B, "Room B"),
                 role: Role::Member,
                 unread_num: 0,
                 mention_num: 0,
+                mytask_num: 0,
+                task_num: 0,
+                file_num: 0,
             },
         ],
         "rooms_of(Alice) should list rooms A and B by room id with her roles"
@@ -1193,6 +1465,8 @@ pub async fn status_totals_span_all_rooms<S: ReadStore>(store: &S) {
             mention_room_num: 1,
             unread_num: 5,
             mention_num: 1,
+            mytask_room_num: 0,
+            mytask_num: 0,
         },
         "Alice: room A has 2 unread with 1 mention, room B 3 unread, room C none"
     );
@@ -1203,6 +1477,8 @@ pub async fn status_totals_span_all_rooms<S: ReadStore>(store: &S) {
             mention_room_num: 0,
             unread_num: 2,
             mention_num: 0,
+            mytask_room_num: 0,
+            mytask_num: 0,
         },
         "Carol: room A has Bob's message unread, room C Alice's; room B is not hers"
     );
@@ -1224,6 +1500,8 @@ pub async fn status_totals_span_all_rooms<S: ReadStore>(store: &S) {
             mention_room_num: 0,
             unread_num: 1,
             mention_num: 0,
+            mytask_room_num: 0,
+            mytask_num: 0,
         }
     );
 }
@@ -1502,6 +1780,9 @@ pub async fn applying_an_old_checkpoint_changes_nothing<S: ReadStore>(store: &S)
                         put_member(ROOM_A, DAVE, Role::Admin),
                         open(ROOM_A, DAVE, stale),
                         record(vec![room_op(stale, 0, ROOM_A, "message_created")]),
+                        put_task(1, ROOM_A, ALICE, BOB, OPEN),
+                        put_file(1, ROOM_A, ALICE),
+                        Change::SetLink(link(ROOM_A, "stale", false)),
                     ],
                     stale,
                 )
@@ -1741,7 +2022,117 @@ pub async fn dump_matches_the_in_memory_reference<S: ReadStore>(store: &S) {
             ok(reference.members(room).await, "members"),
             "members({room}) differs from the in-memory reference"
         );
+        for task_filter in task_filters() {
+            assert_eq!(
+                ok(
+                    store.tasks_of_room(room, &task_filter, 100).await,
+                    "tasks_of_room"
+                ),
+                ok(
+                    reference.tasks_of_room(room, &task_filter, 100).await,
+                    "tasks_of_room"
+                ),
+                "tasks_of_room({room}, {task_filter:?}) differs from the in-memory reference"
+            );
+        }
+        for id in 1..=6 {
+            assert_eq!(
+                ok(store.task(room, TaskId(id)).await, "task"),
+                ok(reference.task(room, TaskId(id)).await, "task"),
+                "task({room}, {id}) differs from the in-memory reference"
+            );
+        }
+        for uploader in [None, Some(ALICE), Some(DAVE)] {
+            assert_eq!(
+                ok(
+                    store.files_of_room(room, uploader, 100).await,
+                    "files_of_room"
+                ),
+                ok(
+                    reference.files_of_room(room, uploader, 100).await,
+                    "files_of_room"
+                ),
+                "files_of_room({room}, {uploader:?}) differs from the in-memory reference"
+            );
+        }
+        for id in 1..=3 {
+            assert_eq!(
+                ok(store.file(room, FileId(id)).await, "file"),
+                ok(reference.file(room, FileId(id)).await, "file"),
+                "file({room}, {id}) differs from the in-memory reference"
+            );
+        }
+        assert_eq!(
+            ok(store.link_of_room(room).await, "link_of_room"),
+            ok(reference.link_of_room(room).await, "link_of_room"),
+            "link_of_room({room}) differs from the in-memory reference"
+        );
+        assert_eq!(
+            ok(store.join_requests(room).await, "join_requests"),
+            ok(reference.join_requests(room).await, "join_requests"),
+            "join_requests({room}) differs from the in-memory reference"
+        );
     }
+    for account in [ALICE, BOB, CAROL, DAVE] {
+        for task_filter in task_filters() {
+            assert_eq!(
+                ok(
+                    store.tasks_of_account(account, &task_filter, 100).await,
+                    "tasks_of_account"
+                ),
+                ok(
+                    reference.tasks_of_account(account, &task_filter, 100).await,
+                    "tasks_of_account"
+                ),
+                "tasks_of_account({account}, {task_filter:?}) differs from the in-memory \
+                 reference"
+            );
+        }
+        assert_eq!(
+            ok(store.contacts(account).await, "contacts"),
+            ok(reference.contacts(account).await, "contacts"),
+            "contacts({account}) differs from the in-memory reference"
+        );
+        assert_eq!(
+            ok(store.incoming_requests(account).await, "incoming_requests"),
+            ok(
+                reference.incoming_requests(account).await,
+                "incoming_requests"
+            ),
+            "incoming_requests({account}) differs from the in-memory reference"
+        );
+    }
+    for id in 1..=3 {
+        assert_eq!(
+            ok(
+                store.contact_request(RequestId(id)).await,
+                "contact_request"
+            ),
+            ok(
+                reference.contact_request(RequestId(id)).await,
+                "contact_request"
+            ),
+            "contact_request({id}) differs from the in-memory reference"
+        );
+    }
+    for code in ["room-a", "room-b", "none"] {
+        assert_eq!(
+            ok(store.link_by_code(code).await, "link_by_code"),
+            ok(reference.link_by_code(code).await, "link_by_code"),
+            "link_by_code({code}) differs from the in-memory reference"
+        );
+    }
+}
+
+/// Task filters that the reference comparison tries.
+fn task_filters() -> Vec<TaskFilter> {
+    vec![
+        TaskFilter::default(),
+        filter(Some(ALICE), None, None),
+        filter(None, Some(BOB), None),
+        filter(None, None, Some(OPEN)),
+        filter(Some(CAROL), Some(ALICE), Some(OPEN)),
+    ]
 }
 
 /// A member sees a room's ops from its interval's `from` (inclusive) to its `to`
@@ -2337,4 +2728,1094 @@ pub async fn dumps_include_ops_and_membership_intervals<S: ReadStore>(one: &S, o
         dump(other).await,
         "stores with the same ops and intervals dump the same"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Tasks, files, contacts, contact requests, invitation links and join requests
+// ---------------------------------------------------------------------------------
+
+/// `tasks_of_room` lists a room's tasks by task id, filtered by assignee, assigner and
+/// status (`None` = any), at most `limit`; each view carries the room's name and icon
+/// and the names of assignee and assigner (empty if unknown). `task` finds a task only
+/// in its own room.
+pub async fn tasks_of_a_room_are_filtered_and_listed_by_task_id<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_task(30, ROOM_A, BOB, ALICE, OPEN),
+            put_task(10, ROOM_A, ALICE, BOB, OPEN),
+            put_task(20, ROOM_A, CAROL, ALICE, DONE),
+            put_task(40, ROOM_B, ALICE, ALICE, OPEN),
+            put_task(50, ROOM_A, DAVE, DAVE, OPEN),
+            put_task(60, RoomId(999), ALICE, BOB, OPEN),
+        ])
+        .await;
+
+    let all = TaskFilter::default();
+    assert_eq!(
+        room_task_ids(store, ROOM_A, &all, 100).await,
+        vec![10, 20, 30, 50],
+        "tasks_of_room lists the room's tasks by task id"
+    );
+    let views = ok(
+        store.tasks_of_room(ROOM_A, &all, 100).await,
+        "tasks_of_room",
+    );
+    assert_eq!(views[0].task, task(10, ROOM_A, ALICE, BOB, OPEN));
+    assert_eq!(
+        (
+            views[0].room_name.as_str(),
+            views[0].room_icon_preset.as_str(),
+            views[0].account_name.as_str(),
+            views[0].assigned_by_name.as_str()
+        ),
+        ("Room A", "group", "Alice", "Bob"),
+        "a task view carries its room's name and icon and the assignee's and assigner's names"
+    );
+    assert_eq!(
+        (
+            views[3].account_name.as_str(),
+            views[3].assigned_by_name.as_str()
+        ),
+        ("", ""),
+        "names of unknown accounts are empty"
+    );
+
+    for (task_filter, expected, what) in [
+        (filter(Some(ALICE), None, None), vec![10], "assignee Alice"),
+        (
+            filter(None, Some(ALICE), None),
+            vec![20, 30],
+            "assigner Alice",
+        ),
+        (filter(None, None, Some(DONE)), vec![20], "done"),
+        (filter(None, None, Some(OPEN)), vec![10, 30, 50], "open"),
+        (
+            filter(None, Some(ALICE), Some(OPEN)),
+            vec![30],
+            "open, by Alice",
+        ),
+        (
+            filter(Some(CAROL), Some(ALICE), Some(DONE)),
+            vec![20],
+            "Carol's done, by Alice",
+        ),
+        (
+            filter(Some(ALICE), None, Some(DONE)),
+            vec![],
+            "Alice's done",
+        ),
+        (filter(Some(DAVE), Some(DAVE), None), vec![50], "Dave's"),
+    ] {
+        assert_eq!(
+            room_task_ids(store, ROOM_A, &task_filter, 100).await,
+            expected,
+            "tasks_of_room(A) filtered to {what}"
+        );
+    }
+    assert_eq!(room_task_ids(store, ROOM_A, &all, 2).await, vec![10, 20]);
+    assert_eq!(
+        room_task_ids(store, ROOM_A, &filter(None, None, Some(OPEN)), 2).await,
+        vec![10, 30],
+        "the limit applies after the filter"
+    );
+    assert!(room_task_ids(store, ROOM_A, &all, 0).await.is_empty());
+    assert_eq!(room_task_ids(store, ROOM_B, &all, 100).await, vec![40]);
+    assert!(room_task_ids(store, ROOM_C, &all, 100).await.is_empty());
+
+    assert_eq!(
+        ok(store.task(ROOM_A, TaskId(10)).await, "task"),
+        Some(views[0].clone()),
+        "task returns the same view as tasks_of_room"
+    );
+    assert_eq!(
+        ok(store.task(ROOM_B, TaskId(10)).await, "task"),
+        None,
+        "a task is not found through another room"
+    );
+    assert_eq!(ok(store.task(ROOM_A, TaskId(99)).await, "task"), None);
+    let orphan = ok(store.task(RoomId(999), TaskId(60)).await, "task")
+        .unwrap_or_else(|| panic!("a task of an unknown room is still found in it"));
+    assert_eq!(
+        (orphan.room_name.as_str(), orphan.room_icon_preset.as_str()),
+        ("", ""),
+        "the room name and icon of an unknown room are empty"
+    );
+
+    feeder
+        .apply(vec![
+            Change::UpdateRoom {
+                room_id: ROOM_A,
+                name: Some("Renamed".to_owned()),
+                description: None,
+                icon_preset: Some("star".to_owned()),
+                at: T0 + 5,
+            },
+            Change::PutAccount(account(BOB, "Robert")),
+            Change::PutAccount(account(DAVE, "Dave")),
+        ])
+        .await;
+    let renamed = ok(store.task(ROOM_A, TaskId(10)).await, "task")
+        .unwrap_or_else(|| panic!("task 10 is still in room A"));
+    assert_eq!(
+        (
+            renamed.room_name.as_str(),
+            renamed.room_icon_preset.as_str(),
+            renamed.assigned_by_name.as_str()
+        ),
+        ("Renamed", "star", "Robert"),
+        "names are joined at query time"
+    );
+    let dave_task = ok(store.task(ROOM_A, TaskId(50)).await, "task")
+        .unwrap_or_else(|| panic!("task 50 is still in room A"));
+    assert_eq!(dave_task.account_name, "Dave");
+}
+
+/// `SetTaskStatus` changes one task's status (and nothing if the task is unknown);
+/// `PutTask` replaces a task by id, even moving it to another room.
+pub async fn task_status_changes_and_replacements_apply_in_place<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_task(1, ROOM_A, ALICE, BOB, OPEN),
+            put_task(2, ROOM_A, BOB, ALICE, OPEN),
+        ])
+        .await;
+
+    feeder.apply(vec![set_task_status(1, DONE)]).await;
+    assert_eq!(
+        ok(store.task(ROOM_A, TaskId(1)).await, "task").map(|view| view.task),
+        Some(task(1, ROOM_A, ALICE, BOB, DONE)),
+        "SetTaskStatus changes only the status"
+    );
+    assert_eq!(
+        room_task_ids(store, ROOM_A, &filter(None, None, Some(OPEN)), 10).await,
+        vec![2]
+    );
+    let before = models_dump(store).await;
+    feeder.apply(vec![set_task_status(99, OPEN)]).await;
+    assert_eq!(
+        models_dump(store).await,
+        before,
+        "SetTaskStatus of an unknown task changes nothing"
+    );
+    assert_eq!(
+        ok(store.task(ROOM_A, TaskId(99)).await, "task"),
+        None,
+        "SetTaskStatus does not create a task"
+    );
+
+    let mut moved = task(2, ROOM_B, CAROL, BOB, DONE);
+    moved.body = "moved".to_owned();
+    feeder.apply(vec![Change::PutTask(moved.clone())]).await;
+    assert_eq!(
+        room_task_ids(store, ROOM_A, &TaskFilter::default(), 10).await,
+        vec![1],
+        "a replaced task leaves its old room"
+    );
+    assert_eq!(
+        room_task_ids(store, ROOM_B, &TaskFilter::default(), 10).await,
+        vec![2]
+    );
+    assert_eq!(ok(store.task(ROOM_A, TaskId(2)).await, "task"), None);
+    assert_eq!(
+        ok(store.task(ROOM_B, TaskId(2)).await, "task").map(|view| view.task),
+        Some(moved),
+        "PutTask replaces the whole row"
+    );
+    assert_eq!(task_counts(store, BOB, ROOM_A).await, (0, 1, 0));
+    assert_eq!(task_counts(store, BOB, ROOM_B).await, (0, 1, 0));
+}
+
+/// A room view's `mytask_num` counts the room's open tasks assigned to the viewer,
+/// `task_num` every task of the room whatever its status or assignee, `file_num` the
+/// room's files; all derived at query time.
+pub async fn rooms_derive_task_and_file_counts_per_viewer<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_task(1, ROOM_A, ALICE, BOB, OPEN),
+            put_task(2, ROOM_A, ALICE, ALICE, OPEN),
+            put_task(3, ROOM_A, ALICE, BOB, DONE),
+            put_task(4, ROOM_A, BOB, ALICE, OPEN),
+            put_task(5, ROOM_B, BOB, ALICE, OPEN),
+            put_task(6, ROOM_B, BOB, BOB, DONE),
+            put_task(7, ROOM_B, CAROL, BOB, OPEN),
+            put_file(1, ROOM_A, ALICE),
+            put_file(2, ROOM_A, BOB),
+            put_file(3, ROOM_A, DAVE),
+        ])
+        .await;
+
+    assert_eq!(
+        task_counts(store, ALICE, ROOM_A).await,
+        (2, 4, 3),
+        "Alice in A: 2 open tasks of hers (the done one does not count), 4 tasks, 3 files"
+    );
+    assert_eq!(task_counts(store, BOB, ROOM_A).await, (1, 4, 3));
+    assert_eq!(
+        task_counts(store, CAROL, ROOM_A).await,
+        (0, 4, 3),
+        "a viewer without tasks still sees the room's totals"
+    );
+    assert_eq!(
+        task_counts(store, BOB, ROOM_B).await,
+        (1, 3, 0),
+        "Bob in B: his done task and Carol's do not count as his"
+    );
+    assert_eq!(task_counts(store, ALICE, ROOM_B).await, (0, 3, 0));
+    for account in [ALICE, BOB, CAROL] {
+        let listed = ok(store.rooms_of(account).await, "rooms_of");
+        for room in &listed {
+            assert_eq!(
+                Some(room.clone()),
+                ok(store.room_of(account, room.room.room_id).await, "room_of"),
+                "rooms_of and room_of derive the same counts"
+            );
+        }
+    }
+
+    feeder
+        .apply(vec![set_task_status(1, DONE), set_task_status(3, OPEN)])
+        .await;
+    assert_eq!(task_counts(store, ALICE, ROOM_A).await, (2, 4, 3));
+    feeder
+        .apply(vec![
+            set_task_status(2, DONE),
+            put_file(4, ROOM_B, ALICE),
+            put_task(8, ROOM_A, DAVE, DAVE, OPEN),
+        ])
+        .await;
+    assert_eq!(task_counts(store, ALICE, ROOM_A).await, (1, 5, 3));
+    assert_eq!(task_counts(store, ALICE, ROOM_B).await, (0, 3, 1));
+    feeder
+        .apply(vec![put_task(4, ROOM_A, ALICE, ALICE, OPEN)])
+        .await;
+    assert_eq!(
+        task_counts(store, ALICE, ROOM_A).await,
+        (2, 5, 3),
+        "a replaced task counts once, for its new assignee"
+    );
+    assert_eq!(task_counts(store, BOB, ROOM_A).await, (0, 5, 3));
+    assert_eq!(
+        view(store, ALICE, ROOM_A).await.room,
+        room(ROOM_A, "Room A"),
+        "tasks and files change no room row"
+    );
+}
+
+/// `status` adds `mytask_room_num` (rooms with an open task assigned to the account)
+/// and `mytask_num` (those open tasks) over the rooms the account is a member of.
+pub async fn status_totals_count_open_tasks_in_the_accounts_rooms<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            Change::PutRoom(room(ROOM_C, "Room C")),
+            put_member(ROOM_C, CAROL, Role::Admin),
+            put_task(1, ROOM_A, ALICE, BOB, OPEN),
+            put_task(2, ROOM_A, ALICE, BOB, OPEN),
+            put_task(3, ROOM_B, ALICE, BOB, OPEN),
+            put_task(4, ROOM_B, ALICE, BOB, DONE),
+            put_task(5, ROOM_A, BOB, ALICE, DONE),
+            put_task(6, ROOM_C, ALICE, CAROL, OPEN),
+            put_task(7, ROOM_B, CAROL, ALICE, OPEN),
+        ])
+        .await;
+
+    assert_eq!(
+        task_totals(store, ALICE).await,
+        (2, 3),
+        "Alice: 2 open in A, 1 in B; the done one and room C's (not hers) do not count"
+    );
+    assert_eq!(
+        task_totals(store, BOB).await,
+        (0, 0),
+        "Bob's only task is done"
+    );
+    assert_eq!(
+        task_totals(store, CAROL).await,
+        (0, 0),
+        "Carol's task is in room B, which she is not a member of"
+    );
+    assert_eq!(task_totals(store, DAVE).await, (0, 0));
+    let status = ok(store.status(ALICE).await, "status");
+    assert_eq!(
+        (status.unread_num, status.unread_room_num),
+        (0, 0),
+        "tasks are not messages"
+    );
+
+    feeder
+        .apply(vec![put_member(ROOM_B, CAROL, Role::Member)])
+        .await;
+    assert_eq!(
+        task_totals(store, CAROL).await,
+        (1, 1),
+        "joining a room brings its open tasks into the totals"
+    );
+    feeder
+        .apply(vec![
+            Change::RemoveMember {
+                room_id: ROOM_A,
+                account_id: ALICE,
+            },
+            set_task_status(3, DONE),
+        ])
+        .await;
+    assert_eq!(
+        task_totals(store, ALICE).await,
+        (0, 0),
+        "leaving a room takes its tasks out of the totals"
+    );
+    feeder
+        .apply(vec![put_member(ROOM_A, ALICE, Role::Member)])
+        .await;
+    assert_eq!(
+        task_totals(store, ALICE).await,
+        (1, 2),
+        "rejoining brings the tasks that stayed in the room back"
+    );
+
+    // A membership in a room without a room row counts nowhere, as in rooms_of.
+    feeder
+        .apply(vec![
+            put_member(RoomId(999), ALICE, Role::Member),
+            put_task(8, RoomId(999), ALICE, BOB, OPEN),
+        ])
+        .await;
+    assert_eq!(task_totals(store, ALICE).await, (1, 2));
+}
+
+/// `tasks_of_account` lists the tasks assigned to the account in the rooms it is
+/// currently a member of, by task id, filtered by assigner and status (the filter's
+/// assignee is ignored), at most `limit`; its open tasks are what `status` counts.
+pub async fn tasks_of_an_account_come_from_the_rooms_it_is_a_member_of<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            Change::PutRoom(room(ROOM_C, "Room C")),
+            put_member(ROOM_C, CAROL, Role::Admin),
+            put_task(5, ROOM_A, ALICE, BOB, OPEN),
+            put_task(1, ROOM_A, ALICE, ALICE, OPEN),
+            put_task(3, ROOM_B, ALICE, BOB, OPEN),
+            put_task(7, ROOM_B, ALICE, BOB, DONE),
+            put_task(2, ROOM_C, ALICE, CAROL, OPEN),
+            put_task(4, ROOM_A, BOB, ALICE, OPEN),
+            put_task(6, ROOM_B, ALICE, DAVE, OPEN),
+        ])
+        .await;
+
+    let all = TaskFilter::default();
+    assert_eq!(
+        account_task_ids(store, ALICE, &all, 100).await,
+        vec![1, 3, 5, 6, 7],
+        "Alice's tasks in rooms A and B by task id; room C is not hers"
+    );
+    assert_eq!(
+        account_task_ids(store, ALICE, &filter(Some(BOB), None, None), 100).await,
+        vec![1, 3, 5, 6, 7],
+        "the filter's account_id is ignored"
+    );
+    assert_eq!(
+        account_task_ids(store, ALICE, &filter(None, None, Some(OPEN)), 100).await,
+        vec![1, 3, 5, 6]
+    );
+    assert_eq!(
+        account_task_ids(store, ALICE, &filter(None, Some(BOB), None), 100).await,
+        vec![3, 5, 7]
+    );
+    assert_eq!(
+        account_task_ids(store, ALICE, &filter(None, Some(BOB), Some(DONE)), 100).await,
+        vec![7]
+    );
+    assert_eq!(account_task_ids(store, ALICE, &all, 2).await, vec![1, 3]);
+    assert!(account_task_ids(store, ALICE, &all, 0).await.is_empty());
+    assert_eq!(account_task_ids(store, BOB, &all, 100).await, vec![4]);
+    assert!(account_task_ids(store, CAROL, &all, 100).await.is_empty());
+    assert!(account_task_ids(store, DAVE, &all, 100).await.is_empty());
+
+    let views = ok(
+        store.tasks_of_account(ALICE, &all, 100).await,
+        "tasks_of_account",
+    );
+    let rooms: Vec<(u64, &str)> = views
+        .iter()
+        .map(|view| (view.task.task_id.0, view.room_name.as_str()))
+        .collect();
+    assert_eq!(
+        rooms,
+        vec![
+            (1, "Room A"),
+            (3, "Room B"),
+            (5, "Room A"),
+            (6, "Room B"),
+            (7, "Room B")
+        ]
+    );
+    assert_eq!(
+        Some(views[3].clone()),
+        ok(store.task(ROOM_B, TaskId(6)).await, "task"),
+        "tasks_of_account returns the same views as task"
+    );
+    assert_eq!(views[3].assigned_by_name, "", "Dave is unknown");
+    let open_listed = account_task_ids(store, ALICE, &filter(None, None, Some(OPEN)), 100)
+        .await
+        .len();
+    assert_eq!(
+        ok(store.status(ALICE).await, "status").mytask_num,
+        u64::try_from(open_listed).unwrap_or(u64::MAX),
+        "status counts exactly the open tasks tasks_of_account lists"
+    );
+
+    feeder
+        .apply(vec![Change::RemoveMember {
+            room_id: ROOM_B,
+            account_id: ALICE,
+        }])
+        .await;
+    assert_eq!(
+        account_task_ids(store, ALICE, &all, 100).await,
+        vec![1, 5],
+        "tasks of a room the account left are no longer listed"
+    );
+    assert_eq!(
+        room_task_ids(store, ROOM_B, &filter(Some(ALICE), None, None), 100).await,
+        vec![3, 6, 7],
+        "they stay in the room"
+    );
+    feeder
+        .apply(vec![put_member(ROOM_C, ALICE, Role::Member)])
+        .await;
+    assert_eq!(
+        account_task_ids(store, ALICE, &all, 100).await,
+        vec![1, 2, 5],
+        "joining a room lists the tasks already assigned there"
+    );
+
+    // A membership in a room without a room row counts nowhere, as in rooms_of.
+    feeder
+        .apply(vec![
+            put_member(RoomId(999), ALICE, Role::Member),
+            put_task(8, RoomId(999), ALICE, BOB, OPEN),
+        ])
+        .await;
+    assert_eq!(
+        account_task_ids(store, ALICE, &all, 100).await,
+        vec![1, 2, 5],
+        "tasks of a room without a room row are not listed"
+    );
+}
+
+/// `files_of_room` lists a room's files by file id, optionally one uploader's, at most
+/// `limit`, with the uploader's name (empty if unknown); `file` finds a file only in
+/// its own room; `PutFile` replaces by id.
+pub async fn files_are_listed_by_file_id_and_found_only_in_their_room<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_file(30, ROOM_A, BOB),
+            put_file(10, ROOM_A, ALICE),
+            put_file(20, ROOM_A, DAVE),
+            put_file(40, ROOM_B, ALICE),
+        ])
+        .await;
+
+    assert_eq!(file_ids(store, ROOM_A, None, 100).await, vec![10, 20, 30]);
+    let views = ok(
+        store.files_of_room(ROOM_A, None, 100).await,
+        "files_of_room",
+    );
+    assert_eq!(views[0].file, file(10, ROOM_A, ALICE));
+    assert_eq!(views[0].account_name, "Alice");
+    assert_eq!(views[1].account_name, "", "an unknown uploader has no name");
+    assert_eq!(file_ids(store, ROOM_A, Some(ALICE), 100).await, vec![10]);
+    assert_eq!(file_ids(store, ROOM_A, Some(DAVE), 100).await, vec![20]);
+    assert!(file_ids(store, ROOM_A, Some(CAROL), 100).await.is_empty());
+    assert_eq!(file_ids(store, ROOM_A, None, 2).await, vec![10, 20]);
+    assert_eq!(
+        file_ids(store, ROOM_A, Some(BOB), 1).await,
+        vec![30],
+        "the limit applies after the uploader filter"
+    );
+    assert!(file_ids(store, ROOM_A, None, 0).await.is_empty());
+    assert_eq!(file_ids(store, ROOM_B, None, 100).await, vec![40]);
+    assert!(file_ids(store, ROOM_C, None, 100).await.is_empty());
+
+    assert_eq!(
+        ok(store.file(ROOM_A, FileId(10)).await, "file"),
+        Some(views[0].clone())
+    );
+    assert_eq!(
+        ok(store.file(ROOM_B, FileId(10)).await, "file"),
+        None,
+        "a file is not found through another room"
+    );
+    assert_eq!(ok(store.file(ROOM_A, FileId(99)).await, "file"), None);
+
+    let mut moved = file(30, ROOM_B, BOB);
+    moved.filename = "renamed.txt".to_owned();
+    moved.filesize = 7;
+    feeder
+        .apply(vec![
+            Change::PutFile(moved.clone()),
+            Change::PutAccount(account(DAVE, "Dave")),
+        ])
+        .await;
+    assert_eq!(file_ids(store, ROOM_A, None, 100).await, vec![10, 20]);
+    assert_eq!(file_ids(store, ROOM_B, None, 100).await, vec![30, 40]);
+    assert_eq!(
+        ok(store.file(ROOM_B, FileId(30)).await, "file").map(|view| view.file),
+        Some(moved),
+        "PutFile replaces the whole row"
+    );
+    assert_eq!(
+        ok(store.file(ROOM_A, FileId(20)).await, "file").map(|view| view.account_name),
+        Some("Dave".to_owned()),
+        "the uploader's name is joined at query time"
+    );
+    assert_eq!(task_counts(store, ALICE, ROOM_A).await, (0, 0, 2));
+    assert_eq!(task_counts(store, ALICE, ROOM_B).await, (0, 0, 2));
+}
+
+/// A contact is one direction: `PutContact` gives the owner a contact with their
+/// direct room (replacing the room), `RemoveContact` removes that direction only.
+/// `contacts` lists by contact id and leaves out contacts without an account row.
+pub async fn contacts_are_one_directional_and_listed_by_contact_id<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_contact(ALICE, CAROL, RoomId(301)),
+            put_contact(ALICE, BOB, RoomId(201)),
+            put_contact(BOB, ALICE, RoomId(201)),
+            put_contact(ALICE, DAVE, RoomId(401)),
+        ])
+        .await;
+
+    assert_eq!(
+        ok(store.contacts(ALICE).await, "contacts"),
+        vec![
+            ContactView {
+                account: account(BOB, "Bob"),
+                room_id: RoomId(201),
+            },
+            ContactView {
+                account: account(CAROL, "Carol"),
+                room_id: RoomId(301),
+            },
+        ],
+        "contacts come by contact id with their account rows; unknown accounts are left out"
+    );
+    assert_eq!(contact_pairs(store, BOB).await, vec![(ALICE, RoomId(201))]);
+    assert!(
+        contact_pairs(store, CAROL).await.is_empty(),
+        "a contact is one direction"
+    );
+
+    feeder
+        .apply(vec![
+            put_contact(ALICE, BOB, RoomId(202)),
+            Change::RemoveContact {
+                account_id: ALICE,
+                contact_id: CAROL,
+            },
+            Change::RemoveContact {
+                account_id: CAROL,
+                contact_id: ALICE,
+            },
+            Change::PutAccount(account(DAVE, "Dave")),
+        ])
+        .await;
+    assert_eq!(
+        contact_pairs(store, ALICE).await,
+        vec![(BOB, RoomId(202)), (DAVE, RoomId(401))],
+        "PutContact replaces the room; RemoveContact removes; a contact whose account \
+         becomes known appears"
+    );
+    assert_eq!(
+        contact_pairs(store, BOB).await,
+        vec![(ALICE, RoomId(201))],
+        "the other direction is untouched"
+    );
+}
+
+/// `incoming_requests` lists the pending requests addressed to an account by request
+/// id, with the asking account's row (requests from unknown accounts are left out);
+/// `contact_request` finds one by id; `PutContactRequest` replaces by id and
+/// `RemoveContactRequest` ends it.
+pub async fn contact_requests_are_pending_until_removed<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_request(30, BOB, ALICE),
+            put_request(10, CAROL, ALICE),
+            put_request(20, ALICE, BOB),
+            put_request(40, DAVE, ALICE),
+        ])
+        .await;
+
+    let incoming = ok(store.incoming_requests(ALICE).await, "incoming_requests");
+    assert_eq!(
+        incoming
+            .iter()
+            .map(|view| (view.request.clone(), view.from.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (contact_request(10, CAROL, ALICE), account(CAROL, "Carol")),
+            (contact_request(30, BOB, ALICE), account(BOB, "Bob")),
+        ],
+        "incoming requests by request id with the asking account; Dave is unknown"
+    );
+    assert_eq!(incoming_ids(store, BOB).await, vec![(20, ALICE)]);
+    assert!(
+        incoming_ids(store, CAROL).await.is_empty(),
+        "outgoing requests are not incoming"
+    );
+    assert_eq!(
+        ok(
+            store.contact_request(RequestId(40)).await,
+            "contact_request"
+        ),
+        Some(contact_request(40, DAVE, ALICE)),
+        "contact_request finds a request whatever its accounts"
+    );
+    assert_eq!(
+        ok(
+            store.contact_request(RequestId(99)).await,
+            "contact_request"
+        ),
+        None
+    );
+
+    let mut replaced = contact_request(30, BOB, ALICE);
+    replaced.message = "again".to_owned();
+    replaced.at = T0 + 999;
+    feeder
+        .apply(vec![
+            Change::PutContactRequest(replaced.clone()),
+            Change::RemoveContactRequest {
+                request_id: RequestId(10),
+            },
+            Change::RemoveContactRequest {
+                request_id: RequestId(99),
+            },
+        ])
+        .await;
+    assert_eq!(
+        ok(store.incoming_requests(ALICE).await, "incoming_requests")
+            .into_iter()
+            .map(|view| view.request)
+            .collect::<Vec<_>>(),
+        vec![replaced.clone()]
+    );
+    assert_eq!(
+        ok(
+            store.contact_request(RequestId(10)).await,
+            "contact_request"
+        ),
+        None,
+        "a removed request is no longer pending"
+    );
+    assert_eq!(
+        ok(
+            store.contact_request(RequestId(30)).await,
+            "contact_request"
+        ),
+        Some(replaced)
+    );
+
+    let mut readdressed = contact_request(30, BOB, CAROL);
+    readdressed.message = "to Carol".to_owned();
+    feeder
+        .apply(vec![Change::PutContactRequest(readdressed)])
+        .await;
+    assert!(
+        incoming_ids(store, ALICE).await.is_empty(),
+        "a replaced request leaves its old addressee"
+    );
+    assert_eq!(incoming_ids(store, CAROL).await, vec![(30, BOB)]);
+}
+
+/// A room has at most one invitation link and a code names at most one link:
+/// `SetLink` replaces the room's link and removes another room's link with the same
+/// code; `RemoveLink` removes the room's link.
+pub async fn a_room_has_one_link_and_a_code_names_one_link<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![Change::SetLink(link(ROOM_A, "alpha", false))])
+        .await;
+    assert_eq!(
+        ok(store.link_of_room(ROOM_A).await, "link_of_room"),
+        Some(link(ROOM_A, "alpha", false))
+    );
+    assert_eq!(
+        ok(store.link_by_code("alpha").await, "link_by_code"),
+        Some(link(ROOM_A, "alpha", false))
+    );
+    assert_eq!(ok(store.link_by_code("beta").await, "link_by_code"), None);
+    assert_eq!(
+        ok(store.link_by_code("ALPHA").await, "link_by_code"),
+        None,
+        "codes are compared exactly"
+    );
+    assert_eq!(ok(store.link_of_room(ROOM_B).await, "link_of_room"), None);
+
+    feeder
+        .apply(vec![Change::SetLink(link(ROOM_A, "beta", true))])
+        .await;
+    assert_eq!(
+        ok(store.link_of_room(ROOM_A).await, "link_of_room"),
+        Some(link(ROOM_A, "beta", true)),
+        "SetLink replaces the room's link"
+    );
+    assert_eq!(
+        ok(store.link_by_code("alpha").await, "link_by_code"),
+        None,
+        "the room's old code no longer finds a link"
+    );
+
+    feeder
+        .apply(vec![Change::SetLink(link(ROOM_B, "beta", false))])
+        .await;
+    assert_eq!(
+        ok(store.link_by_code("beta").await, "link_by_code"),
+        Some(link(ROOM_B, "beta", false)),
+        "a code names one link: the latest room that set it"
+    );
+    assert_eq!(
+        ok(store.link_of_room(ROOM_A).await, "link_of_room"),
+        None,
+        "the room that held the code loses its link"
+    );
+
+    feeder
+        .apply(vec![
+            Change::SetLink(link(ROOM_A, "gamma", false)),
+            Change::SetLink(link(ROOM_C, "delta", false)),
+            Change::RemoveLink { room_id: ROOM_B },
+            Change::RemoveLink {
+                room_id: RoomId(999),
+            },
+        ])
+        .await;
+    assert_eq!(ok(store.link_of_room(ROOM_B).await, "link_of_room"), None);
+    assert_eq!(ok(store.link_by_code("beta").await, "link_by_code"), None);
+    assert_eq!(
+        ok(store.link_of_room(ROOM_A).await, "link_of_room"),
+        Some(link(ROOM_A, "gamma", false))
+    );
+    assert_eq!(
+        ok(store.link_by_code("delta").await, "link_by_code"),
+        Some(link(ROOM_C, "delta", false)),
+        "a link may belong to a room without a room row"
+    );
+    feeder
+        .apply(vec![Change::SetLink(link(ROOM_B, "beta", false))])
+        .await;
+    assert_eq!(
+        ok(store.link_by_code("beta").await, "link_by_code"),
+        Some(link(ROOM_B, "beta", false)),
+        "a removed link's code can be set again"
+    );
+}
+
+/// `join_requests` lists a room's pending join requests by account id with the
+/// account rows (unknown accounts left out); `PutJoinRequest` replaces the time,
+/// `RemoveJoinRequest` ends one request.
+pub async fn join_requests_are_listed_by_account_id<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(two_rooms()).await;
+    feeder
+        .apply(vec![
+            put_join_request(ROOM_A, CAROL, T0 + 3),
+            put_join_request(ROOM_A, BOB, T0 + 1),
+            put_join_request(ROOM_A, DAVE, T0 + 2),
+            put_join_request(ROOM_B, CAROL, T0 + 4),
+        ])
+        .await;
+
+    let requests = ok(store.join_requests(ROOM_A).await, "join_requests");
+    assert_eq!(
+        requests
+            .iter()
+            .map(|view| (view.account.clone(), view.at))
+            .collect::<Vec<_>>(),
+        vec![
+            (account(BOB, "Bob"), T0 + 1),
+            (account(CAROL, "Carol"), T0 + 3)
+        ],
+        "join requests by account id with account rows; Dave is unknown"
+    );
+    assert_eq!(join_pairs(store, ROOM_B).await, vec![(CAROL, T0 + 4)]);
+    assert!(join_pairs(store, ROOM_C).await.is_empty());
+
+    feeder
+        .apply(vec![
+            put_join_request(ROOM_A, BOB, T0 + 9),
+            Change::RemoveJoinRequest {
+                room_id: ROOM_A,
+                account_id: CAROL,
+            },
+            Change::RemoveJoinRequest {
+                room_id: ROOM_C,
+                account_id: CAROL,
+            },
+            Change::PutAccount(account(DAVE, "Dave")),
+        ])
+        .await;
+    assert_eq!(
+        join_pairs(store, ROOM_A).await,
+        vec![(BOB, T0 + 9), (DAVE, T0 + 2)],
+        "PutJoinRequest replaces; RemoveJoinRequest removes one room's request"
+    );
+    assert_eq!(
+        join_pairs(store, ROOM_B).await,
+        vec![(CAROL, T0 + 4)],
+        "Carol's request for room B stays"
+    );
+}
+
+/// Tasks, files, contacts, requests, links and join requests in rooms A and B, with
+/// contacts and a request that no room owns.
+fn rooms_with_everything() -> Vec<Change> {
+    let mut changes = two_rooms();
+    changes.extend([
+        put_task(1, ROOM_A, ALICE, BOB, OPEN),
+        put_task(2, ROOM_A, BOB, ALICE, DONE),
+        put_task(3, ROOM_B, ALICE, BOB, OPEN),
+        put_file(1, ROOM_A, ALICE),
+        put_file(2, ROOM_B, BOB),
+        Change::SetLink(link(ROOM_A, "room-a", true)),
+        Change::SetLink(link(ROOM_B, "room-b", false)),
+        put_join_request(ROOM_A, CAROL, T0 + 1),
+        put_join_request(ROOM_B, CAROL, T0 + 2),
+        put_contact(ALICE, BOB, ROOM_A),
+        put_contact(BOB, ALICE, ROOM_A),
+        put_request(1, CAROL, BOB),
+    ]);
+    changes
+}
+
+/// `DeleteRoom` also removes the room's tasks, files, link and join requests; contacts
+/// whose direct room it is stay; a room later created with the same id starts with
+/// none of them.
+pub async fn deleting_a_room_removes_its_tasks_files_link_and_join_requests<S: ReadStore>(
+    store: &S,
+    other: &S,
+) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(rooms_with_everything()).await;
+    assert_eq!(task_totals(store, ALICE).await, (2, 2));
+    feeder
+        .apply(vec![Change::DeleteRoom { room_id: ROOM_A }])
+        .await;
+
+    let all = TaskFilter::default();
+    assert!(room_task_ids(store, ROOM_A, &all, 100).await.is_empty());
+    assert_eq!(ok(store.task(ROOM_A, TaskId(1)).await, "task"), None);
+    assert_eq!(account_task_ids(store, ALICE, &all, 100).await, vec![3]);
+    assert_eq!(task_totals(store, ALICE).await, (1, 1));
+    assert!(file_ids(store, ROOM_A, None, 100).await.is_empty());
+    assert_eq!(ok(store.file(ROOM_A, FileId(1)).await, "file"), None);
+    assert_eq!(ok(store.link_of_room(ROOM_A).await, "link_of_room"), None);
+    assert_eq!(ok(store.link_by_code("room-a").await, "link_by_code"), None);
+    assert!(join_pairs(store, ROOM_A).await.is_empty());
+
+    assert_eq!(room_task_ids(store, ROOM_B, &all, 100).await, vec![3]);
+    assert_eq!(file_ids(store, ROOM_B, None, 100).await, vec![2]);
+    assert_eq!(
+        ok(store.link_by_code("room-b").await, "link_by_code"),
+        Some(link(ROOM_B, "room-b", false))
+    );
+    assert_eq!(join_pairs(store, ROOM_B).await, vec![(CAROL, T0 + 2)]);
+    assert_eq!(
+        contact_pairs(store, ALICE).await,
+        vec![(BOB, ROOM_A)],
+        "contacts whose direct room is deleted stay"
+    );
+    assert_eq!(incoming_ids(store, BOB).await, vec![(1, CAROL)]);
+
+    // The same models, reached without room A's rows ever existing.
+    let without_room_a: Vec<Change> = rooms_with_everything()
+        .into_iter()
+        .filter(|change| match change {
+            Change::PutRoom(row) => row.room_id != ROOM_A,
+            Change::PutMember { room_id, .. } | Change::PutJoinRequest { room_id, .. } => {
+                *room_id != ROOM_A
+            }
+            Change::PutTask(row) => row.room_id != ROOM_A,
+            Change::PutFile(row) => row.room_id != ROOM_A,
+            Change::SetLink(row) => row.room_id != ROOM_A,
+            _ => true,
+        })
+        .collect();
+    Feeder::new(other).apply(without_room_a).await;
+    assert_eq!(
+        models_dump(store).await,
+        models_dump(other).await,
+        "after DeleteRoom nothing of the room is left but the contacts through it"
+    );
+
+    feeder
+        .apply(vec![
+            Change::PutRoom(room(ROOM_A, "Room A again")),
+            put_member(ROOM_A, ALICE, Role::Admin),
+            Change::SetLink(link(ROOM_B, "room-a", false)),
+        ])
+        .await;
+    assert_eq!(
+        task_counts(store, ALICE, ROOM_A).await,
+        (0, 0, 0),
+        "a room created again with the same id has no tasks or files"
+    );
+    assert_eq!(ok(store.link_of_room(ROOM_A).await, "link_of_room"), None);
+    assert_eq!(
+        ok(store.link_by_code("room-a").await, "link_by_code"),
+        Some(link(ROOM_B, "room-a", false)),
+        "the deleted room's code is free again"
+    );
+}
+
+/// `reset` drops tasks, files, contacts, contact requests, links and join requests;
+/// rebuilding brings them back exactly.
+pub async fn reset_clears_tasks_files_contacts_links_and_requests<S: ReadStore>(
+    store: &S,
+    empty: &S,
+) {
+    let mut feeder = Feeder::new(store);
+    feeder.apply(rooms_with_everything()).await;
+    let before = dump(store).await;
+
+    ok(store.reset().await, "reset");
+    assert_eq!(
+        dump(store).await,
+        dump(empty).await,
+        "after reset the dump is that of an empty store"
+    );
+    let all = TaskFilter::default();
+    assert!(room_task_ids(store, ROOM_A, &all, 100).await.is_empty());
+    assert!(account_task_ids(store, ALICE, &all, 100).await.is_empty());
+    assert_eq!(ok(store.task(ROOM_A, TaskId(1)).await, "task"), None);
+    assert!(file_ids(store, ROOM_A, None, 100).await.is_empty());
+    assert!(ok(store.contacts(ALICE).await, "contacts").is_empty());
+    assert_eq!(
+        ok(store.contact_request(RequestId(1)).await, "contact_request"),
+        None
+    );
+    assert_eq!(ok(store.link_by_code("room-a").await, "link_by_code"), None);
+    assert_eq!(ok(store.link_of_room(ROOM_B).await, "link_of_room"), None);
+    assert!(join_pairs(store, ROOM_A).await.is_empty());
+
+    Feeder::new(store).apply(rooms_with_everything()).await;
+    assert_eq!(
+        dump(store).await,
+        before,
+        "a rebuild brings everything back"
+    );
+}
+
+/// The dump includes tasks, files, contacts, contact requests, links and join
+/// requests: stores that differ in any field of them dump differently, and the same
+/// ones dump the same.
+pub async fn dumps_include_tasks_files_contacts_links_and_requests<S: ReadStore>(
+    one: &S,
+    other: &S,
+) {
+    apply_at(one, 1, rooms_with_everything()).await;
+    // The same rows, put in another order.
+    apply_at(
+        other,
+        1,
+        rooms_with_everything().into_iter().rev().collect(),
+    )
+    .await;
+    assert_eq!(
+        dump(one).await,
+        dump(other).await,
+        "stores with the same rows dump the same"
+    );
+    let text = models_dump(one).await;
+    for prefix in [
+        "task 1 ",
+        "file 2 ",
+        "contact 1 2 ",
+        "contact_request 1 ",
+        "link 100 ",
+        "join_request 200 3 ",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(prefix)),
+            "the dump has a line starting with {prefix:?}:\n{text}"
+        );
+    }
+
+    let mut other_body = task(1, ROOM_A, ALICE, BOB, OPEN);
+    other_body.body.push('!');
+    let mut bigger = file(2, ROOM_B, BOB);
+    bigger.filesize += 1;
+    let mut other_blob = file(2, ROOM_B, BOB);
+    other_blob.blob_key.push('x');
+    let mut reworded = contact_request(1, CAROL, BOB);
+    reworded.message.push('?');
+    let mut described = link(ROOM_B, "room-b", false);
+    described.description.push('.');
+    let differences: Vec<(Change, &str)> = vec![
+        (set_task_status(1, DONE), "a task's status"),
+        (Change::PutTask(other_body), "a task's body"),
+        (Change::PutFile(bigger), "a file's size"),
+        (Change::PutFile(other_blob), "a file's blob key"),
+        (put_contact(ALICE, BOB, ROOM_C), "a contact's room"),
+        (put_contact(CAROL, ALICE, ROOM_C), "a contact"),
+        (Change::PutContactRequest(reworded), "a request's message"),
+        (
+            Change::RemoveContactRequest {
+                request_id: RequestId(1),
+            },
+            "a request",
+        ),
+        (
+            Change::SetLink(link(ROOM_A, "room-a", false)),
+            "a link's need_acceptance",
+        ),
+        (Change::SetLink(described), "a link's description"),
+        (Change::RemoveLink { room_id: ROOM_A }, "a link"),
+        (
+            put_join_request(ROOM_A, CAROL, T0 + 5),
+            "a join request's time",
+        ),
+        (
+            Change::RemoveJoinRequest {
+                room_id: ROOM_B,
+                account_id: CAROL,
+            },
+            "a join request",
+        ),
+    ];
+    let mut position = 1;
+    for (change, what) in differences {
+        position += 1;
+        apply_at(one, position, vec![change.clone()]).await;
+        apply_at(other, position, Vec::new()).await;
+        assert_ne!(
+            dump(one).await,
+            dump(other).await,
+            "stores that differ in {what} must dump differently"
+        );
+        apply_at(other, position + 1, vec![change]).await;
+        apply_at(one, position + 1, Vec::new()).await;
+        position += 1;
+        assert_eq!(
+            dump(one).await,
+            dump(other).await,
+            "after the same change ({what}) the dumps agree again"
+        );
+    }
 }

@@ -32,6 +32,7 @@ async fn launch(dir: &Path) -> Binary {
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--no-rate-limits")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -34,6 +34,8 @@ pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
             allowed_origins: vec!["https://chat.example.com".into()],
             ..Default::default()
         },
+        // Off, so that tests posting a lot are not limited; `rate_limits.rs` sets its own.
+        rate_limits: hayabusa_http::RateLimits::off(),
     })
     .await
     .expect("server starts");
@@ -211,5 +213,26 @@ pub fn assert_error(answer: &(StatusCode, Value), status: StatusCode, needle: &s
             .any(|e| e.as_str().unwrap_or("").contains(needle)),
         "expected an error containing {needle:?}, got {}",
         answer.1
+    );
+}
+
+/// Polls `GET path` until `done(status, body)` holds (another account's write is
+/// visible a moment after it was acknowledged), for at most ~3 s.
+pub async fn eventually(
+    client: &Client,
+    path: &str,
+    done: impl Fn(StatusCode, &Value) -> bool,
+) -> (StatusCode, Value) {
+    let mut last = client.get(path).await;
+    for _ in 0..150 {
+        if done(last.0, &last.1) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        last = client.get(path).await;
+    }
+    panic!(
+        "{path} never reached the expected state: {} {}",
+        last.0, last.1
     );
 }

@@ -4,9 +4,14 @@
 mod helpers;
 
 mod accounts;
+mod contacts;
 mod conventions;
 mod crash;
+mod files;
+mod links;
 mod messages;
 mod persistence;
+mod rate_limits;
 mod rooms;
 mod sync;
+mod tasks;

@@ -243,7 +243,7 @@ async fn bad_room_parameters_get_400_with_a_clear_message() {
         ])
         .await,
         StatusCode::BAD_REQUEST,
-        "not in your organization",
+        "neither in your organization nor your contacts",
     );
     assert_error(
         &alice.client.get("/v2/rooms/abc").await,

@@ -359,6 +359,7 @@ async fn a_slow_websocket_consumer_is_cut_off_and_resumes_without_loss() {
             send_timeout: Duration::from_millis(300),
             ..Default::default()
         },
+        rate_limits: hayabusa_http::RateLimits::off(),
     })
     .await
     .unwrap();

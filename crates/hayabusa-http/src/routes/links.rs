@@ -1,0 +1,206 @@
+//! `/v2/rooms/{room_id}/link`, and the extensions to join by link and to resolve
+//! join requests.
+
+use crate::auth::Caller;
+use crate::dto;
+use crate::error::{ApiError, ApiResult};
+use crate::params::{Params, room_id};
+use crate::routes::base_url;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use hayabusa_app::{Joined, LinkSettings};
+use hayabusa_domain::AccountId;
+use hayabusa_domain::room::validate_link_code;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn settings(params: &Params) -> ApiResult<LinkSettings> {
+    let code = params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    if let Some(code) = &code {
+        validate_link_code(code).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let need_acceptance = match params.get("need_acceptance").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) => Some(params.flag("need_acceptance", true)?),
+    };
+    let description = params.get("description").map(str::to_string);
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1_000)
+    {
+        return Err(ApiError::bad_request(
+            "description is longer than 1000 characters",
+        ));
+    }
+    Ok(LinkSettings {
+        code,
+        need_acceptance,
+        description,
+    })
+}
+
+async fn answer(
+    state: &AppState,
+    caller: AccountId,
+    room: hayabusa_domain::RoomId,
+    headers: &HeaderMap,
+) -> ApiResult<Json<dto::Link>> {
+    let link = state.app.queries.link(caller, room).await?;
+    Ok(Json(dto::Link::new(link.as_ref(), &base_url(headers))))
+}
+
+/// The room's link (`{"public": false}` if none).
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    _params: Params,
+) -> ApiResult<Json<dto::Link>> {
+    let room = room_id(&room)?;
+    answer(&state, caller.account_id, room, &headers).await
+}
+
+/// Creates the link (admins).
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<dto::Link>> {
+    let room = room_id(&room)?;
+    let settings = settings(&params)?;
+    state
+        .app
+        .commands
+        .create_link(caller.account_id, room, settings)
+        .await?;
+    answer(&state, caller.account_id, room, &headers).await
+}
+
+/// Changes the link (admins).
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<dto::Link>> {
+    let room = room_id(&room)?;
+    let settings = settings(&params)?;
+    state
+        .app
+        .commands
+        .update_link(caller.account_id, room, settings)
+        .await?;
+    answer(&state, caller.account_id, room, &headers).await
+}
+
+/// Removes the link (admins).
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(room): Path<String>,
+    _params: Params,
+) -> ApiResult<Json<Value>> {
+    let room = room_id(&room)?;
+    state
+        .app
+        .commands
+        .delete_link(caller.account_id, room)
+        .await?;
+    Ok(Json(json!({ "public": false })))
+}
+
+/// Joins by link (extension): 200 with the room when joined, 202 when an admin
+/// must accept first.
+pub async fn join(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(code): Path<String>,
+    _params: Params,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let written = state
+        .app
+        .commands
+        .join_by_link(caller.account_id, &code)
+        .await?;
+    Ok(match written.value {
+        Joined::Member(room) => (
+            StatusCode::OK,
+            Json(json!({ "room_id": room.0, "status": "joined" })),
+        ),
+        Joined::Pending(room) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "room_id": room.0, "status": "pending" })),
+        ),
+    })
+}
+
+/// Pending join requests of a room (extension).
+pub async fn join_requests(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(room): Path<String>,
+    _params: Params,
+) -> ApiResult<Json<Value>> {
+    let room = room_id(&room)?;
+    let requests = state
+        .app
+        .queries
+        .join_requests(caller.account_id, room)
+        .await?;
+    let list: Vec<Value> = requests
+        .iter()
+        .map(|r| json!({ "account_id": r.account.account_id.0, "name": r.account.name, "requested_at": r.at }))
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+async fn resolve(
+    state: &AppState,
+    caller: AccountId,
+    room: &str,
+    account: &str,
+    approve: bool,
+) -> ApiResult<StatusCode> {
+    let room = room_id(room)?;
+    let account = account
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(AccountId)
+        .ok_or_else(|| ApiError::bad_request("account_id must be a positive integer"))?;
+    state
+        .app
+        .commands
+        .resolve_join(caller, room, account, approve)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lets a pending account in (admins; extension).
+pub async fn approve_join(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path((room, account)): Path<(String, String)>,
+    _params: Params,
+) -> ApiResult<StatusCode> {
+    resolve(&state, caller.account_id, &room, &account, true).await
+}
+
+/// Turns a pending account away (admins; extension).
+pub async fn reject_join(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path((room, account)): Path<(String, String)>,
+    _params: Params,
+) -> ApiResult<StatusCode> {
+    resolve(&state, caller.account_id, &room, &account, false).await
+}

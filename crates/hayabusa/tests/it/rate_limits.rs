@@ -1,0 +1,338 @@
+//! Rate limits over HTTP: the `x-ratelimit-*` headers on every answer to a request
+//! with a token (errors included), 429 beyond the per-token limit and beyond the
+//! per-room posting limit, and no limits at all when they are switched off.
+
+use crate::helpers::*;
+use hayabusa::{Config, RunningServer};
+use hayabusa_http::{RateLimit, RateLimits};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tempfile::TempDir;
+
+struct LimitedApp {
+    server: RunningServer,
+    base: String,
+    admin: Client,
+    _dir: TempDir,
+}
+
+impl LimitedApp {
+    async fn start(rate_limits: RateLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = hayabusa::start(Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            worker_id: 0,
+            sync: Default::default(),
+            rate_limits,
+        })
+        .await
+        .expect("server starts");
+        let base = format!("http://{}", server.addr);
+        let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+        let admin = Client::new(&base, token.trim());
+        LimitedApp {
+            server,
+            base,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    /// A new account (a request of the admin's token).
+    async fn account(&self, name: &str) -> User {
+        let (status, body) = self
+            .admin
+            .send(Method::POST, "/v2/accounts", &[("name", name.to_string())])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        User {
+            id: body["account_id"].as_u64().unwrap(),
+            my_room: body["room_id"].as_u64().unwrap(),
+            client: Client::new(&self.base, body["token"].as_str().unwrap()),
+        }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
+    }
+}
+
+fn limits(per_token: Option<(u32, u64)>, room_posts: Option<(u32, u64)>) -> RateLimits {
+    let limit = |(requests, secs): (u32, u64)| RateLimit {
+        requests,
+        window: Duration::from_secs(secs),
+    };
+    RateLimits {
+        per_token: per_token.map(limit),
+        room_posts: room_posts.map(limit),
+        ..RateLimits::default()
+    }
+}
+
+/// `(x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset)` of an answer.
+struct Answer {
+    status: StatusCode,
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset: Option<u64>,
+    body: Value,
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("request sent");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().parse::<u64>().expect("a number"))
+    };
+    let (limit, remaining, reset) = (
+        header("x-ratelimit-limit"),
+        header("x-ratelimit-remaining"),
+        header("x-ratelimit-reset"),
+    );
+    let (status, body) = read(response).await;
+    Answer {
+        status,
+        limit,
+        remaining,
+        reset,
+        body,
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn post_message(client: &Client, room: u64, body: &str) -> reqwest::RequestBuilder {
+    client
+        .request(Method::POST, &format!("/v2/rooms/{room}/messages"))
+        .form(&[("body", body)])
+}
+
+#[tokio::test]
+async fn every_answer_to_a_token_carries_the_headers_and_the_excess_is_429() {
+    let app = LimitedApp::start(limits(Some((8, 60)), None)).await;
+    let admin = &app.admin;
+    let alice = app.account("Alice").await; // the admin's 1st request
+
+    let me = answer(admin.request(Method::GET, "/v2/me")).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!((me.limit, me.remaining), (Some(8), Some(6)));
+    let reset = me.reset.expect("x-ratelimit-reset");
+    let now = unix_now();
+    assert!(
+        (now + 58..=now + 61).contains(&reset),
+        "reset {reset} is not about a minute after {now}"
+    );
+
+    // Error answers carry them too: 404 (room and endpoint), 400, 405.
+    let missing_room = answer(admin.request(Method::GET, "/v2/rooms/12345")).await;
+    assert_eq!(missing_room.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing_room.remaining, Some(5));
+    let missing_endpoint = answer(admin.request(Method::GET, "/v2/nothing/here")).await;
+    assert_eq!(missing_endpoint.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing_endpoint.remaining, Some(4));
+    let bad = answer(
+        admin
+            .request(Method::POST, "/v2/rooms")
+            .form(&[("name", "x")]),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert_eq!(bad.remaining, Some(3));
+    let not_allowed = answer(admin.request(Method::PATCH, "/v2/me")).await;
+    assert_eq!(not_allowed.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(not_allowed.remaining, Some(2));
+    assert_eq!(not_allowed.reset, Some(reset), "one window, one reset time");
+
+    // An invalid token is counted under its own key; its 401 has the headers too.
+    let invalid = Client::new(&app.base, "not-a-token");
+    let unauthorized = answer(invalid.request(Method::GET, "/v2/me")).await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (unauthorized.limit, unauthorized.remaining),
+        (Some(8), Some(7))
+    );
+
+    // No token: not counted, no headers.
+    let anonymous = answer(reqwest::Client::new().get(format!("{}/v2/me", app.base))).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.limit, None);
+
+    for remaining in [1, 0] {
+        let ok = answer(admin.request(Method::GET, "/v2/rooms")).await;
+        assert_eq!((ok.status, ok.remaining), (StatusCode::OK, Some(remaining)));
+    }
+    for _ in 0..2 {
+        let refused = answer(admin.request(Method::GET, "/v2/rooms")).await;
+        assert_error(
+            &(refused.status, refused.body.clone()),
+            StatusCode::TOO_MANY_REQUESTS,
+            "Rate limit exceeded",
+        );
+        assert_eq!(
+            (refused.limit, refused.remaining, refused.reset),
+            (Some(8), Some(0), Some(reset))
+        );
+    }
+    // The same token as a Bearer token is the same allowance.
+    let bearer = answer(
+        reqwest::Client::new()
+            .get(format!("{}/v2/me", app.base))
+            .bearer_auth(&admin.token),
+    )
+    .await;
+    assert_eq!(bearer.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Other tokens are not affected.
+    let alices = answer(alice.client.request(Method::GET, "/v2/me")).await;
+    assert_eq!(alices.status, StatusCode::OK);
+    assert_eq!(alices.remaining, Some(7));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn posting_messages_and_tasks_is_limited_per_room() {
+    let app = LimitedApp::start(limits(Some((1_000, 60)), Some((3, 60)))).await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let carol = app.account("Carol").await;
+    let room = {
+        let ids = |users: &[&User]| {
+            users
+                .iter()
+                .map(|u| u.id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (status, body) = alice
+            .client
+            .send(
+                Method::POST,
+                "/v2/rooms",
+                &[
+                    ("name", "Busy".to_string()),
+                    ("members_admin_ids", alice.id.to_string()),
+                    ("members_member_ids", ids(&[&bob])),
+                    ("members_readonly_ids", ids(&[&carol])),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["room_id"].as_u64().unwrap()
+    };
+
+    // Refused posts do not use up the room's allowance.
+    for _ in 0..4 {
+        let readonly = answer(post_message(&carol.client, room, "may I?")).await;
+        assert_eq!(readonly.status, StatusCode::FORBIDDEN, "{}", readonly.body);
+        let empty = answer(post_message(&bob.client, room, "")).await;
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.body);
+    }
+
+    // Three posts by anyone, then the room is full for everyone…
+    for (user, body) in [(&alice, "one"), (&bob, "two"), (&alice, "three")] {
+        let posted = answer(post_message(&user.client, room, body)).await;
+        assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    }
+    let refused = answer(post_message(&bob.client, room, "four")).await;
+    assert_error(
+        &(refused.status, refused.body.clone()),
+        StatusCode::TOO_MANY_REQUESTS,
+        "Rate limit exceeded",
+    );
+    assert_eq!(
+        refused.limit,
+        Some(1_000),
+        "the token headers are still there"
+    );
+    // …tasks count in the same allowance…
+    let task = answer(
+        alice
+            .client
+            .request(Method::POST, &format!("/v2/rooms/{room}/tasks"))
+            .form(&[("body", "do it"), ("to_ids", &bob.id.to_string())]),
+    )
+    .await;
+    assert_eq!(task.status, StatusCode::TOO_MANY_REQUESTS, "{}", task.body);
+
+    // …while reading, editing and other rooms are not limited.
+    let (status, messages) = alice
+        .client
+        .send(
+            Method::GET,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("force", "1".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let bodies: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["one", "two", "three"]);
+    let first = messages[0]["message_id"].as_str().unwrap();
+    let edited = answer(
+        alice
+            .client
+            .request(Method::PUT, &format!("/v2/rooms/{room}/messages/{first}"))
+            .form(&[("body", "one!")]),
+    )
+    .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
+    let elsewhere = answer(post_message(&alice.client, alice.my_room, "note to self")).await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn with_limits_off_nothing_is_refused_and_no_headers_are_sent() {
+    let app = LimitedApp::start(RateLimits::off()).await;
+    let alice = app.account("Alice").await;
+    for i in 0..30 {
+        let posted = answer(post_message(&alice.client, alice.my_room, &format!("{i}"))).await;
+        assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+        assert_eq!(posted.limit, None);
+    }
+    for _ in 0..30 {
+        let me = answer(alice.client.request(Method::GET, "/v2/me")).await;
+        assert_eq!((me.status, me.limit), (StatusCode::OK, None));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_a_token() {
+    let app = LimitedApp::start(limits(Some((5, 60)), None)).await;
+    let anonymous =
+        answer(reqwest::Client::new().get(format!("{}/v2/openapi.json", app.base))).await;
+    assert_eq!(anonymous.status, StatusCode::OK);
+    assert!(
+        anonymous.body["openapi"]
+            .as_str()
+            .unwrap()
+            .starts_with("3."),
+        "{}",
+        anonymous.body["openapi"]
+    );
+    assert!(
+        anonymous.body["paths"]
+            .get("/v2/rooms/{room_id}/messages")
+            .is_some()
+    );
+    assert_eq!(anonymous.limit, None);
+    // With a token it is counted like any request.
+    let with_token = answer(app.admin.request(Method::GET, "/v2/openapi.json")).await;
+    assert_eq!(with_token.status, StatusCode::OK);
+    assert_eq!(with_token.remaining, Some(4));
+    app.stop().await;
+}

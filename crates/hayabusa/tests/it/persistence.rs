@@ -86,6 +86,73 @@ async fn rebuild_reproduces_the_incrementally_built_read_models_exactly() {
             ],
         )
         .await;
+    // Tasks, files, contacts and links take part too.
+    let (_, tasks) = alice
+        .client
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/tasks"),
+            &[("body", "do it".into()), ("to_ids", carol.id.to_string())],
+        )
+        .await;
+    let task = tasks["task_ids"][0].as_u64().unwrap();
+    carol
+        .client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/tasks/{task}/status"),
+            &[("body", "done".into())],
+        )
+        .await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"content".to_vec()).file_name("notes.txt"),
+    );
+    let uploaded = alice
+        .client
+        .request(Method::POST, &format!("/v2/rooms/{room}/files"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    let olga = app.account_in("Olga", Some("Other Corp")).await;
+    let (_, request) = alice
+        .client
+        .send(
+            Method::POST,
+            "/v2/contacts/requests",
+            &[("account_id", olga.id.to_string())],
+        )
+        .await;
+    let request = request["request_id"].as_u64().unwrap();
+    olga.client
+        .send(
+            Method::PUT,
+            &format!("/v2/incoming_requests/{request}"),
+            &[],
+        )
+        .await;
+    let (_, pending) = bob
+        .client
+        .send(
+            Method::POST,
+            "/v2/contacts/requests",
+            &[("account_id", olga.id.to_string())],
+        )
+        .await;
+    assert!(pending["request_id"].as_u64().is_some());
+    alice
+        .client
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/link"),
+            &[("code", "rebuild-me".into())],
+        )
+        .await;
+    olga.client
+        .send(Method::POST, "/v2/links/rebuild-me/join", &[])
+        .await;
     let gone = app.room(&alice, &[&carol], &[]).await;
     alice.post(gone, "bye").await;
     alice
@@ -116,6 +183,8 @@ async fn rebuild_reproduces_the_incrementally_built_read_models_exactly() {
     assert!(position > 0);
     let stores = hayabusa::open_stores(dir.path()).unwrap();
     let rebuilt = stores.read.dump().await.unwrap();
-    assert!(incremental.contains("Renamed"), "the dump shows the data");
+    for shown in ["Renamed", "notes.txt", "do it", "rebuild-me", "Olga"] {
+        assert!(incremental.contains(shown), "the dump shows {shown}");
+    }
     assert_eq!(incremental, rebuilt);
 }

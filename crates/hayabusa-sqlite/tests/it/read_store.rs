@@ -1,11 +1,13 @@
 //! The SQLite read store: the conformance suite and persistence across reopening.
 
-use hayabusa_domain::{AccountId, MessageId, OrganizationId, Role, RoomId, RoomType};
+use hayabusa_domain::{
+    AccountId, FileId, MessageId, OrganizationId, RequestId, Role, RoomId, RoomType, TaskId,
+};
 use hayabusa_sqlite::SqliteReadStore;
 use hayabusa_store::conformance::read_store as conformance;
 use hayabusa_store::{
-    AccountRow, Change, MessageRow, OpRecord, ReadModelQueries, ReadModelWriter, RoomRow,
-    StoreError,
+    AccountRow, Change, ContactRequestRow, FileRow, LinkRow, MessageRow, OpRecord,
+    ReadModelQueries, ReadModelWriter, RoomRow, StoreError, TaskFilter, TaskRow,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -84,7 +86,61 @@ fn changes() -> Vec<Change> {
             from: 1,
         },
         Change::RecordOps(vec![message_op()]),
+        Change::PutTask(task()),
+        Change::PutFile(FileRow {
+            file_id: FileId(3),
+            room_id: room,
+            account_id: alice,
+            message_id: MessageId(8),
+            filename: "notes.txt".to_owned(),
+            filesize: 12,
+            upload_time: 1_700_000_020,
+            blob_key: "blobs/3".to_owned(),
+        }),
+        Change::PutContact {
+            account_id: alice,
+            contact_id: alice,
+            room_id: room,
+        },
+        Change::PutContactRequest(ContactRequestRow {
+            request_id: RequestId(4),
+            from: alice,
+            to: AccountId(2),
+            message: "hi".to_owned(),
+            at: 1_700_000_030,
+        }),
+        Change::SetLink(link()),
+        Change::PutJoinRequest {
+            room_id: room,
+            account_id: alice,
+            at: 1_700_000_040,
+        },
     ]
+}
+
+/// The task put by [`changes`].
+fn task() -> TaskRow {
+    TaskRow {
+        task_id: TaskId(5),
+        room_id: RoomId(100),
+        account_id: AccountId(1),
+        assigned_by: AccountId(2),
+        message_id: MessageId(7),
+        body: "review".to_owned(),
+        limit_time: 1_700_086_400,
+        limit_type: "date".to_owned(),
+        status: "open".to_owned(),
+    }
+}
+
+/// The link set by [`changes`].
+fn link() -> LinkRow {
+    LinkRow {
+        room_id: RoomId(100),
+        code: "join-me".to_owned(),
+        need_acceptance: true,
+        description: "Welcome".to_owned(),
+    }
 }
 
 #[tokio::test]
@@ -113,6 +169,24 @@ async fn checkpoint_models_and_fetch_cursors_survive_a_reopen() -> Result<(), St
         .await?
         .expect("Alice still sees the room");
     assert_eq!((room.unread_num, room.mention_num), (1, 1));
+    assert_eq!(
+        (room.mytask_num, room.task_num, room.file_num),
+        (1, 1, 1),
+        "tasks and files survive a reopen"
+    );
+    assert_eq!(
+        reopened
+            .tasks_of_account(AccountId(1), &TaskFilter::default(), 10)
+            .await?
+            .into_iter()
+            .map(|view| view.task)
+            .collect::<Vec<_>>(),
+        vec![task()]
+    );
+    assert_eq!(reopened.link_by_code("join-me").await?, Some(link()));
+    assert_eq!(reopened.contacts(AccountId(1)).await?.len(), 1);
+    assert_eq!(reopened.join_requests(RoomId(100)).await?.len(), 1);
+    assert!(reopened.contact_request(RequestId(4)).await?.is_some());
     assert_eq!(
         reopened.ops_for(AccountId(1), 0, 42, 10).await?,
         vec![message_op()],
@@ -171,5 +245,18 @@ async fn ids_beyond_sqlite_integers_are_refused_without_a_partial_write() -> Res
             .is_empty(),
         "nothing of the batch is kept, and bounds above i64::MAX are fine in queries"
     );
+
+    let mut batch = changes();
+    batch.push(Change::PutTask(TaskRow {
+        task_id: TaskId(u64::MAX),
+        ..task()
+    }));
+    let refused = store.apply(batch, 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "a task id above i64::MAX is refused: {refused:?}"
+    );
+    assert_eq!(store.link_by_code("join-me").await?, None);
+    assert_eq!(store.checkpoint().await?, 0, "nothing of the batch is kept");
     Ok(())
 }

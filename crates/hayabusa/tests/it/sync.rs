@@ -615,3 +615,78 @@ async fn clients_that_reconnect_at_random_miss_nothing_and_see_nothing_twice() {
         "clients really reconnected ({total_reconnects})"
     );
 }
+
+#[tokio::test]
+async fn tasks_files_and_contacts_appear_as_ops_for_the_accounts_concerned() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let carol = app.account("Carol").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+    let since = revision(&poll(&bob.client, None, 0, 10).await);
+    let carol_since = revision(&poll(&carol.client, None, 0, 10).await);
+    let (_, tasks) = alice
+        .client
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/tasks"),
+            &[("body", "review".into()), ("to_ids", bob.id.to_string())],
+        )
+        .await;
+    let task = tasks["task_ids"][0].as_u64().unwrap();
+    bob.client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/tasks/{task}/status"),
+            &[("body", "done".into())],
+        )
+        .await;
+    let (_, request) = alice
+        .client
+        .send(
+            Method::POST,
+            "/v2/contacts/requests",
+            &[("account_id", carol.id.to_string())],
+        )
+        .await;
+    let request = request["request_id"].as_u64().unwrap();
+    settle(&app).await;
+    let ops = truth(&bob.client).await;
+    let after: Vec<&str> = ops
+        .iter()
+        .filter(|o| {
+            o["revision"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > since.parse().unwrap()
+        })
+        .map(|o| o["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            "message_created",
+            "mention",
+            "task_added",
+            "task_status_changed"
+        ]
+    );
+    let carol_ops = poll(&carol.client, Some(&carol_since), 0, 100).await;
+    let carol_ops = carol_ops["ops"].as_array().unwrap();
+    assert_eq!(
+        carol_ops.len(),
+        1,
+        "Carol sees the request, not the room: {carol_ops:?}"
+    );
+    assert_eq!(carol_ops[0]["type"], "contact_requested");
+    assert_eq!(carol_ops[0]["request_id"], request);
+    assert!(
+        ops.iter().all(|o| o["type"] != "contact_requested"),
+        "Bob sees no one else's request"
+    );
+}

@@ -90,6 +90,8 @@ enum Answer {
     List(&'static str),
     /// 200 with an array of messages, or 204 when nothing is new.
     ListOr204(&'static str),
+    /// 200, or 202 when the request waits for someone's acceptance; the same schema.
+    JsonOr202(&'static str),
     /// 204 without a body.
     NoContent,
     /// 200 with text of the given media type.
@@ -756,12 +758,59 @@ const ENDPOINTS: &[Endpoint] = &[
         method: HttpMethod::Post,
         path: "/v2/links/{code}/join",
         tag: "links",
-        summary: "Join a room through its invitation link (a request to join if the link needs acceptance)",
+        summary: "Join a room through its invitation link: 200 when joined, 202 when an admin must accept first",
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("RoomId"),
+        answer: Answer::JsonOr202("JoinResult"),
         extra_errors: &[409],
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v2/rooms/{room_id}/join_requests",
+        tag: "links",
+        summary: "Accounts waiting to join through the invitation link (admins)",
+        params: &[],
+        multipart: false,
+        access: Access::Guarded,
+        answer: Answer::List("JoinRequest"),
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v2/rooms/{room_id}/join_requests/{account_id}",
+        tag: "links",
+        summary: "Let a waiting account in (admins)",
+        params: &[],
+        multipart: false,
+        access: Access::Guarded,
+        answer: Answer::NoContent,
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v2/rooms/{room_id}/join_requests/{account_id}",
+        tag: "links",
+        summary: "Turn a waiting account away (admins)",
+        params: &[],
+        multipart: false,
+        access: Access::Guarded,
+        answer: Answer::NoContent,
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v2/files/download/{room_id}/{file_id}",
+        tag: "files",
+        summary: "A file's content, through the signed URL `GET …/files/{file_id}?create_download_url=1` gives (no token)",
+        params: &[
+            required("expires", Kind::UnixTime, "When the URL stops working."),
+            required("signature", Kind::Text, "The URL's signature."),
+        ],
+        multipart: false,
+        access: Access::Public,
+        answer: Answer::Text("application/octet-stream"),
+        extra_errors: &[403, 404],
     },
     Endpoint {
         method: HttpMethod::Post,
@@ -1083,12 +1132,21 @@ fn schemas() -> Vec<(&'static str, RefOr<Schema>)> {
         ("FileId", object(vec![("file_id", int())])),
         (
             "Link",
-            object(vec![
-                ("public", boolean()),
-                ("url", text()),
-                ("need_acceptance", boolean()),
-                ("description", text()),
-            ]),
+            object_with_optional(
+                vec![
+                    (
+                        "public",
+                        typed(Type::Boolean, "Whether the room has a link."),
+                    ),
+                    (
+                        "url",
+                        typed(Type::String, "The invitation URL (when public)."),
+                    ),
+                    ("need_acceptance", boolean()),
+                    ("description", text()),
+                ],
+                &["url", "need_acceptance", "description"],
+            ),
         ),
         (
             "LinkClosed",
@@ -1106,11 +1164,32 @@ fn schemas() -> Vec<(&'static str, RefOr<Schema>)> {
             )),
         ),
         (
+            "JoinResult",
+            object(vec![
+                ("room_id", int()),
+                (
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["joined", "pending"]))
+                        .description(Some(
+                            "`joined`: a member now; `pending`: an admin must accept (202).",
+                        ))
+                        .into(),
+                ),
+            ]),
+        ),
+        (
+            "JoinRequest",
+            object(vec![
+                ("account_id", int()),
+                ("name", text()),
+                ("requested_at", unix_time()),
+            ]),
+        ),
+        (
             "ContactRequestCreated",
-            object_with_optional(
-                vec![("request_id", int()), ("account_id", int())],
-                &["request_id", "account_id"],
-            ),
+            object(vec![("request_id", int()), ("account_id", int())]),
         ),
         (
             "SyncBatch",
@@ -1430,6 +1509,17 @@ fn responses(endpoint: &Endpoint) -> Responses {
                 .responses
                 .insert("204".into(), ok("Nothing new.").build().into());
         }
+        Answer::JsonOr202(name) => {
+            for (status, description) in [("200", "Done."), ("202", "Waiting for acceptance.")] {
+                responses.responses.insert(
+                    status.into(),
+                    ok(description)
+                        .content("application/json", json_content(schema_ref(name)))
+                        .build()
+                        .into(),
+                );
+            }
+        }
         Answer::NoContent => {
             responses
                 .responses
@@ -1456,12 +1546,10 @@ fn responses(endpoint: &Endpoint) -> Responses {
             );
         }
     }
-    if !authenticated {
-        return responses;
-    }
     let has_input = !endpoint.params.is_empty() || endpoint.path.contains('{');
     for &status in ALL_ERRORS {
         let applies = match status {
+            _ if !authenticated => endpoint.extra_errors.contains(&status),
             401 | 429 => true,
             400 => has_input,
             403 => endpoint.access == Access::Guarded,
@@ -1622,6 +1710,12 @@ mod tests {
         ("post", "/v2/contacts/requests"),
         ("delete", "/v2/contacts/{account_id}"),
         ("post", "/v2/links/{code}/join"),
+        // Built beyond api.md: join requests of a link that needs acceptance, and the
+        // signed download URL of a file.
+        ("get", "/v2/rooms/{room_id}/join_requests"),
+        ("put", "/v2/rooms/{room_id}/join_requests/{account_id}"),
+        ("delete", "/v2/rooms/{room_id}/join_requests/{account_id}"),
+        ("get", "/v2/files/download/{room_id}/{file_id}"),
         ("post", "/v2/accounts"),
         ("get", "/healthz"),
         ("get", "/metrics"),
@@ -1687,7 +1781,8 @@ mod tests {
         for (method, path) in operations(&doc) {
             let op = &doc["paths"][&path][&method];
             let responses = op["responses"].as_object().unwrap();
-            let public = ["/healthz", "/metrics", "/v2/openapi.json"].contains(&path.as_str());
+            let public = ["/healthz", "/metrics", "/v2/openapi.json"].contains(&path.as_str())
+                || path.starts_with("/v2/files/download/");
             if public {
                 assert_eq!(op["security"], serde_json::json!([]), "{method} {path}");
                 continue;

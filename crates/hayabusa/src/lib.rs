@@ -6,7 +6,7 @@ pub mod data_dir;
 
 use anyhow::Context;
 use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
-use hayabusa_http::{AppState, RateLimits, SyncSettings};
+use hayabusa_http::{AppState, RateLimits, SyncSettings, UploadSettings};
 use hayabusa_store::{BlobStore, EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// Rate limits (ChatWork's by default; [`RateLimits::off`] for benchmarks).
     pub rate_limits: RateLimits,
+    /// File upload limits.
+    pub uploads: UploadSettings,
 }
 
 /// The stores of a data directory.
@@ -114,7 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         app,
         sync: config.sync.clone(),
         rate_limits: config.rate_limits.clone(),
-        uploads: hayabusa_http::UploadSettings::default(),
+        uploads: config.uploads.clone(),
     });
     let listener = TcpListener::bind(config.listen)
         .await

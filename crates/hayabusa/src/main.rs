@@ -36,6 +36,9 @@ enum Command {
         ws_allowed_origins: Vec<String>,
         #[command(flatten)]
         rate_limits: RateLimitArgs,
+        /// Largest file upload accepted, in bytes (413 above).
+        #[arg(long, env = "HAYABUSA_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024)]
+        max_upload_bytes: usize,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -176,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
             worker_id,
             ws_allowed_origins,
             rate_limits,
+            max_upload_bytes,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -186,6 +190,9 @@ async fn main() -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 rate_limits: rate_limits.settings(),
+                uploads: hayabusa_http::UploadSettings {
+                    max_bytes: max_upload_bytes,
+                },
             })
             .await?;
             server.wait(shutdown_requested()).await?;

@@ -26,6 +26,7 @@ impl LimitedApp {
             worker_id: 0,
             sync: Default::default(),
             rate_limits,
+            uploads: Default::default(),
         })
         .await
         .expect("server starts");

@@ -360,6 +360,7 @@ async fn a_slow_websocket_consumer_is_cut_off_and_resumes_without_loss() {
             ..Default::default()
         },
         rate_limits: hayabusa_http::RateLimits::off(),
+        uploads: Default::default(),
     })
     .await
     .unwrap();

@@ -429,10 +429,7 @@ async fn a_slow_websocket_consumer_is_cut_off_and_resumes_without_loss() {
         received.len()
     );
     // Resume from the last op received: the rest arrives, nothing twice, nothing lost.
-    let resume_from = received
-        .last()
-        .map(|op| revision(op))
-        .unwrap_or(since.clone());
+    let resume_from = received.last().map(revision).unwrap_or(since.clone());
     let mut socket = connect(&base, &admin.token, &resume_from, None)
         .await
         .unwrap();
@@ -470,7 +467,7 @@ async fn clients_that_reconnect_at_random_miss_nothing_and_see_nothing_twice() {
     for name in ["Bob", "Carol", "Dave", "Erin"] {
         others.push(app.account(name).await);
     }
-    let rooms = vec![
+    let rooms = [
         app.room(&alice, &[&others[0], &others[1]], &[]).await,
         app.room(&alice, &[&others[2]], &[&others[3]]).await,
     ];

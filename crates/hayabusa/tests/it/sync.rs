@@ -97,6 +97,7 @@ async fn long_poll_returns_ops_in_order_and_resumes_from_any_op() {
     let alice = app.account("Alice").await;
     let bob = app.account("Bob").await;
     let room = app.room(&alice, &[&bob], &[]).await;
+    settle(&app).await;
     let start = poll(&bob.client, None, 0, 100).await;
     assert_eq!(start["ops"], serde_json::json!([]));
     let since = revision(&start);
@@ -621,6 +622,7 @@ async fn tasks_files_and_contacts_appear_as_ops_for_the_accounts_concerned() {
     let bob = app.account("Bob").await;
     let carol = app.account("Carol").await;
     let room = app.room(&alice, &[&bob], &[]).await;
+    settle(&app).await;
     let since = revision(&poll(&bob.client, None, 0, 10).await);
     let carol_since = revision(&poll(&carol.client, None, 0, 10).await);
     let (_, tasks) = alice

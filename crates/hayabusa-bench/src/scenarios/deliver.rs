@@ -1,0 +1,259 @@
+//! `deliver`: post → receipt on every member's sync WebSocket.
+//!
+//! Rooms of ten members each; every member holds `GET /v2/sync/ws?since=REV` open
+//! (REV from `GET /v2/sync`). Posts go out open-loop at a fixed rate, each body
+//! carrying its *intended* send time, so a receipt's latency is measured from when the
+//! post was due, not from when it was sent. Every post must reach all members: the
+//! figure is p50/p99 of post → receipt over all receipts; a missing receipt or a
+//! socket the server closed is an error.
+
+use super::Context;
+use crate::client::Socket;
+use crate::load::{self, Errors, OpenLoop, quantile_ms, request_fn};
+use crate::report::{Row, thousands};
+use crate::setup;
+use anyhow::Context as _;
+use futures::{StreamExt, TryStreamExt, stream};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Marks the benchmark's posts; followed by `{sequence} {intended µs since base}`.
+const BODY_PREFIX: &str = "bench-deliver ";
+
+/// How long receipts may trail the last post.
+const RECEIPT_GRACE: Duration = Duration::from_secs(15);
+
+/// Receipts counted across all sockets.
+struct Receipts {
+    latency: Mutex<Histogram<u64>>,
+    count: AtomicU64,
+    errors: Errors,
+}
+
+/// The fields of an op the benchmark looks at.
+#[derive(Deserialize)]
+struct Op {
+    #[serde(rename = "type")]
+    op_type: String,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Runs the scenario against a fresh server.
+pub async fn run(context: &Context) -> anyhow::Result<Row> {
+    let sizes = &context.sizes;
+    let started = context.start_server("deliver").await?;
+    let api = started.api.clone();
+    let rooms = setup::rooms_with_fresh_members(
+        &api,
+        &started.admin_token,
+        "deliver",
+        sizes.deliver_rooms,
+        sizes.deliver_members,
+    )
+    .await?;
+    let accounts: Vec<_> = rooms.iter().flat_map(|room| room.members.clone()).collect();
+    let sockets: Vec<Socket> = stream::iter(accounts.iter())
+        .map(|account| {
+            let api = api.clone();
+            async move {
+                let since = api.sync_revision(&account.token).await?;
+                api.open_sync_socket(&account.token, &since).await
+            }
+        })
+        .buffered(32)
+        .try_collect()
+        .await
+        .context("opening the members' sync sockets")?;
+    eprintln!(
+        "  {} rooms, {} members with a sync socket each",
+        rooms.len(),
+        sockets.len()
+    );
+
+    let base = Instant::now();
+    let receipts = Arc::new(Receipts {
+        latency: Mutex::new(load::histogram()),
+        count: AtomicU64::new(0),
+        errors: Errors::default(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| {
+            tokio::spawn(read_receipts(
+                socket,
+                base,
+                Arc::clone(&receipts),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+
+    let rooms = Arc::new(rooms);
+    let post_api = api.clone();
+    let post_rooms = Arc::clone(&rooms);
+    let posts = load::run_measured(
+        OpenLoop::new(sizes.deliver_rate, sizes.deliver_duration),
+        request_fn(move |i, intended| {
+            let api = post_api.clone();
+            let rooms = Arc::clone(&post_rooms);
+            Box::pin(async move {
+                let index = usize::try_from(i).unwrap_or(0);
+                let room = &rooms[index % rooms.len()];
+                let author = &room.members[(index / rooms.len()) % room.members.len()];
+                let due = intended.saturating_duration_since(base).as_micros();
+                let body = format!("{BODY_PREFIX}{i} {due}");
+                api.post_message(&author.token, room.id, &body).await
+            })
+        }),
+        &started.server.cpu_probe(),
+    )
+    .await;
+    let expected = posts.ok * sizes.deliver_members as u64;
+    let waiting = Instant::now();
+    while receipts.count.load(Ordering::Relaxed) < expected && waiting.elapsed() < RECEIPT_GRACE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    for reader in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+    }
+    started.server.stop().await?;
+
+    let received = receipts.count.load(Ordering::Relaxed);
+    let latency = receipts.latency.lock().clone();
+    let missing = expected.saturating_sub(received);
+    let extra = received.saturating_sub(expected);
+    eprintln!(
+        "  posts: {}; receipts: {received} of {expected}, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        posts.summary(),
+        quantile_ms(&latency, 0.5),
+        quantile_ms(&latency, 0.99),
+        latency.max() as f64 / 1000.0
+    );
+    let mut problems = Vec::new();
+    if posts.errors > 0 {
+        problems.push(format!(
+            "{} posts failed ({})",
+            posts.errors,
+            posts.first_error.clone().unwrap_or_default()
+        ));
+    }
+    if missing > 0 {
+        problems.push(format!("{missing} receipts missing"));
+    }
+    if extra > 0 {
+        problems.push(format!("{extra} receipts more than expected"));
+    }
+    if receipts.errors.count() > 0 {
+        problems.push(format!(
+            "{} socket errors ({})",
+            receipts.errors.count(),
+            receipts.errors.first().unwrap_or_default()
+        ));
+    }
+    let works = posts.ok > 0 && problems.is_empty();
+    let mut result = format!(
+        "p50 {:.2} ms, p99 {:.2} ms at {}/s ({} receipts; post p50 {:.2} ms, p99 {:.2} ms{})",
+        quantile_ms(&latency, 0.5),
+        quantile_ms(&latency, 0.99),
+        thousands(sizes.deliver_rate),
+        thousands(received as f64),
+        posts.p50_ms(),
+        posts.p99_ms(),
+        super::cpu_note(&posts).replace("request", "post incl. fan-out")
+    );
+    if !problems.is_empty() {
+        result.push_str(&format!("; **{}**", problems.join("; ")));
+    }
+    Ok(Row::new(
+        "deliver",
+        format!(
+            "post → message_created on every member's sync WebSocket ({} rooms × {} members), from intended send time",
+            sizes.deliver_rooms, sizes.deliver_members
+        ),
+        format!(
+            "≥ {} posts/s, every receipt; p50/p99 reported",
+            thousands(1000.0)
+        ),
+        result,
+        "–",
+        works,
+    ))
+}
+
+/// Reads one member's socket until told to stop, timing the benchmark's messages.
+/// Reading also answers the server's pings (tungstenite queues the pong).
+async fn read_receipts(
+    mut socket: Socket,
+    base: Instant,
+    receipts: Arc<Receipts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let received = base.elapsed();
+                    if let Some(due) = due_of(&text) {
+                        let latency = received.saturating_sub(due);
+                        load::record(&mut receipts.latency.lock(), latency);
+                        receipts.count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    receipts.errors.add(format!("the server closed a socket: {frame:?}"));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    receipts.errors.add(format!("socket error: {error}"));
+                    return;
+                }
+                None => {
+                    receipts.errors.add("a socket ended");
+                    return;
+                }
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+}
+
+/// The intended send time in a benchmark `message_created` op, if it is one.
+fn due_of(text: &str) -> Option<Duration> {
+    let op: Op = serde_json::from_str(text).ok()?;
+    if op.op_type != "message_created" {
+        return None;
+    }
+    let rest = op.body?.strip_prefix(BODY_PREFIX)?.to_string();
+    let micros: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_micros(micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_benchmark_message_ops_carry_a_due_time() {
+        let op = r#"{"type":"message_created","room_id":1,"body":"bench-deliver 7 1500","revision":"9"}"#;
+        assert_eq!(due_of(op), Some(Duration::from_micros(1500)));
+        assert_eq!(
+            due_of(r#"{"type":"mention","room_id":1,"revision":"9"}"#),
+            None
+        );
+        assert_eq!(
+            due_of(r#"{"type":"message_created","body":"hello","revision":"9"}"#),
+            None
+        );
+    }
+}

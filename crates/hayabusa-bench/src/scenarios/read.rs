@@ -1,0 +1,58 @@
+//! `read`: `GET /v2/rooms/{id}/messages?force=1` (the latest 100 messages, about
+//! 30 KB of JSON) spread over many rooms filled beforehand, at stepped open-loop
+//! rates; the figure is the highest rate whose p99 stays within the limit with no
+//! errors.
+
+use super::{Context, ladder_row};
+use crate::load::{self, LadderOutcome, request_fn};
+use crate::report::Row;
+use crate::setup;
+use std::sync::Arc;
+
+/// Members per room; reads alternate between them.
+const MEMBERS_PER_ROOM: usize = 2;
+
+/// Runs the read ladder against a fresh server with seeded rooms.
+pub async fn run(context: &Context, baseline: Option<&LadderOutcome>) -> anyhow::Result<Row> {
+    let started = context.start_server("read").await?;
+    let api = started.api.clone();
+    let rooms = setup::rooms_with_fresh_members(
+        &api,
+        &started.admin_token,
+        "read",
+        context.sizes.rooms,
+        MEMBERS_PER_ROOM,
+    )
+    .await?;
+    let per_room = context.sizes.read_seed_messages;
+    setup::seed_messages(&api, &rooms, per_room).await?;
+    eprintln!(
+        "  {} rooms with {per_room} messages each ready",
+        rooms.len()
+    );
+    let rooms = Arc::new(rooms);
+    let request = request_fn(move |i, _intended| {
+        let api = api.clone();
+        let rooms = Arc::clone(&rooms);
+        Box::pin(async move {
+            let i = usize::try_from(i).unwrap_or(0);
+            let room = &rooms[i % rooms.len()];
+            let reader = &room.members[(i / rooms.len()) % room.members.len()];
+            api.read_messages(&reader.token, room.id).await
+        })
+    });
+    let cpu = started.server.cpu_probe();
+    let outcome = load::climb("read", &context.ladder(), request, cpu).await;
+    started.server.stop().await?;
+    Ok(ladder_row(
+        context,
+        "read",
+        format!(
+            "GET /v2/rooms/{{id}}/messages?force=1 ({per_room} messages each) over {} rooms: highest rate meeting the target",
+            context.sizes.rooms
+        ),
+        "Falcon: 1,200 reads/s (p95 63 ms, 4 read nodes)",
+        &outcome,
+        baseline,
+    ))
+}

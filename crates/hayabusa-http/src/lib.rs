@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod rate_limit;
@@ -27,6 +28,8 @@ use tower::util::MapRequestLayer;
 
 /// The API's routes (without the method-override wrapper).
 pub fn router(state: Arc<AppState>) -> Router {
+    // Install the process-wide metrics recorder before anything is recorded.
+    metrics::handle();
     use routes::{
         accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks,
     };
@@ -110,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/v2", v2)
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(metrics::serve))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -121,6 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             rate_limiter,
             rate_limit::enforce,
         ))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(params::MAX_FORM_BYTES))
         .with_state(state)
 }

@@ -278,6 +278,18 @@ async fn catch_up(
 }
 
 async fn serve_socket(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    account: AccountId,
+    since: Revision,
+) {
+    let open = metrics::gauge!(crate::metrics::WEBSOCKETS_OPEN);
+    open.increment(1.0);
+    serve_open_socket(socket, state, account, since).await;
+    open.decrement(1.0);
+}
+
+async fn serve_open_socket(
     mut socket: WebSocket,
     state: Arc<AppState>,
     account: AccountId,

@@ -149,3 +149,22 @@ async fn unknown_paths_wrong_methods_and_odd_bodies_get_chatwork_errors() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "ok");
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let app = spawn_app().await;
+    app.admin.get("/v2/me").await;
+    let response = reqwest::get(format!("{}/metrics", app.base)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.contains("hayabusa_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/v2/me\""), "{text}");
+    assert!(text.contains("hayabusa_event_log_head_position"), "{text}");
+    assert!(text.contains("hayabusa_projection_lag_events"), "{text}");
+}

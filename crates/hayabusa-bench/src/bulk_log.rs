@@ -37,8 +37,8 @@ pub struct BulkLog {
     pub admin_token: String,
     /// A room with no bulk messages, for probing writes.
     pub probe_room: u64,
-    /// A room holding its share of the bulk messages.
-    pub bulk_room: u64,
+    /// The rooms holding the bulk messages (the administrator is in each).
+    pub bulk_rooms: Vec<u64>,
     /// Messages per bulk room (about).
     pub messages_per_room: u64,
 }
@@ -159,7 +159,7 @@ pub async fn generate(context: &Context) -> anyhow::Result<BulkLog> {
         append_rate,
         admin_token,
         probe_room,
-        bulk_room: bulk_rooms[0].0.0,
+        bulk_rooms: bulk_rooms.iter().map(|(room, _)| room.0).collect(),
         messages_per_room: total / room_count,
     })
 }

@@ -100,7 +100,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub step_secs: Option<f64>,
     /// Rates (requests/s) of the post/read ladders, comma-separated, ascending
-    /// (default: 250 … 32000, quick 20,40).
+    /// (default: 250 … 64000, quick 20,40).
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<f64>,
     /// p99 limit in milliseconds for a rate step to pass.
@@ -144,7 +144,7 @@ impl RunArgs {
             } else {
                 vec![
                     250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 12000.0, 16000.0,
-                    24000.0, 32000.0,
+                    24000.0, 32000.0, 48000.0, 64000.0,
                 ]
             },
             bisections: if quick { 0 } else { 2 },

@@ -55,11 +55,18 @@ impl ServerBinary {
 /// The arguments that switch rate limits off, judged from `serve --help`: rate limits
 /// would otherwise turn a load test into a test of the limiter.
 fn rate_limit_off_args(help: &str) -> Vec<String> {
-    if help.contains("--no-rate-limit") {
+    let flags: Vec<&str> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[' || c == ']')
+        .filter(|word| word.starts_with("--"))
+        .collect();
+    let has = |flag: &str| flags.contains(&flag);
+    if has("--no-rate-limits") {
+        vec!["--no-rate-limits".into()]
+    } else if has("--no-rate-limit") {
         vec!["--no-rate-limit".into()]
-    } else if help.contains("--rate-limits ") || help.contains("--rate-limits=") {
+    } else if has("--rate-limits") {
         vec!["--rate-limits=off".into()]
-    } else if help.contains("--rate-limit ") || help.contains("--rate-limit=") {
+    } else if has("--rate-limit") {
         vec!["--rate-limit=off".into()]
     } else {
         Vec::new()
@@ -275,6 +282,10 @@ mod tests {
             rate_limit_off_args("  --no-rate-limit  disable\n"),
             vec!["--no-rate-limit"]
         );
+        let help =
+            "      --rate-limit-requests <N>\n      --no-rate-limits  Switch all rate limits off\n";
+        assert_eq!(rate_limit_off_args(help), vec!["--no-rate-limits"]);
+        assert!(rate_limit_off_args("      --rate-limit-requests <N>\n").is_empty());
     }
 
     #[test]

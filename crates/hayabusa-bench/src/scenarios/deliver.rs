@@ -2,14 +2,16 @@
 //!
 //! Rooms of ten members each; every member holds `GET /v2/sync/ws?since=REV` open
 //! (REV from `GET /v2/sync`). Posts go out open-loop at a fixed rate, each body
-//! carrying its *intended* send time, so a receipt's latency is measured from when the
-//! post was due, not from when it was sent. Every post must reach all members: the
-//! figure is p50/p99 of post → receipt over all receipts; a missing receipt or a
-//! socket the server closed is an error.
+//! carrying its step and its *intended* send time, so a receipt's latency is measured
+//! from when the post was due, not from when it was sent. Every post must reach all
+//! members: a missing receipt or a socket the server closed is an error. The headline
+//! is p50/p99 of post → receipt at the target rate; in a full run the same sockets
+//! first take a quarter and a half of that rate, to show the latency before the
+//! server is loaded.
 
 use super::Context;
 use crate::client::Socket;
-use crate::load::{self, Errors, OpenLoop, quantile_ms, request_fn};
+use crate::load::{self, Errors, OpenLoop, StepOutcome, quantile_ms, request_fn};
 use crate::report::{Row, thousands};
 use crate::setup;
 use anyhow::Context as _;
@@ -23,16 +25,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Marks the benchmark's posts; followed by `{sequence} {intended µs since base}`.
+/// Marks the benchmark's posts; followed by `{step} {sequence} {intended µs since base}`.
 const BODY_PREFIX: &str = "bench-deliver ";
 
-/// How long receipts may trail the last post.
+/// How long receipts may trail the last post of a step.
 const RECEIPT_GRACE: Duration = Duration::from_secs(15);
+
+/// Receipts of one rate step, across all sockets.
+struct StepReceipts {
+    latency: Mutex<Histogram<u64>>,
+    count: AtomicU64,
+}
 
 /// Receipts counted across all sockets.
 struct Receipts {
-    latency: Mutex<Histogram<u64>>,
-    count: AtomicU64,
+    steps: Vec<StepReceipts>,
     errors: Errors,
 }
 
@@ -45,9 +52,37 @@ struct Op {
     body: Option<String>,
 }
 
+/// What one rate step measured.
+struct Delivered {
+    posts: StepOutcome,
+    expected: u64,
+    received: u64,
+    latency: Histogram<u64>,
+}
+
+impl Delivered {
+    fn summary(&self) -> String {
+        format!(
+            "{}/s: p50 {:.2} ms, p99 {:.2} ms",
+            thousands(self.posts.rate),
+            quantile_ms(&self.latency, 0.5),
+            quantile_ms(&self.latency, 0.99)
+        )
+    }
+}
+
 /// Runs the scenario against a fresh server.
 pub async fn run(context: &Context) -> anyhow::Result<Row> {
     let sizes = &context.sizes;
+    let rates = if context.args.quick {
+        vec![sizes.deliver_rate]
+    } else {
+        vec![
+            (sizes.deliver_rate / 4.0).round(),
+            (sizes.deliver_rate / 2.0).round(),
+            sizes.deliver_rate,
+        ]
+    };
     let started = context.start_server("deliver").await?;
     let api = started.api.clone();
     let rooms = setup::rooms_with_fresh_members(
@@ -79,8 +114,13 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
 
     let base = Instant::now();
     let receipts = Arc::new(Receipts {
-        latency: Mutex::new(load::histogram()),
-        count: AtomicU64::new(0),
+        steps: rates
+            .iter()
+            .map(|_| StepReceipts {
+                latency: Mutex::new(load::histogram()),
+                count: AtomicU64::new(0),
+            })
+            .collect(),
         errors: Errors::default(),
     });
     let (stop, stopped) = watch::channel(false);
@@ -97,29 +137,53 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
         .collect();
 
     let rooms = Arc::new(rooms);
-    let post_api = api.clone();
-    let post_rooms = Arc::clone(&rooms);
-    let posts = load::run_measured(
-        OpenLoop::new(sizes.deliver_rate, sizes.deliver_duration),
-        request_fn(move |i, intended| {
-            let api = post_api.clone();
-            let rooms = Arc::clone(&post_rooms);
-            Box::pin(async move {
-                let index = usize::try_from(i).unwrap_or(0);
-                let room = &rooms[index % rooms.len()];
-                let author = &room.members[(index / rooms.len()) % room.members.len()];
-                let due = intended.saturating_duration_since(base).as_micros();
-                let body = format!("{BODY_PREFIX}{i} {due}");
-                api.post_message(&author.token, room.id, &body).await
-            })
-        }),
-        &started.server.cpu_probe(),
-    )
-    .await;
-    let expected = posts.ok * sizes.deliver_members as u64;
-    let waiting = Instant::now();
-    while receipts.count.load(Ordering::Relaxed) < expected && waiting.elapsed() < RECEIPT_GRACE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let cpu = started.server.cpu_probe();
+    let mut steps = Vec::new();
+    for (step, &rate) in rates.iter().enumerate() {
+        let post_api = api.clone();
+        let post_rooms = Arc::clone(&rooms);
+        let posts = load::run_measured(
+            OpenLoop::new(rate, sizes.deliver_duration),
+            request_fn(move |i, intended| {
+                let api = post_api.clone();
+                let rooms = Arc::clone(&post_rooms);
+                Box::pin(async move {
+                    let index = usize::try_from(i).unwrap_or(0);
+                    let room = &rooms[index % rooms.len()];
+                    let author = &room.members[(index / rooms.len()) % room.members.len()];
+                    let due = intended.saturating_duration_since(base).as_micros();
+                    let body = format!("{BODY_PREFIX}{step} {i} {due}");
+                    api.post_message(&author.token, room.id, &body).await
+                })
+            }),
+            &cpu,
+        )
+        .await;
+        let expected = posts.ok * sizes.deliver_members as u64;
+        let counted = &receipts.steps[step];
+        let waiting = Instant::now();
+        while counted.count.load(Ordering::Relaxed) < expected && waiting.elapsed() < RECEIPT_GRACE
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Late duplicates, if any, would still be counted until the end.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let delivered = Delivered {
+            expected,
+            received: counted.count.load(Ordering::Relaxed),
+            latency: counted.latency.lock().clone(),
+            posts,
+        };
+        eprintln!(
+            "  posts: {}; receipts: {} of {}, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            delivered.posts.summary(),
+            delivered.received,
+            delivered.expected,
+            quantile_ms(&delivered.latency, 0.5),
+            quantile_ms(&delivered.latency, 0.99),
+            delivered.latency.max() as f64 / 1000.0
+        );
+        steps.push(delivered);
     }
     let _ = stop.send(true);
     for reader in readers {
@@ -127,30 +191,30 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     }
     started.server.stop().await?;
 
-    let received = receipts.count.load(Ordering::Relaxed);
-    let latency = receipts.latency.lock().clone();
-    let missing = expected.saturating_sub(received);
-    let extra = received.saturating_sub(expected);
-    eprintln!(
-        "  posts: {}; receipts: {received} of {expected}, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        posts.summary(),
-        quantile_ms(&latency, 0.5),
-        quantile_ms(&latency, 0.99),
-        latency.max() as f64 / 1000.0
-    );
     let mut problems = Vec::new();
-    if posts.errors > 0 {
-        problems.push(format!(
-            "{} posts failed ({})",
-            posts.errors,
-            posts.first_error.clone().unwrap_or_default()
-        ));
-    }
-    if missing > 0 {
-        problems.push(format!("{missing} receipts missing"));
-    }
-    if extra > 0 {
-        problems.push(format!("{extra} receipts more than expected"));
+    for (step, delivered) in steps.iter().enumerate() {
+        let rate = thousands(delivered.posts.rate);
+        if delivered.posts.errors > 0 {
+            problems.push(format!(
+                "at {rate}/s {} posts failed ({})",
+                delivered.posts.errors,
+                delivered.posts.first_error.clone().unwrap_or_default()
+            ));
+        }
+        // Counted again: receipts that came after the step's wait.
+        let received = receipts.steps[step].count.load(Ordering::Relaxed);
+        if received < delivered.expected {
+            problems.push(format!(
+                "at {rate}/s {} receipts missing",
+                delivered.expected - received
+            ));
+        }
+        if received > delivered.expected {
+            problems.push(format!(
+                "at {rate}/s {} receipts more than expected",
+                received - delivered.expected
+            ));
+        }
     }
     if receipts.errors.count() > 0 {
         problems.push(format!(
@@ -159,17 +223,25 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
             receipts.errors.first().unwrap_or_default()
         ));
     }
-    let works = posts.ok > 0 && problems.is_empty();
+    let headline = steps.last().context("no deliver step ran")?;
+    let works = headline.posts.ok > 0 && problems.is_empty();
     let mut result = format!(
         "p50 {:.2} ms, p99 {:.2} ms at {}/s ({} receipts; post p50 {:.2} ms, p99 {:.2} ms{})",
-        quantile_ms(&latency, 0.5),
-        quantile_ms(&latency, 0.99),
-        thousands(sizes.deliver_rate),
-        thousands(received as f64),
-        posts.p50_ms(),
-        posts.p99_ms(),
-        super::cpu_note(&posts).replace("request", "post incl. fan-out")
+        quantile_ms(&headline.latency, 0.5),
+        quantile_ms(&headline.latency, 0.99),
+        thousands(headline.posts.rate),
+        thousands(headline.received as f64),
+        headline.posts.p50_ms(),
+        headline.posts.p99_ms(),
+        super::cpu_note(&headline.posts).replace("request", "post incl. fan-out")
     );
+    let lower: Vec<String> = steps[..steps.len() - 1]
+        .iter()
+        .map(Delivered::summary)
+        .collect();
+    if !lower.is_empty() {
+        result.push_str(&format!("; lower rates: {}", lower.join(", ")));
+    }
     if !problems.is_empty() {
         result.push_str(&format!("; **{}**", problems.join("; ")));
     }
@@ -203,10 +275,11 @@ async fn read_receipts(
             frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let received = base.elapsed();
-                    if let Some(due) = due_of(&text) {
-                        let latency = received.saturating_sub(due);
-                        load::record(&mut receipts.latency.lock(), latency);
-                        receipts.count.fetch_add(1, Ordering::Relaxed);
+                    if let Some((step, due)) = due_of(&text)
+                        && let Some(counted) = receipts.steps.get(step)
+                    {
+                        load::record(&mut counted.latency.lock(), received.saturating_sub(due));
+                        counted.count.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -228,15 +301,17 @@ async fn read_receipts(
     let _ = socket.close(None).await;
 }
 
-/// The intended send time in a benchmark `message_created` op, if it is one.
-fn due_of(text: &str) -> Option<Duration> {
+/// The step and intended send time in a benchmark `message_created` op, if it is one.
+fn due_of(text: &str) -> Option<(usize, Duration)> {
     let op: Op = serde_json::from_str(text).ok()?;
     if op.op_type != "message_created" {
         return None;
     }
-    let rest = op.body?.strip_prefix(BODY_PREFIX)?.to_string();
-    let micros: u64 = rest.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Duration::from_micros(micros))
+    let body = op.body?;
+    let mut fields = body.strip_prefix(BODY_PREFIX)?.split_whitespace();
+    let step = fields.next()?.parse().ok()?;
+    let micros: u64 = fields.nth(1)?.parse().ok()?;
+    Some((step, Duration::from_micros(micros)))
 }
 
 #[cfg(test)]
@@ -245,8 +320,8 @@ mod tests {
 
     #[test]
     fn only_benchmark_message_ops_carry_a_due_time() {
-        let op = r#"{"type":"message_created","room_id":1,"body":"bench-deliver 7 1500","revision":"9"}"#;
-        assert_eq!(due_of(op), Some(Duration::from_micros(1500)));
+        let op = r#"{"type":"message_created","room_id":1,"body":"bench-deliver 2 7 1500","revision":"9"}"#;
+        assert_eq!(due_of(op), Some((2, Duration::from_micros(1500))));
         assert_eq!(
             due_of(r#"{"type":"mention","room_id":1,"revision":"9"}"#),
             None

@@ -133,6 +133,21 @@ fn parse_id(raw: &str) -> Option<u64> {
     raw.parse::<u64>().ok().filter(|id| *id > 0)
 }
 
+/// A positive id named `name` (path segment or parameter), or a 400 saying so.
+pub fn positive_id(raw: &str, name: &str) -> Result<u64, ApiError> {
+    parse_id(raw).ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive integer")))
+}
+
+impl Params {
+    /// An optional positive id parameter (absent or empty → None).
+    pub fn optional_id(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.get(name)
+            .filter(|s| !s.is_empty())
+            .map(|raw| positive_id(raw, name))
+            .transpose()
+    }
+}
+
 /// A room id from the path.
 pub fn room_id(raw: &str) -> Result<RoomId, ApiError> {
     parse_id(raw)

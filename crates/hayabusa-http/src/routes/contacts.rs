@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::Params;
+use crate::params::{Params, positive_id};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,13 +11,6 @@ use axum::http::StatusCode;
 use hayabusa_domain::{AccountId, RequestId};
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn positive_id(raw: &str, name: &str) -> ApiResult<u64> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
-        .ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive integer")))
-}
 
 /// The caller's contacts.
 pub async fn list(

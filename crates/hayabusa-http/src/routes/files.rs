@@ -8,7 +8,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, room_id};
+use crate::params::{Params, positive_id, room_id};
 use crate::routes::{base_url, idempotency};
 use crate::state::AppState;
 use axum::Json;
@@ -31,11 +31,7 @@ fn now_secs() -> i64 {
 }
 
 fn file_id(raw: &str) -> ApiResult<FileId> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
-        .map(FileId)
-        .ok_or_else(|| ApiError::bad_request("file_id must be a positive integer"))
+    positive_id(raw, "file_id").map(FileId)
 }
 
 fn too_large(max: usize) -> ApiError {
@@ -132,16 +128,7 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<Json<Vec<dto::File>>> {
     let room = room_id(&room)?;
-    let uploader = match params.get("account_id").filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<u64>()
-                .ok()
-                .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
-                .map(AccountId)
-                .ok_or_else(|| ApiError::bad_request("account_id must be an account id"))?,
-        ),
-    };
+    let uploader = params.optional_id("account_id")?.map(AccountId);
     let files = state
         .app
         .queries

@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, room_id};
+use crate::params::{Params, positive_id, room_id};
 use crate::routes::base_url;
 use crate::state::AppState;
 use axum::Json;
@@ -171,12 +171,7 @@ async fn resolve(
     approve: bool,
 ) -> ApiResult<StatusCode> {
     let room = room_id(room)?;
-    let account = account
-        .parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .map(AccountId)
-        .ok_or_else(|| ApiError::bad_request("account_id must be a positive integer"))?;
+    let account = AccountId(positive_id(account, "account_id")?);
     state
         .app
         .commands

@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, room_id};
+use crate::params::{Params, positive_id, room_id};
 use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
@@ -16,29 +16,13 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn task_id(raw: &str) -> ApiResult<TaskId> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
-        .map(TaskId)
-        .ok_or_else(|| ApiError::bad_request("task_id must be a positive integer"))
-}
-
-fn optional_account(params: &Params, name: &str) -> ApiResult<Option<AccountId>> {
-    match params.get(name).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|id| *id > 0 && raw.bytes().all(|b| b.is_ascii_digit()))
-            .map(|id| Some(AccountId(id)))
-            .ok_or_else(|| ApiError::bad_request(format!("{name} must be an account id"))),
-    }
+    positive_id(raw, "task_id").map(TaskId)
 }
 
 fn filter_of(params: &Params) -> ApiResult<TaskFilter> {
     Ok(TaskFilter {
-        account_id: optional_account(params, "account_id")?,
-        assigned_by: optional_account(params, "assigned_by_account_id")?,
+        account_id: params.optional_id("account_id")?.map(AccountId),
+        assigned_by: params.optional_id("assigned_by_account_id")?.map(AccountId),
         status: params
             .one_of("status", &["open", "done"])?
             .map(str::to_string),

@@ -70,7 +70,7 @@ use std::time::Duration;
 const SCHEMA_VERSION: i64 = 3;
 
 /// Reader connections kept open between queries.
-const MAX_IDLE_READERS: usize = 4;
+const MAX_IDLE_READERS: usize = 6;
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -425,6 +425,9 @@ ORDER BY j.account_id"
 #[derive(Clone, Debug)]
 pub struct SqliteReadStore {
     inner: Arc<Inner>,
+    /// At most this many queries run at once, each on a pooled connection: opening a
+    /// connection per query under load would cost far more than waiting for one.
+    reader_permits: tokio::sync::Semaphore,
 }
 
 #[derive(Debug)]
@@ -456,6 +459,7 @@ impl SqliteReadStore {
                 writer: Mutex::new(writer),
                 idle_readers: Mutex::new(Vec::new()),
             }),
+            reader_permits: tokio::sync::Semaphore::new(MAX_IDLE_READERS),
         })
     }
 
@@ -479,6 +483,11 @@ impl SqliteReadStore {
         T: Send + 'static,
         W: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the reader pool is closed".into()))?;
         let inner = Arc::clone(&self.inner);
         run_blocking(move || {
             let mut reader = inner.reader().map_err(store_error)?;

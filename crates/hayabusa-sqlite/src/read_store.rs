@@ -427,7 +427,7 @@ pub struct SqliteReadStore {
     inner: Arc<Inner>,
     /// At most this many queries run at once, each on a pooled connection: opening a
     /// connection per query under load would cost far more than waiting for one.
-    reader_permits: tokio::sync::Semaphore,
+    reader_permits: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Debug)]
@@ -459,7 +459,7 @@ impl SqliteReadStore {
                 writer: Mutex::new(writer),
                 idle_readers: Mutex::new(Vec::new()),
             }),
-            reader_permits: tokio::sync::Semaphore::new(MAX_IDLE_READERS),
+            reader_permits: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
         })
     }
 

@@ -58,8 +58,47 @@ fn one_line(text: &str) -> String {
 }
 
 /// The whole report as markdown.
+/// Where the figures come from: the checkout and the binary under test, read when the
+/// run starts (the checkout may move on while it runs).
+#[derive(Clone, Debug)]
+pub struct Provenance {
+    /// `git rev-parse --short HEAD`, marked when the work tree has uncommitted changes.
+    pub commit: String,
+    /// How long before the run the server binary was last written.
+    pub server_age: Option<std::time::Duration>,
+}
+
+impl Provenance {
+    /// Reads the commit and the age of `server_binary` now.
+    pub fn now(server_binary: &std::path::Path) -> Self {
+        let server_age = std::fs::metadata(server_binary)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok());
+        Provenance {
+            commit: commit(),
+            server_age,
+        }
+    }
+
+    fn line(&self) -> String {
+        let age = self.server_age.map_or_else(String::new, |age| {
+            format!(
+                "; server binary built {} min before the run",
+                age.as_secs() / 60
+            )
+        });
+        format!("Commit: {} (HEAD when the run started{age})", self.commit)
+    }
+}
+
 /// `others` is the share of the machine other processes used during the run.
-pub fn render(rows: &[Row], command_line: &str, others: Option<f64>) -> String {
+pub fn render(
+    rows: &[Row],
+    command_line: &str,
+    provenance: &Provenance,
+    others: Option<f64>,
+) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Machine: {} cores ({}), {} RAM, {}\n",
@@ -74,7 +113,8 @@ pub fn render(rows: &[Row], command_line: &str, others: Option<f64>) -> String {
             share * 100.0
         ));
     }
-    out.push_str(&format!("Commit: {}\n", commit()));
+    out.push_str(&provenance.line());
+    out.push('\n');
     out.push_str(&format!("Command: `{command_line}`\n\n"));
     out.push_str("| scenario | figure | target | result | vs baseline |\n");
     out.push_str("|---|---|---|---|---|\n");
@@ -188,7 +228,14 @@ mod tests {
     #[test]
     fn a_row_never_breaks_the_table() {
         let rows = [Row::new("post", "a|b", "t", "line\nbreak", "–", true)];
-        let table = render(&rows, "hayabusa-bench", None);
+        let provenance = Provenance {
+            commit: "abc1234".into(),
+            server_age: Some(std::time::Duration::from_secs(600)),
+        };
+        let table = render(&rows, "hayabusa-bench", &provenance, None);
+        assert!(table.contains(
+            "Commit: abc1234 (HEAD when the run started; server binary built 10 min before the run)"
+        ));
         assert!(table.contains("| post | a b | t | line break | – |"));
     }
 }

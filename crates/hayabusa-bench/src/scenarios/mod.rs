@@ -17,7 +17,7 @@ pub mod recover;
 use crate::client::Api;
 use crate::cpu::CpuSample;
 use crate::load::{Ladder, LadderOutcome};
-use crate::report::{Row, thousands};
+use crate::report::{Provenance, Row, thousands};
 use crate::server::{ServerBinary, ServerProcess, admin_token};
 use crate::{RunArgs, Scenario, Sizes, bulk_log};
 use anyhow::Context as _;
@@ -139,6 +139,7 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
         context.server.extra_args.join(" "),
         context.work.display()
     );
+    let provenance = Provenance::now(&context.server.path);
     let started = Instant::now();
     let run_cpu = CpuSample::now();
     let mut rows = Vec::new();
@@ -216,7 +217,10 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
     };
 
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    println!("{}", crate::report::render(&rows, &command_line, others));
+    println!(
+        "{}",
+        crate::report::render(&rows, &command_line, &provenance, others)
+    );
     eprintln!(
         "hayabusa-bench: done in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -1438,6 +1438,17 @@ fn ops_for(
     if after >= up_to || limit == 0 {
         return Ok(Vec::new());
     }
+    // The common case (fewer ops than the limit) is one statement, its own snapshot.
+    let ops = visible_ops(
+        connection,
+        account,
+        position_bound(after),
+        position_bound(up_to),
+        sql_limit(limit),
+    )?;
+    if ops.len() < limit {
+        return Ok(ops);
+    }
     // One read transaction, so that a position is finished from the same snapshot.
     let transaction = connection.transaction()?;
     let mut ops = visible_ops(

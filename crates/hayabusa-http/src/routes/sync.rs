@@ -58,6 +58,24 @@ pub fn op_json(op: &OpRecord, revision: Revision) -> Value {
     Value::Object(fields)
 }
 
+/// The same op as a WebSocket text frame, spliced without re-parsing the stored
+/// payload (the hot path: one frame per op per listening socket).
+pub fn op_frame(op: &OpRecord, revision: Revision) -> String {
+    let payload = op.payload.trim();
+    match payload.strip_prefix('{').filter(|_| payload.ends_with('}')) {
+        Some(rest) => {
+            let separator = if rest.trim_start().starts_with('}') {
+                ""
+            } else {
+                ","
+            };
+            let op_type = serde_json::to_string(&op.op_type).unwrap_or_else(|_| "\"\"".into());
+            format!("{{\"type\":{op_type},\"revision\":\"{revision}\"{separator}{rest}")
+        }
+        None => op_json(op, revision).to_string(),
+    }
+}
+
 fn batch_json(batch: &Batch) -> Value {
     let ops: Vec<Value> = batch
         .ops
@@ -250,7 +268,7 @@ async fn catch_up(
             ) {
                 own_membership_changed = true;
             }
-            let frame = Message::Text(op_json(op, op_revision).to_string().into());
+            let frame = Message::Text(op_frame(op, op_revision).into());
             if let Outcome::Stop = send(socket, frame, settings.send_timeout).await {
                 return None;
             }
@@ -335,6 +353,41 @@ async fn serve_open_socket(
                 }
                 awaiting_pong = true;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hayabusa_domain::RoomId;
+
+    fn op(payload: &str) -> OpRecord {
+        OpRecord {
+            position: 7,
+            index: 0,
+            room_id: Some(RoomId(1)),
+            target: None,
+            op_type: "message_created".into(),
+            payload: payload.into(),
+        }
+    }
+
+    #[test]
+    fn a_spliced_frame_equals_the_parsed_op() {
+        for payload in [
+            r#"{"room_id":1,"body":"a \"quoted\" }"}"#,
+            "{}",
+            " { } ",
+            "not json",
+        ] {
+            let op = op(payload);
+            let revision = Revision {
+                position: 7,
+                index: Some(0),
+            };
+            let frame: Value = serde_json::from_str(&op_frame(&op, revision)).expect("valid JSON");
+            assert_eq!(frame, op_json(&op, revision), "{payload}");
         }
     }
 }

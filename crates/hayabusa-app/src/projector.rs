@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How many events one projection batch takes from the log.
-pub const BATCH_SIZE: usize = 2_000;
+pub const BATCH_SIZE: usize = 10_000;
 
 /// The read-model changes one event at `position` causes: the read models proper plus
 /// the sync feed ([`crate::ops`]). This is the whole projection logic; the adapters
@@ -337,6 +337,39 @@ impl ProjectionWatch {
     }
 }
 
+/// A decoded batch, ready to apply.
+struct Batch {
+    last: Position,
+    changes: Vec<Change>,
+    wakeups: Vec<crate::hub::Wakeup>,
+}
+
+/// Reads the events after `from` and turns them into changes (and wake-ups).
+async fn read_batch(
+    log: &dyn EventReader,
+    from: Position,
+    with_wakeups: bool,
+) -> Result<Option<Batch>, AppError> {
+    let events = log.read_all(from, BATCH_SIZE).await?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let mut changes = Vec::with_capacity(events.len() * 3);
+    for recorded in &events {
+        changes.extend(changes_for(recorded.position, &decode(recorded)?));
+    }
+    let wakeups = if with_wakeups {
+        wakeups_for(&changes, last)
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Batch {
+        last,
+        changes,
+        wakeups,
+    }))
+}
+
 /// The projector: one per read store.
 pub struct Projector {
     log: Arc<dyn EventReader>,
@@ -374,36 +407,46 @@ impl Projector {
         }
     }
 
-    /// Projects everything in the log now, then returns the position reached.
+    /// Projects everything in the log now, then returns the position reached. Reading
+    /// and decoding the next batch overlaps with applying the current one.
     pub async fn catch_up(&self) -> Result<Position, AppError> {
+        let mut next = self.prefetch(*self.sender.borrow());
         loop {
-            let reached = self.step().await?;
-            if reached.is_none() {
+            let Some(batch) = next
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))??
+            else {
                 return Ok(*self.sender.borrow());
-            }
+            };
+            next = self.prefetch(batch.last);
+            self.apply(batch).await?;
         }
+    }
+
+    /// Reads and decodes the batch after `from` in a task of its own.
+    fn prefetch(&self, from: Position) -> tokio::task::JoinHandle<Result<Option<Batch>, AppError>> {
+        let log = self.log.clone();
+        let with_wakeups = self.hub.is_some();
+        tokio::spawn(async move { read_batch(log.as_ref(), from, with_wakeups).await })
+    }
+
+    async fn apply(&self, batch: Batch) -> Result<(), AppError> {
+        self.store.apply(batch.changes, batch.last).await?;
+        self.sender.send_replace(batch.last);
+        if let Some(hub) = &self.hub {
+            hub.publish(&batch.wakeups);
+        }
+        Ok(())
     }
 
     /// One batch: returns the new position, or None if there was nothing new.
     async fn step(&self) -> Result<Option<Position>, AppError> {
         let from = *self.sender.borrow();
-        let events = self.log.read_all(from, BATCH_SIZE).await?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let Some(batch) = read_batch(self.log.as_ref(), from, self.hub.is_some()).await? else {
             return Ok(None);
         };
-        let mut changes = Vec::with_capacity(events.len() * 2);
-        for recorded in &events {
-            changes.extend(changes_for(recorded.position, &decode(recorded)?));
-        }
-        let wakeups = match &self.hub {
-            Some(_) => wakeups_for(&changes, last),
-            None => Vec::new(),
-        };
-        self.store.apply(changes, last).await?;
-        self.sender.send_replace(last);
-        if let Some(hub) = &self.hub {
-            hub.publish(&wakeups);
-        }
+        let last = batch.last;
+        self.apply(batch).await?;
         Ok(Some(last))
     }
 

@@ -3,7 +3,6 @@
 
 use super::{CommandHandler, MAX_ATTEMPTS, READ_MODEL_WAIT, Written};
 use crate::error::AppError;
-use crate::projector::decode;
 use crate::streams;
 use hayabusa_domain::{
     AccountId, ContactCommand, ContactPair, DomainError, Event, RequestId, Role, RoomId, RoomType,
@@ -21,12 +20,10 @@ impl CommandHandler {
     ) -> Result<Written<Vec<Event>>, AppError> {
         let stream = streams::contact_pair(actor, other);
         for _ in 0..MAX_ATTEMPTS {
-            let recorded = self.log.read_stream(&stream, 0, 10_000).await?;
-            let version = recorded.last().map_or(0, |e| e.stream_version);
-            let mut pair = ContactPair::default();
-            for event in &recorded {
-                pair = pair.evolve(&decode(event)?);
-            }
+            let (events, version) = self.read_whole_stream(&stream).await?;
+            let pair = events
+                .iter()
+                .fold(ContactPair::default(), ContactPair::evolve);
             let events = pair.decide(actor, command.clone(), self.clock.now_secs())?;
             if events.is_empty() {
                 return Ok(Written {

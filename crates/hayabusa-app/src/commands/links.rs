@@ -4,7 +4,6 @@
 
 use super::{CommandHandler, MAX_ATTEMPTS, READ_MODEL_WAIT, Written};
 use crate::error::AppError;
-use crate::projector::decode;
 use crate::streams;
 use hayabusa_domain::room::validate_link_code;
 use hayabusa_domain::{AccountId, DomainError, Event, LinkCode, Role, RoomCommand, RoomId};
@@ -69,12 +68,8 @@ impl CommandHandler {
     ) -> Result<(), AppError> {
         let stream = streams::link_code(code);
         for _ in 0..MAX_ATTEMPTS {
-            let recorded = self.log.read_stream(&stream, 0, 10_000).await?;
-            let version = recorded.last().map_or(0, |e| e.stream_version);
-            let mut state = LinkCode::default();
-            for event in &recorded {
-                state = state.evolve(&decode(event)?);
-            }
+            let (events, version) = self.read_whole_stream(&stream).await?;
+            let state = events.iter().fold(LinkCode::default(), LinkCode::evolve);
             let events = decide(&state)?;
             if events.is_empty() {
                 return Ok(());

@@ -567,6 +567,21 @@ impl CommandHandler {
         rooms.entry(room).or_default().clone()
     }
 
+    /// Every event of a (small) stream, decoded, and the stream's version.
+    async fn read_whole_stream(&self, stream: &str) -> Result<(Vec<Event>, u64), AppError> {
+        let mut events = Vec::new();
+        let mut version = 0;
+        loop {
+            let page = self.log.read_stream(stream, version, 1_000).await?;
+            let Some(last) = page.last() else { break };
+            version = last.stream_version;
+            for recorded in &page {
+                events.push(decode(recorded)?);
+            }
+        }
+        Ok((events, version))
+    }
+
     /// Brings a cached room up to date with its stream, reading only what is new.
     async fn refresh(&self, room: RoomId, cached: &mut CachedRoom) -> Result<(), AppError> {
         if cached.fresh {

@@ -20,7 +20,10 @@ async fn a_request_approved_makes_contacts_with_a_direct_room_across_organizatio
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{requested}");
-    let (_, incoming) = olga.client.get("/v2/incoming_requests").await;
+    let (_, incoming) = eventually(&olga.client, "/v2/incoming_requests", |_, body| {
+        body.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
     let list = incoming.as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["account_id"], alice.id);

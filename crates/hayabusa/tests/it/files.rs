@@ -46,7 +46,13 @@ async fn a_file_is_uploaded_listed_and_downloaded_through_a_signed_url() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     let file = answer["file_id"].as_u64().unwrap();
 
-    let (_, files) = bob.client.get(&format!("/v2/rooms/{room}/files")).await;
+    // Bob reads Alice's upload a moment after it was acknowledged.
+    let (_, files) = eventually(
+        &bob.client,
+        &format!("/v2/rooms/{room}/files"),
+        |_, body| body.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
     assert_eq!(files.as_array().unwrap().len(), 1);
     assert_eq!(files[0]["filename"], "report.txt");
     assert_eq!(files[0]["filesize"], 10);

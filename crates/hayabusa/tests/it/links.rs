@@ -178,10 +178,12 @@ async fn joining_by_link_directly_or_after_an_admin_accepts() {
         StatusCode::NOT_FOUND,
         "room not found",
     );
-    let (_, requests) = alice
-        .client
-        .get(&format!("/v2/rooms/{guarded}/join_requests"))
-        .await;
+    let (_, requests) = eventually(
+        &alice.client,
+        &format!("/v2/rooms/{guarded}/join_requests"),
+        |_, body| body.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
     assert_eq!(requests[0]["account_id"], dave.id);
     assert_error(
         &dave

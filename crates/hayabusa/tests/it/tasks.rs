@@ -123,11 +123,12 @@ async fn tasks_are_assigned_listed_filtered_and_completed() {
     assert_eq!(answer["task_id"], bob_task);
     let (_, one) = bob.client.get(&format!("{path}/{bob_task}")).await;
     assert_eq!(one["status"], "done");
-    let (_, done) = alice
-        .client
-        .send(Method::GET, &path, &[("status", "done".into())])
-        .await;
-    assert_eq!(done.as_array().unwrap().len(), 1);
+    // Alice sees Bob's change a moment after it was acknowledged.
+    let (_, done) = eventually(&alice.client, &format!("{path}?status=done"), |_, body| {
+        body.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(done[0]["task_id"], bob_task);
     eventually_eq(&bob.client, "/v2/my/status", "mytask_num", 0.into()).await;
     let (_, mine_done) = bob
         .client

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How many events one projection batch takes from the log.
-pub const BATCH_SIZE: usize = 10_000;
+pub const BATCH_SIZE: usize = 2_000;
 
 /// The read-model changes one event at `position` causes: the read models proper plus
 /// the sync feed ([`crate::ops`]). This is the whole projection logic; the adapters

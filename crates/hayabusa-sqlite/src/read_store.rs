@@ -452,12 +452,9 @@ impl SqliteReadStore {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(store_error)?;
         // The projector rewrites the same index pages batch after batch: keep them
-        // cached (64 MiB) and checkpoint the WAL less often.
+        // cached (64 MiB).
         writer
             .pragma_update(None, "cache_size", -65_536)
-            .map_err(store_error)?;
-        writer
-            .pragma_update(None, "wal_autocheckpoint", 4_000)
             .map_err(store_error)?;
         migrate(&writer)?;
         tracing::debug!(path = %path.display(), schema_version = SCHEMA_VERSION, "read store opened");

@@ -6,8 +6,11 @@ use super::{CommandHandler, MAX_ATTEMPTS, READ_MODEL_WAIT, Written};
 use crate::error::AppError;
 use crate::streams;
 use hayabusa_domain::room::validate_link_code;
-use hayabusa_domain::{AccountId, DomainError, Event, LinkCode, Role, RoomCommand, RoomId};
+use hayabusa_domain::{AccountId, DomainError, Event, LinkCode, RoomCommand, RoomId};
 use hayabusa_store::{ExpectedVersion, StoreError};
+
+/// Why a member who is not an admin cannot touch the link.
+const LINK_ADMINS_ONLY: &str = "only room admins can change the invitation link";
 
 /// The settings of a link to create or change; `None` keeps (or defaults) a value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,16 +42,6 @@ fn random_code() -> String {
 }
 
 impl CommandHandler {
-    async fn require_admin_of(&self, room: RoomId, account: AccountId) -> Result<(), AppError> {
-        match self.role_in(room, account).await? {
-            None => Err(DomainError::NotFound("room").into()),
-            Some(Role::Admin) => Ok(()),
-            Some(_) => Err(AppError::forbidden(
-                "only room admins can change the invitation link",
-            )),
-        }
-    }
-
     /// Claims `code` for `room` (no-op if the room holds it).
     async fn claim_code(&self, code: &str, room: RoomId) -> Result<(), AppError> {
         self.change_code(code, |state| state.claim(code, room))
@@ -97,7 +90,7 @@ impl CommandHandler {
     ) -> Result<Written<()>, AppError> {
         let code = settings.code.unwrap_or_else(random_code);
         validate_link_code(&code)?;
-        self.require_admin_of(room, caller).await?;
+        self.require_admin(room, caller, LINK_ADMINS_ONLY).await?;
         self.claim_code(&code, room).await?;
         let command = RoomCommand::SetLink {
             code: code.clone(),
@@ -132,7 +125,7 @@ impl CommandHandler {
         room: RoomId,
         settings: LinkSettings,
     ) -> Result<Written<()>, AppError> {
-        self.require_admin_of(room, caller).await?;
+        self.require_admin(room, caller, LINK_ADMINS_ONLY).await?;
         self.writes.wait_for_own_writes(caller, 0).await;
         let current = self
             .read
@@ -174,7 +167,7 @@ impl CommandHandler {
         caller: AccountId,
         room: RoomId,
     ) -> Result<Written<()>, AppError> {
-        self.require_admin_of(room, caller).await?;
+        self.require_admin(room, caller, LINK_ADMINS_ONLY).await?;
         let written = self
             .execute(room, caller, RoomCommand::RemoveLink, None)
             .await?;

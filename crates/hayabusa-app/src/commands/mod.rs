@@ -423,7 +423,7 @@ impl CommandHandler {
     ) -> Result<Written<()>, AppError> {
         // Only check other accounts once the caller is known to be an admin here, so
         // a non-member learns nothing about the room.
-        self.require_role(room, caller.account_id, Role::Admin)
+        self.require_admin(room, caller.account_id, "only room admins can do this")
             .await?;
         self.check_joinable(caller, &members).await?;
         let written = self
@@ -448,19 +448,18 @@ impl CommandHandler {
         Ok(cached.state.role_of(account))
     }
 
-    async fn require_role(
+    /// Passes if `account` is an admin of `room`; 404 for a non-member, 403 with
+    /// `refusal` for another member.
+    async fn require_admin(
         &self,
         room: RoomId,
         account: AccountId,
-        needed: Role,
+        refusal: &str,
     ) -> Result<(), AppError> {
-        let entry = self.room_entry(room);
-        let mut cached = entry.lock().await;
-        self.refresh(room, &mut cached).await?;
-        match cached.state.role_of(account) {
+        match self.role_in(room, account).await? {
             None => Err(DomainError::NotFound("room").into()),
-            Some(role) if role <= needed => Ok(()),
-            Some(_) => Err(AppError::forbidden("only room admins can do this")),
+            Some(Role::Admin) => Ok(()),
+            Some(_) => Err(AppError::forbidden(refusal)),
         }
     }
 

@@ -272,6 +272,8 @@ impl CommandHandler {
         if let Some(creator) = creator {
             self.writes.record(creator.account_id, position);
         }
+        // The new account's first reads must see its own account and "my" room too.
+        self.writes.record(created.account_id, position);
         Ok(Written {
             value: CreatedAccount {
                 account: created,

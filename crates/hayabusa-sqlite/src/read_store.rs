@@ -57,7 +57,7 @@ use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Row, ToSql, Transaction,
     TransactionBehavior, params,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -825,13 +825,220 @@ fn apply_batch(
         // Already applied: dropping the transaction rolls it back.
         return Ok(());
     }
+    let mut batch = BatchWriter::new(&transaction);
     for change in changes {
-        apply_change(&transaction, change)?;
+        batch.apply(change)?;
     }
+    batch.flush()?;
+    drop(batch);
     transaction
         .prepare_cached("UPDATE checkpoint SET position = ?1 WHERE id = 0")?
         .execute(params![Int(checkpoint)])?;
     transaction.commit()
+}
+
+/// What the messages inserted in a batch do to one room's counters, not yet written.
+#[derive(Clone, Copy, Debug)]
+struct RoomCounters {
+    /// The highest seq inserted.
+    last_seq: u64,
+    /// How many messages were inserted (none replaced another).
+    inserted: u64,
+    /// The send time of the last one inserted.
+    last_update_time: i64,
+}
+
+/// Applies the changes of one batch inside its transaction.
+///
+/// Catch-up is mostly `message_posted`, and each one used to cost an `UPDATE rooms`
+/// (counters) and an `UPDATE members` (the author's read cursor) besides its inserts.
+/// Those updates are deferred instead: per room the counters add up (`last_seq` is a
+/// maximum, `message_num` a sum, `last_update_time` the last value), per membership the
+/// last cursor wins, and one `UPDATE` per room or membership is written when the
+/// batch ends — or before any change other than an insert of a message, a read cursor
+/// or sync ops, so that every other change (which may read or write rooms and
+/// members) sees exactly the rows it would have seen without the deferral. Message
+/// and op inserts touch neither table, so the result is the same as applying each
+/// change in order.
+struct BatchWriter<'t> {
+    transaction: &'t Transaction<'t>,
+    rooms: HashMap<RoomId, RoomCounters>,
+    cursors: HashMap<(RoomId, AccountId), u64>,
+    /// The hot statements, prepared once per batch rather than looked up per change.
+    insert_message: Option<rusqlite::CachedStatement<'t>>,
+    insert_op: Option<rusqlite::CachedStatement<'t>>,
+}
+
+impl<'t> BatchWriter<'t> {
+    fn new(transaction: &'t Transaction<'t>) -> Self {
+        BatchWriter {
+            transaction,
+            rooms: HashMap::new(),
+            cursors: HashMap::new(),
+            insert_message: None,
+            insert_op: None,
+        }
+    }
+
+    fn apply(&mut self, change: Change) -> rusqlite::Result<()> {
+        match change {
+            Change::InsertMessage(message) => self.insert_message(message),
+            Change::SetReadCursor {
+                account_id,
+                room_id,
+                read_seq,
+            } => {
+                self.cursors.insert((room_id, account_id), read_seq);
+                Ok(())
+            }
+            Change::RecordOps(ops) => self.record_ops(ops),
+            other => {
+                self.flush()?;
+                apply_change(self.transaction, other)
+            }
+        }
+    }
+
+    /// Writes the deferred room counters and read cursors.
+    fn flush(&mut self) -> rusqlite::Result<()> {
+        if !self.rooms.is_empty() {
+            let mut update = self.transaction.prepare_cached(
+                "UPDATE rooms SET last_seq = MAX(last_seq, ?2),
+                     message_num = message_num + ?3,
+                     last_update_time = ?4
+                 WHERE room_id = ?1",
+            )?;
+            for (room_id, counters) in self.rooms.drain() {
+                update.execute(params![
+                    Int(room_id.0),
+                    Int(counters.last_seq),
+                    Int(counters.inserted),
+                    counters.last_update_time,
+                ])?;
+            }
+        }
+        if !self.cursors.is_empty() {
+            let mut update = self.transaction.prepare_cached(
+                "UPDATE members SET read_seq = ?3 WHERE room_id = ?1 AND account_id = ?2",
+            )?;
+            for ((room_id, account_id), read_seq) in self.cursors.drain() {
+                update.execute(params![Int(room_id.0), Int(account_id.0), Int(read_seq)])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts a message. The common case — no message of the room has its seq or id
+    /// — is one `INSERT` (its constraints make that check) and deferred counters; a
+    /// replayed or conflicting insert replaces what is there instead of counting twice.
+    fn insert_message(&mut self, message: MessageRow) -> rusqlite::Result<()> {
+        let room_id = message.room_id;
+        if self.insert_message_row(&message)? {
+            insert_mentions(self.transaction, room_id, message.seq, &message.mentions)?;
+            self.rooms
+                .entry(room_id)
+                .and_modify(|counters| {
+                    counters.last_seq = counters.last_seq.max(message.seq);
+                    counters.inserted += 1;
+                    counters.last_update_time = message.send_time;
+                })
+                .or_insert(RoomCounters {
+                    last_seq: message.seq,
+                    inserted: 1,
+                    last_update_time: message.send_time,
+                });
+            return Ok(());
+        }
+        let replaced: Vec<u64> = self
+            .transaction
+            .prepare_cached(
+                "SELECT seq FROM messages WHERE room_id = ?1 AND (seq = ?2 OR message_id = ?3)",
+            )?
+            .query_map(
+                params![Int(room_id.0), Int(message.seq), Int(message.message_id.0)],
+                |row| get_u64(row, 0),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        for &seq in &replaced {
+            remove_message(self.transaction, room_id, seq)?;
+        }
+        if !self.insert_message_row(&message)? {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some("message still conflicts after removing its seq and id".to_owned()),
+            ));
+        }
+        insert_mentions(self.transaction, room_id, message.seq, &message.mentions)?;
+        // The clamp below depends on the current count: write the deferred ones first.
+        self.flush()?;
+        let replaced_count = i64::try_from(replaced.len()).unwrap_or(i64::MAX);
+        self.transaction
+            .prepare_cached(
+                "UPDATE rooms SET last_seq = MAX(last_seq, ?2),
+                     message_num = MAX(message_num + 1 - ?3, 0),
+                     last_update_time = ?4
+                 WHERE room_id = ?1",
+            )?
+            .execute(params![
+                Int(room_id.0),
+                Int(message.seq),
+                replaced_count,
+                message.send_time
+            ])?;
+        Ok(())
+    }
+
+    /// Inserts a message row; false if a message of the room has its seq or id.
+    fn insert_message_row(&mut self, message: &MessageRow) -> rusqlite::Result<bool> {
+        let insert = match &mut self.insert_message {
+            Some(insert) => insert,
+            None => self.insert_message.insert(self.transaction.prepare_cached(
+                "INSERT INTO messages (room_id, seq, account_id, to_all, message_id, send_time,
+                     update_time, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?),
+        };
+        let inserted = insert.execute(params![
+            Int(message.room_id.0),
+            Int(message.seq),
+            Int(message.account_id.0),
+            message.to_all,
+            Int(message.message_id.0),
+            message.send_time,
+            message.update_time,
+            message.body,
+        ]);
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == ErrorCode::ConstraintViolation =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn record_ops(&mut self, ops: Vec<OpRecord>) -> rusqlite::Result<()> {
+        let insert = match &mut self.insert_op {
+            Some(insert) => insert,
+            None => self.insert_op.insert(self.transaction.prepare_cached(
+                "INSERT OR REPLACE INTO sync_ops (position, idx, room_id, target, op_type, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?),
+        };
+        for op in ops {
+            insert.execute(params![
+                Int(op.position),
+                op.index,
+                op.room_id.map(|room| Int(room.0)),
+                op.target.map(|target| Int(target.0)),
+                op.op_type,
+                op.payload,
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 /// The seq of a message in a room, if it exists.
@@ -870,6 +1077,9 @@ fn insert_mentions(
     seq: u64,
     mentions: &[AccountId],
 ) -> rusqlite::Result<()> {
+    if mentions.is_empty() {
+        return Ok(());
+    }
     let mut insert = transaction.prepare_cached(
         "INSERT OR IGNORE INTO mentions (room_id, seq, account_id) VALUES (?1, ?2, ?3)",
     )?;
@@ -978,7 +1188,6 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 .prepare_cached("DELETE FROM members WHERE room_id = ?1 AND account_id = ?2")?
                 .execute(params![Int(room_id.0), Int(account_id.0)])?;
         }
-        Change::InsertMessage(message) => insert_message(transaction, message)?,
         Change::EditMessage {
             room_id,
             message_id,
@@ -1020,32 +1229,8 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 )?
                 .execute(params![Int(room_id.0), at])?;
         }
-        Change::SetReadCursor {
-            account_id,
-            room_id,
-            read_seq,
-        } => {
-            transaction
-                .prepare_cached(
-                    "UPDATE members SET read_seq = ?3 WHERE room_id = ?1 AND account_id = ?2",
-                )?
-                .execute(params![Int(room_id.0), Int(account_id.0), Int(read_seq)])?;
-        }
-        Change::RecordOps(ops) => {
-            let mut insert = transaction.prepare_cached(
-                "INSERT OR REPLACE INTO sync_ops (position, idx, room_id, target, op_type, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for op in ops {
-                insert.execute(params![
-                    Int(op.position),
-                    op.index,
-                    op.room_id.map(|room| Int(room.0)),
-                    op.target.map(|target| Int(target.0)),
-                    op.op_type,
-                    op.payload,
-                ])?;
-            }
+        Change::InsertMessage(_) | Change::SetReadCursor { .. } | Change::RecordOps(_) => {
+            unreachable!("BatchWriter::apply handles message inserts, read cursors and ops")
         }
         Change::OpenMembership {
             room_id,
@@ -1206,55 +1391,6 @@ fn apply_change(transaction: &Transaction<'_>, change: Change) -> rusqlite::Resu
                 .execute(params![Int(room_id.0), Int(account_id.0)])?;
         }
     }
-    Ok(())
-}
-
-fn insert_message(transaction: &Transaction<'_>, message: MessageRow) -> rusqlite::Result<()> {
-    let room_id = message.room_id;
-    // A replayed or conflicting insert replaces what is there instead of counting twice.
-    let replaced: Vec<u64> = transaction
-        .prepare_cached(
-            "SELECT seq FROM messages WHERE room_id = ?1 AND (seq = ?2 OR message_id = ?3)",
-        )?
-        .query_map(
-            params![Int(room_id.0), Int(message.seq), Int(message.message_id.0)],
-            |row| get_u64(row, 0),
-        )?
-        .collect::<rusqlite::Result<_>>()?;
-    for &seq in &replaced {
-        remove_message(transaction, room_id, seq)?;
-    }
-    transaction
-        .prepare_cached(
-            "INSERT INTO messages (room_id, seq, account_id, to_all, message_id, send_time,
-                 update_time, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            Int(room_id.0),
-            Int(message.seq),
-            Int(message.account_id.0),
-            message.to_all,
-            Int(message.message_id.0),
-            message.send_time,
-            message.update_time,
-            message.body,
-        ])?;
-    insert_mentions(transaction, room_id, message.seq, &message.mentions)?;
-    let replaced_count = i64::try_from(replaced.len()).unwrap_or(i64::MAX);
-    transaction
-        .prepare_cached(
-            "UPDATE rooms SET last_seq = MAX(last_seq, ?2),
-                 message_num = MAX(message_num + 1 - ?3, 0),
-                 last_update_time = ?4
-             WHERE room_id = ?1",
-        )?
-        .execute(params![
-            Int(room_id.0),
-            Int(message.seq),
-            replaced_count,
-            message.send_time
-        ])?;
     Ok(())
 }
 
@@ -2290,6 +2426,131 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .expect("user_version");
         assert_eq!(version, SCHEMA_VERSION);
+        Ok(())
+    }
+
+    /// A tiny deterministic generator (splitmix64) for the randomized test below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A random change among few rooms, accounts, seqs and message ids, so that
+    /// inserts conflict, cursors move for members that come and go, and messages,
+    /// rooms and members change between the inserts and cursor moves of one batch.
+    fn random_change(rng: &mut Rng, position: Position) -> Change {
+        let room_id = RoomId(1 + rng.below(3));
+        let account_id = AccountId(1 + rng.below(4));
+        let at = i64::try_from(rng.below(1_000)).expect("small");
+        match rng.below(20) {
+            0 => Change::PutRoom(RoomRow {
+                room_id,
+                room_type: RoomType::Group,
+                name: format!("room {position}"),
+                description: String::new(),
+                icon_preset: "group".to_owned(),
+                last_seq: rng.below(4),
+                message_num: rng.below(3),
+                last_update_time: at,
+            }),
+            1 => Change::DeleteRoom { room_id },
+            2 | 3 => Change::PutMember {
+                room_id,
+                account_id,
+                role: Role::Member,
+            },
+            4 => Change::RemoveMember {
+                room_id,
+                account_id,
+            },
+            5 => Change::DeleteMessage {
+                room_id,
+                message_id: MessageId(1 + rng.below(12)),
+                at,
+            },
+            6 => Change::EditMessage {
+                room_id,
+                message_id: MessageId(1 + rng.below(12)),
+                body: format!("edited at {position}"),
+                mentions: vec![account_id],
+                to_all: rng.below(2) == 0,
+                at,
+            },
+            7 => Change::UpdateRoom {
+                room_id,
+                name: None,
+                description: Some(format!("at {position}")),
+                icon_preset: None,
+                at,
+            },
+            8 => Change::RecordOps(vec![OpRecord {
+                position,
+                index: 0,
+                room_id: Some(room_id),
+                target: None,
+                op_type: "message_created".to_owned(),
+                payload: format!("{{\"at\":{position}}}"),
+            }]),
+            9..=13 => Change::SetReadCursor {
+                account_id,
+                room_id,
+                read_seq: rng.below(12),
+            },
+            _ => Change::InsertMessage(MessageRow {
+                room_id,
+                message_id: MessageId(1 + rng.below(12)),
+                seq: 1 + rng.below(10),
+                account_id,
+                body: format!("message at {position}"),
+                send_time: at,
+                update_time: 0,
+                mentions: if rng.below(3) == 0 {
+                    vec![account_id, AccountId(1)]
+                } else {
+                    Vec::new()
+                },
+                to_all: rng.below(4) == 0,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_of_random_changes_give_the_in_memory_references_models()
+    -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for seed in 0..8 {
+            let sqlite = SqliteReadStore::open(&dir.path().join(format!("read-{seed}.db")))?;
+            let memory = hayabusa_store::MemoryReadStore::new();
+            let mut rng = Rng(seed);
+            let mut position = 0;
+            for _ in 0..40 {
+                let size = 1 + rng.below(60);
+                let changes: Vec<Change> = (0..size)
+                    .map(|_| {
+                        position += 1;
+                        random_change(&mut rng, position)
+                    })
+                    .collect();
+                memory.apply(changes.clone(), position).await?;
+                sqlite.apply(changes, position).await?;
+                assert_eq!(
+                    sqlite.dump().await?,
+                    memory.dump().await?,
+                    "seed {seed}, position {position}"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hub;
 pub mod idempotency;
 pub mod ops;
+pub mod page_cache;
 pub mod projector;
 pub mod queries;
 pub mod streams;
@@ -23,6 +24,7 @@ pub use commands::{
 pub use consistency::WriteTracker;
 pub use error::AppError;
 pub use hub::{InProcessHub, WakeupHub};
+pub use page_cache::PageCache;
 pub use projector::{ProjectionWatch, Projector, rebuild};
 pub use queries::{LIST_LIMIT, Queries};
 pub use sync::SyncService;
@@ -63,6 +65,8 @@ pub struct AppParts {
     pub hub: Arc<dyn WakeupHub>,
     /// File contents.
     pub blobs: Arc<dyn BlobStore>,
+    /// Rooms whose latest-messages page is kept rendered in memory (0: none).
+    pub page_cache_rooms: usize,
 }
 
 impl App {
@@ -71,6 +75,8 @@ impl App {
         let projector = Projector::new(parts.log.clone(), parts.read.clone())
             .await?
             .with_hub(parts.hub.clone());
+        let pages = Arc::new(PageCache::new(parts.page_cache_rooms, projector.watch()));
+        let projector = projector.with_page_cache(pages.clone());
         let writes = Arc::new(WriteTracker::new(projector.watch()));
         let commands = CommandHandler::new(
             parts.log.clone(),
@@ -87,7 +93,7 @@ impl App {
             writes.clone(),
             parts.hub,
         );
-        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone());
+        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages);
         Ok((
             App {
                 commands,

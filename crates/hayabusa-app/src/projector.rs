@@ -7,6 +7,7 @@
 
 use crate::error::AppError;
 use crate::hub::{WakeupHub, wakeups_for};
+use crate::page_cache::{PageCache, Touched, touched_by};
 use hayabusa_domain::{Event, decode_event};
 use hayabusa_store::{
     AccountRow, Change, ContactRequestRow, EventReader, FileRow, LinkRow, MessageRow, Position,
@@ -319,6 +320,11 @@ pub struct ProjectionWatch {
 }
 
 impl ProjectionWatch {
+    /// A watch over positions sent on `receiver` (for tests of its users).
+    pub fn from_receiver(receiver: watch::Receiver<Position>) -> Self {
+        ProjectionWatch { receiver }
+    }
+
     /// The position the read models reflect now.
     pub fn current(&self) -> Position {
         *self.receiver.borrow()
@@ -342,13 +348,14 @@ struct Batch {
     last: Position,
     changes: Vec<Change>,
     wakeups: Vec<crate::hub::Wakeup>,
+    touched: Touched,
 }
 
 /// Reads the events after `from` and turns them into changes (and wake-ups).
 async fn read_batch(
     log: &dyn EventReader,
     from: Position,
-    with_wakeups: bool,
+    live: bool,
 ) -> Result<Option<Batch>, AppError> {
     let events = log.read_all(from, BATCH_SIZE).await?;
     let Some(last) = events.last().map(|e| e.position) else {
@@ -358,15 +365,16 @@ async fn read_batch(
     for recorded in &events {
         changes.extend(changes_for(recorded.position, &decode(recorded)?));
     }
-    let wakeups = if with_wakeups {
-        wakeups_for(&changes, last)
+    let (wakeups, touched) = if live {
+        (wakeups_for(&changes, last), touched_by(&changes))
     } else {
-        Vec::new()
+        (Vec::new(), Touched::default())
     };
     Ok(Some(Batch {
         last,
         changes,
         wakeups,
+        touched,
     }))
 }
 
@@ -376,6 +384,7 @@ pub struct Projector {
     store: Arc<dyn ReadModelWriter>,
     sender: watch::Sender<Position>,
     hub: Option<Arc<dyn WakeupHub>>,
+    pages: Option<Arc<PageCache>>,
 }
 
 impl Projector {
@@ -391,6 +400,7 @@ impl Projector {
             store,
             sender,
             hub: None,
+            pages: None,
         })
     }
 
@@ -398,6 +408,17 @@ impl Projector {
     pub fn with_hub(mut self, hub: Arc<dyn WakeupHub>) -> Self {
         self.hub = Some(hub);
         self
+    }
+
+    /// Invalidates `pages` after every batch (before the position is announced).
+    pub fn with_page_cache(mut self, pages: Arc<PageCache>) -> Self {
+        self.pages = Some(pages);
+        self
+    }
+
+    /// Whether batches are read for live consumers (wake-ups, cached pages).
+    fn live(&self) -> bool {
+        self.hub.is_some() || self.pages.is_some()
     }
 
     /// Watches the projected position.
@@ -426,12 +447,15 @@ impl Projector {
     /// Reads and decodes the batch after `from` in a task of its own.
     fn prefetch(&self, from: Position) -> tokio::task::JoinHandle<Result<Option<Batch>, AppError>> {
         let log = self.log.clone();
-        let with_wakeups = self.hub.is_some();
-        tokio::spawn(async move { read_batch(log.as_ref(), from, with_wakeups).await })
+        let live = self.live();
+        tokio::spawn(async move { read_batch(log.as_ref(), from, live).await })
     }
 
     async fn apply(&self, batch: Batch) -> Result<(), AppError> {
         self.store.apply(batch.changes, batch.last).await?;
+        if let Some(pages) = &self.pages {
+            pages.invalidate(&batch.touched, batch.last);
+        }
         self.sender.send_replace(batch.last);
         if let Some(hub) = &self.hub {
             hub.publish(&batch.wakeups);
@@ -442,7 +466,7 @@ impl Projector {
     /// One batch: returns the new position, or None if there was nothing new.
     async fn step(&self) -> Result<Option<Position>, AppError> {
         let from = *self.sender.borrow();
-        let Some(batch) = read_batch(self.log.as_ref(), from, self.hub.is_some()).await? else {
+        let Some(batch) = read_batch(self.log.as_ref(), from, self.live()).await? else {
             return Ok(None);
         };
         let last = batch.last;

@@ -3,7 +3,9 @@
 
 use crate::consistency::WriteTracker;
 use crate::error::AppError;
+use crate::page_cache::PageCache;
 use crate::tokens::hash_token;
+use bytes::Bytes;
 use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, RoomId, TaskId};
 use hayabusa_store::{
     AccountRow, ContactRequestView, ContactView, EventReader, FileView, JoinRequestView, LinkRow,
@@ -26,6 +28,7 @@ pub struct Queries {
     log: Arc<dyn EventReader>,
     writes: Arc<WriteTracker>,
     auth_cache: Mutex<HashMap<String, AccountRow>>,
+    pages: Arc<PageCache>,
 }
 
 impl Queries {
@@ -34,12 +37,14 @@ impl Queries {
         read: Arc<dyn ReadModelQueries>,
         log: Arc<dyn EventReader>,
         writes: Arc<WriteTracker>,
+        pages: Arc<PageCache>,
     ) -> Self {
         Queries {
             read,
             log,
             writes,
             auth_cache: Mutex::new(HashMap::new()),
+            pages,
         }
     }
 
@@ -127,6 +132,48 @@ impl Queries {
                 .take_new_messages(caller, room, LIST_LIMIT)
                 .await?)
         }
+    }
+
+    /// The latest 100 messages of a room the caller is a member of, as rendered by
+    /// `render` (`None`: the room has no messages), and the caller's fetch cursor
+    /// moved to the latest message — what `messages(…, force = true)` returns, but
+    /// served from the [`PageCache`] while the room is unchanged: a repeated read costs
+    /// no query and no rendering.
+    pub async fn latest_page(
+        &self,
+        caller: AccountId,
+        room: RoomId,
+        render: impl FnOnce(&[MessageView]) -> Bytes,
+    ) -> Result<Option<Bytes>, AppError> {
+        self.settle(caller).await;
+        let entry = match self.pages.get(room) {
+            Some(entry) => entry,
+            None => {
+                let as_of = self.pages.fill_position();
+                let roles: HashMap<_, _> = self
+                    .read
+                    .members(room)
+                    .await?
+                    .into_iter()
+                    .map(|member| (member.account.account_id, member.role))
+                    .collect();
+                let page = if roles.is_empty() {
+                    None // no such room (or a deleted one): nothing to read
+                } else {
+                    let messages = self.read.latest_messages(room, LIST_LIMIT).await?;
+                    (!messages.is_empty()).then(|| render(&messages))
+                };
+                self.pages.fill(room, as_of, roles, page)
+            }
+        };
+        if entry.role_of(caller).is_none() {
+            return Err(AppError::Domain(DomainError::NotFound("room")));
+        }
+        if !entry.fetched_by(caller) {
+            self.read.set_fetch_cursor_to_latest(caller, room).await?;
+            entry.mark_fetched(caller);
+        }
+        Ok(entry.page())
     }
 
     /// One message.

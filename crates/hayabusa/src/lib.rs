@@ -30,6 +30,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// File upload limits.
     pub uploads: UploadSettings,
+    /// Rooms whose latest-messages page is kept rendered in memory (0: none).
+    pub page_cache_rooms: usize,
 }
 
 /// The stores of a data directory.
@@ -107,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         secret,
         hub: Arc::new(InProcessHub::new()),
         blobs: stores.blobs,
+        page_cache_rooms: config.page_cache_rooms,
     })
     .await
     .context("building the application")?;

@@ -39,6 +39,10 @@ enum Command {
         /// Largest file upload accepted, in bytes (413 above).
         #[arg(long, env = "HAYABUSA_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024)]
         max_upload_bytes: usize,
+        /// Rooms whose latest 100 messages are kept rendered in memory for
+        /// `GET /rooms/{id}/messages?force=1` (about 30 KB each; 0 turns it off).
+        #[arg(long, env = "HAYABUSA_PAGE_CACHE_ROOMS", default_value_t = hayabusa_app::page_cache::DEFAULT_CAPACITY)]
+        page_cache_rooms: usize,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -180,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
             ws_allowed_origins,
             rate_limits,
             max_upload_bytes,
+            page_cache_rooms,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -193,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
                 uploads: hayabusa_http::UploadSettings {
                     max_bytes: max_upload_bytes,
                 },
+                page_cache_rooms,
             })
             .await?;
             server.wait(shutdown_requested()).await?;

@@ -23,6 +23,7 @@ async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
         secret: TokenSecret::new(vec![7; 32]),
         hub: Arc::new(InProcessHub::new()),
         blobs: Arc::new(MemoryBlobStore::default()),
+        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
     })
     .await
     .unwrap();

@@ -8,9 +8,12 @@ use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use hayabusa_domain::{AccountId, RoomCommand, RoomId};
+use hayabusa_store::MessageView;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -24,6 +27,17 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let room = room_id(&room)?;
     let force = params.flag("force", false)?;
+    if force {
+        let page = state
+            .app
+            .queries
+            .latest_page(caller.account_id, room, render_messages)
+            .await?;
+        return Ok(match page {
+            Some(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        });
+    }
     let messages = state
         .app
         .queries
@@ -34,6 +48,14 @@ pub async fn list(
     }
     let body: Vec<dto::Message> = messages.iter().map(dto::Message::from).collect();
     Ok(Json(body).into_response())
+}
+
+/// A message list as the JSON array the API returns.
+fn render_messages(messages: &[MessageView]) -> Bytes {
+    let body: Vec<dto::Message> = messages.iter().map(dto::Message::from).collect();
+    serde_json::to_vec(&body)
+        .expect("messages serialize to JSON")
+        .into()
 }
 
 /// Posts a message.

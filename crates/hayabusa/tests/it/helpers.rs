@@ -37,6 +37,7 @@ pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
         // Off, so that tests posting a lot are not limited; `rate_limits.rs` sets its own.
         rate_limits: hayabusa_http::RateLimits::off(),
         uploads: Default::default(),
+        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
     })
     .await
     .expect("server starts");

@@ -297,3 +297,116 @@ async fn a_retried_post_with_the_same_idempotency_key_posts_once() {
         .await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+/// `force=1` pages are served from memory while a room is unchanged: every kind of
+/// change to the room must show on the next page, for the writer at once and for the
+/// other members a moment later, and a removed member must lose access.
+#[tokio::test]
+async fn force_1_pages_follow_every_change_to_the_room() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let carol = app.account("Carol").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+    let path = format!("/v2/rooms/{room}/messages?force=1");
+    let bodies = |body: &serde_json::Value| -> Vec<String> {
+        body.as_array()
+            .map(|messages| {
+                messages
+                    .iter()
+                    .map(|m| m["body"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let (status, _) = alice.client.get(&path).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "an empty room");
+    let one = alice.post(room, "one").await;
+    let (status, body) = alice.client.get(&path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bodies(&body), ["one"]);
+    let response = alice
+        .client
+        .request(Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+
+    let two = alice.post(room, "two").await;
+    assert_eq!(bodies(&alice.client.get(&path).await.1), ["one", "two"]);
+    eventually(&bob.client, &path, |_, body| bodies(body) == ["one", "two"]).await;
+
+    let (status, _) = alice
+        .client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/messages/{one}"),
+            &[("body", "one, edited".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        bodies(&alice.client.get(&path).await.1),
+        ["one, edited", "two"]
+    );
+    let (status, _) = alice
+        .client
+        .send(
+            Method::DELETE,
+            &format!("/v2/rooms/{room}/messages/{two}"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bodies(&alice.client.get(&path).await.1), ["one, edited"]);
+    eventually(&bob.client, &path, |_, body| {
+        bodies(body) == ["one, edited"]
+    })
+    .await;
+
+    // A non-member never sees the page, cached or not.
+    assert_error(
+        &carol.client.get(&path).await,
+        StatusCode::NOT_FOUND,
+        "room",
+    );
+    // Bob is removed: his next reads fail although the page is cached.
+    let (status, body) = alice
+        .client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/members"),
+            &[("members_admin_ids", alice.id.to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(bodies(&alice.client.get(&path).await.1), ["one, edited"]);
+    eventually(&bob.client, &path, |status, _| {
+        status == StatusCode::NOT_FOUND
+    })
+    .await;
+}
+
+/// A cached `force=1` page still moves the caller's fetch cursor: `force=0` then
+/// returns only what came after it.
+#[tokio::test]
+async fn force_1_from_the_cache_still_moves_the_fetch_cursor() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+    let latest = format!("/v2/rooms/{room}/messages?force=1");
+    let new = format!("/v2/rooms/{room}/messages");
+    alice.post(room, "one").await;
+    // Alice fills the cache; Bob's read is then a hit, and must still move his cursor.
+    assert_eq!(alice.client.get(&latest).await.0, StatusCode::OK);
+    eventually(&bob.client, &latest, |status, _| status == StatusCode::OK).await;
+    assert_eq!(bob.client.get(&new).await.0, StatusCode::NO_CONTENT);
+    let two = alice.post(room, "two").await;
+    let (status, body) = eventually(&bob.client, &new, |status, _| status == StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_array().unwrap().len(), 1);
+    assert_eq!(body[0]["message_id"], two.as_str());
+}

@@ -27,6 +27,7 @@ impl LimitedApp {
             sync: Default::default(),
             rate_limits,
             uploads: Default::default(),
+            page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
         })
         .await
         .expect("server starts");

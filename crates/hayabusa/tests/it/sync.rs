@@ -362,6 +362,7 @@ async fn a_slow_websocket_consumer_is_cut_off_and_resumes_without_loss() {
         },
         rate_limits: hayabusa_http::RateLimits::off(),
         uploads: Default::default(),
+        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
     })
     .await
     .unwrap();

@@ -12,6 +12,7 @@
 
 use hayabusa_domain::{AccountId, Event, RoomId};
 use hayabusa_store::{Change, OpRecord, Position};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// The sync changes of one event at `position`.
@@ -115,28 +116,33 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
             at,
             ..
         } => {
-            ops.room(
+            // The most frequent event by far: its payloads are serialized straight from
+            // structs (keys in the order `json!` maps print them) rather than built as
+            // `Value` maps first.
+            ops.room_payload(
                 *room_id,
                 "message_created",
-                json!({
-                    "room_id": room_id.0,
-                    "message_id": message_id.0.to_string(),
-                    "account_id": account_id.0,
-                    "body": body,
-                    "send_time": at,
+                payload(&MessageCreatedPayload {
+                    account_id: account_id.0,
+                    body,
+                    message_id: AsString(message_id.0),
+                    room_id: room_id.0,
+                    send_time: *at,
                 }),
             );
-            let mention = json!({
-                "room_id": room_id.0,
-                "message_id": message_id.0.to_string(),
-                "account_id": account_id.0,
-                "to_all": to_all,
-            });
+            let mention = || {
+                payload(&MentionPayload {
+                    account_id: account_id.0,
+                    message_id: AsString(message_id.0),
+                    room_id: room_id.0,
+                    to_all: *to_all,
+                })
+            };
             if *to_all {
-                ops.room(*room_id, "mention", mention);
+                ops.room_payload(*room_id, "mention", mention());
             } else {
                 for target in mentions.iter().filter(|m| *m != account_id) {
-                    ops.targeted(Some(*room_id), *target, "mention", mention.clone());
+                    ops.push_payload(Some(*room_id), Some(*target), "mention", mention());
                 }
             }
         }
@@ -300,18 +306,32 @@ impl OpsBuilder {
         op_type: &str,
         payload: Value,
     ) {
+        self.push_payload(room_id, target, op_type, payload.to_string());
+    }
+
+    fn push_payload(
+        &mut self,
+        room_id: Option<RoomId>,
+        target: Option<AccountId>,
+        op_type: &str,
+        payload: String,
+    ) {
         self.ops.push(OpRecord {
             position: self.position,
             index: self.ops.len() as u32,
             room_id,
             target,
             op_type: op_type.to_string(),
-            payload: payload.to_string(),
+            payload,
         });
     }
 
     fn room(&mut self, room_id: RoomId, op_type: &str, payload: Value) {
         self.push(Some(room_id), None, op_type, payload);
+    }
+
+    fn room_payload(&mut self, room_id: RoomId, op_type: &str, payload: String) {
+        self.push_payload(Some(room_id), None, op_type, payload);
     }
 
     fn targeted(
@@ -323,6 +343,40 @@ impl OpsBuilder {
     ) {
         self.push(room_id, Some(target), op_type, payload);
     }
+}
+
+/// The JSON text of a payload struct.
+fn payload(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("a struct of integers, strings and bools serializes")
+}
+
+/// A number serialized as a JSON string (message ids exceed what JSON clients read
+/// exactly as numbers).
+struct AsString(u64);
+
+impl Serialize for AsString {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The payload of `message_created`: the fields in key order, as `json!` prints them.
+#[derive(Serialize)]
+struct MessageCreatedPayload<'a> {
+    account_id: u64,
+    body: &'a str,
+    message_id: AsString,
+    room_id: u64,
+    send_time: i64,
+}
+
+/// The payload of `mention`: the fields in key order, as `json!` prints them.
+#[derive(Serialize)]
+struct MentionPayload {
+    account_id: u64,
+    message_id: AsString,
+    room_id: u64,
+    to_all: bool,
 }
 
 #[cfg(test)]
@@ -371,6 +425,54 @@ mod tests {
         };
         assert!(ops.iter().all(|o| o.position == 7));
         assert_eq!(ops.iter().map(|o| o.index).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn message_payloads_are_the_json_maps_they_always_were() {
+        for (body, to_all) in [
+            ("[To:3][To:2] hi", false),
+            (
+                "quote \" backslash \\ newline \n tab \t nul \u{0} é 日本 😀",
+                true,
+            ),
+            ("", false),
+        ] {
+            let event = Event::MessagePosted {
+                room_id: RoomId(376_441_559_617_536),
+                message_id: MessageId(u64::MAX),
+                seq: 1,
+                account_id: AccountId(2),
+                body: body.into(),
+                mentions: vec![AccountId(3), AccountId(2)],
+                to_all,
+                self_unread: false,
+                at: -5,
+            };
+            let Change::RecordOps(ops) = &sync_changes_for(7, &event)[0] else {
+                panic!()
+            };
+            let mention = json!({
+                "room_id": 376_441_559_617_536_u64,
+                "message_id": u64::MAX.to_string(),
+                "account_id": 2,
+                "to_all": to_all,
+            })
+            .to_string();
+            assert_eq!(
+                ops.iter().map(|o| o.payload.clone()).collect::<Vec<_>>(),
+                vec![
+                    json!({
+                        "room_id": 376_441_559_617_536_u64,
+                        "message_id": u64::MAX.to_string(),
+                        "account_id": 2,
+                        "body": body,
+                        "send_time": -5,
+                    })
+                    .to_string(),
+                    mention
+                ]
+            );
+        }
     }
 
     #[test]

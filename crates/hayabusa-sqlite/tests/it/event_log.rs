@@ -201,3 +201,158 @@ async fn concurrent_appends_are_committed_in_groups() {
         "200 concurrent appenders must share fsyncs, got {stats:?}"
     );
 }
+
+/// The conformance suite again with the stream index at its two extremes: brought
+/// up to date after every commit, and never while the log is open (every lookup by
+/// stream then reads the unindexed tail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_whenever_the_stream_index_is_updated() {
+    use hayabusa_sqlite::IndexSettings;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, settings) in [
+        (
+            "eager",
+            IndexSettings {
+                window: 1,
+                idle: Duration::from_millis(1),
+            },
+        ),
+        (
+            "never",
+            IndexSettings {
+                window: u64::MAX,
+                idle: Duration::from_secs(3600),
+            },
+        ),
+    ] {
+        let counter = AtomicUsize::new(0);
+        conformance::run_all(|| {
+            let path = dir.path().join(format!(
+                "events-{name}-{}.db",
+                counter.fetch_add(1, Ordering::Relaxed)
+            ));
+            async move { SqliteEventLog::open_with(&path, settings).expect("open a fresh log") }
+        })
+        .await;
+    }
+}
+
+fn count(path: &std::path::Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(path)
+        .and_then(|conn| conn.query_row(sql, [], |row| row.get(0)))
+        .expect("query the file")
+}
+
+/// A crash can leave the stream index behind the log (its transactions are not
+/// fsynced). Opening re-indexes the tail; lookups were right even before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_index_left_behind_by_a_crash_is_caught_up_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    let log = SqliteEventLog::open(&path).expect("open");
+    for label in ["a", "b", "c"] {
+        log.append(request("room-1", ExpectedVersion::Any, vec![event(label)]))
+            .await
+            .expect("append");
+    }
+    log.append(request("room-2", ExpectedVersion::Any, vec![event("d")]))
+        .await
+        .expect("append");
+    drop(log);
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
+    // As if the last index transaction never reached the disk.
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "DELETE FROM stream_index WHERE position > 1;
+                 UPDATE index_state SET indexed_to = 1;",
+            )
+        })
+        .expect("roll the index back");
+
+    let log = SqliteEventLog::open_with(
+        &path,
+        hayabusa_sqlite::IndexSettings {
+            window: u64::MAX,
+            idle: std::time::Duration::from_secs(3600),
+        },
+    )
+    .expect("reopen");
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
+    assert_eq!(count(&path, "SELECT indexed_to FROM index_state"), 4);
+    let stream = log.read_stream("room-1", 1, 10).await.expect("read");
+    assert_eq!(
+        stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert!(matches!(
+        log.append(request(
+            "room-1",
+            ExpectedVersion::Exactly(2),
+            vec![event("e")]
+        ))
+        .await,
+        Err(StoreError::Conflict { actual: 3, .. })
+    ));
+}
+
+/// A log written by schema version 1 (a unique index inside `events`) opens as
+/// version 2: same events, same versions, and a filled stream index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_log_is_migrated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE events (
+                     position INTEGER PRIMARY KEY, stream TEXT NOT NULL,
+                     stream_version INTEGER NOT NULL, event_type TEXT NOT NULL,
+                     schema_version INTEGER NOT NULL, data BLOB NOT NULL,
+                     recorded_at_ms INTEGER NOT NULL, UNIQUE (stream, stream_version));
+                 CREATE TABLE idempotency_keys (
+                     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, stream TEXT NOT NULL,
+                     first_position INTEGER NOT NULL, event_count INTEGER NOT NULL,
+                     stream_version INTEGER NOT NULL, position INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 INSERT INTO events VALUES (1, 'room-1', 1, 'test_event', 2, x'7b7d', 10);
+                 INSERT INTO events VALUES (2, 'room-2', 1, 'test_event', 2, x'7b7d', 11);
+                 INSERT INTO events VALUES (3, 'room-1', 2, 'test_event', 2, x'7b7d', 12);
+                 PRAGMA user_version = 1;",
+            )
+        })
+        .expect("write a version 1 log");
+
+    let log = SqliteEventLog::open(&path).expect("open and migrate");
+    assert_eq!(log.head(), 3);
+    let stream = log.read_stream("room-1", 0, 10).await.expect("read");
+    assert_eq!(
+        stream
+            .iter()
+            .map(|e| (e.position, e.stream_version, e.recorded_at_ms))
+            .collect::<Vec<_>>(),
+        [(1, 1, 10), (3, 2, 12)]
+    );
+    let appended = log
+        .append(request(
+            "room-1",
+            ExpectedVersion::Exactly(2),
+            vec![event("c")],
+        ))
+        .await
+        .expect("append after the migration");
+    assert_eq!((appended.position, appended.stream_version), (4, 3));
+    drop(log);
+    assert_eq!(count(&path, "PRAGMA user_version"), 2);
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        ),
+        0,
+        "the old unique index is gone"
+    );
+}

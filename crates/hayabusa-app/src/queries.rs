@@ -27,7 +27,7 @@ pub struct Queries {
     read: Arc<dyn ReadModelQueries>,
     log: Arc<dyn EventReader>,
     writes: Arc<WriteTracker>,
-    auth_cache: Mutex<HashMap<String, AccountRow>>,
+    auth_cache: Mutex<HashMap<String, Arc<AccountRow>>>,
     pages: Arc<PageCache>,
 }
 
@@ -50,7 +50,7 @@ impl Queries {
 
     /// The account a token belongs to. A token created a moment ago may not be
     /// projected yet: on a miss, wait for the projector to reach the log's head once.
-    pub async fn authenticate(&self, token: &str) -> Result<AccountRow, AppError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<AccountRow>, AppError> {
         if token.is_empty() || token.len() > 256 {
             return Err(AppError::Unauthenticated);
         }
@@ -70,7 +70,7 @@ impl Queries {
                 found = self.read.account_by_token_hash(&hash).await?;
             }
         }
-        let account = found.ok_or(AppError::Unauthenticated)?;
+        let account = Arc::new(found.ok_or(AppError::Unauthenticated)?);
         let mut cache = self.auth_cache.lock();
         if cache.len() >= AUTH_CACHE_CAPACITY {
             cache.clear();

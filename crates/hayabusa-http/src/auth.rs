@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 /// The authenticated account.
 #[derive(Debug, Clone)]
-pub struct Caller(pub AccountRow);
+pub struct Caller(pub Arc<AccountRow>);
 
 /// The token a request carries, if any.
 pub fn token_of(parts: &Parts) -> Option<String> {

@@ -6,6 +6,11 @@ use hayabusa::{Config, data_dir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// mimalloc: the server allocates many short-lived buffers per request (measured with
+/// the read benchmark: see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hayabusa",

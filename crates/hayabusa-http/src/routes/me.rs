@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 /// The caller's own account.
 pub async fn me(Caller(caller): Caller, _params: Params) -> Json<dto::Me> {
-    Json(dto::Me::from(&caller))
+    Json(dto::Me::from(caller.as_ref()))
 }
 
 /// Unread and mention totals.

@@ -35,7 +35,9 @@
 //!   table.
 //! - **Schema.** Created on open; its version is `PRAGMA user_version`. A file with a
 //!   newer version than this code knows is refused; an older one gets the tables it
-//!   lacks (the schema is all `CREATE … IF NOT EXISTS`).
+//!   lacks (the schema is all `CREATE … IF NOT EXISTS`), and its `messages` table, which
+//!   had a primary key up to version 3, is copied into one without (see
+//!   [`MESSAGES_TABLE`]).
 //!
 //! Ids and sequence numbers are `u64` in Rust and signed 64-bit integers in SQLite;
 //! a value above `i64::MAX` is refused rather than wrapped.
@@ -65,9 +67,10 @@ use std::time::Duration;
 /// The schema version this code writes and reads (`PRAGMA user_version`).
 ///
 /// 2 added `sync_ops` and `membership_intervals`; 3 added `tasks`, `files`, `contacts`,
-/// `contact_requests`, `links` and `join_requests`. An older file gets the tables it
-/// lacks on open.
-const SCHEMA_VERSION: i64 = 3;
+/// `contact_requests`, `links` and `join_requests`; 4 dropped the primary key of
+/// `messages` (see [`MESSAGES_TABLE`]). An older file gets the tables it lacks on open,
+/// and its `messages` are copied into the new table.
+const SCHEMA_VERSION: i64 = 4;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 6;
@@ -130,8 +133,7 @@ CREATE TABLE IF NOT EXISTS messages (
     message_id INTEGER NOT NULL,
     send_time INTEGER NOT NULL,
     update_time INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (room_id, seq)
+    body TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (room_id, message_id);
 CREATE INDEX IF NOT EXISTS messages_for_unread ON messages (room_id, seq, account_id, to_all);
@@ -226,6 +228,23 @@ CREATE TABLE IF NOT EXISTS join_requests (
     PRIMARY KEY (room_id, account_id)
 ) WITHOUT ROWID;
 ";
+
+/// The columns of `messages`, as [`SCHEMA`] creates the table.
+///
+/// The table has no primary key: `(room_id, seq)` is unique because the writer keeps
+/// it so ([`BatchWriter`] inserts a message without looking only when its seq is above
+/// every seq of its room, and otherwise replaces what holds the seq or the id), and
+/// every lookup by `(room_id, seq)` reads the prefix of `messages_for_unread`. A key
+/// would be one more B-tree to insert into and check per message (schema 3 and
+/// before had one; [`migrate`] copies such a table into this one).
+const MESSAGES_TABLE: &str = "room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    account_id INTEGER NOT NULL,
+    to_all INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    send_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL,
+    body TEXT NOT NULL";
 
 /// Columns of an account row, read by [`account_from_row`].
 const ACCOUNT_COLUMNS: &str = "a.account_id, a.my_room_id, a.organization_id, \
@@ -558,9 +577,34 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
             "read store schema version {version} is newer than the supported {SCHEMA_VERSION}"
         )));
     }
+    // Schema 3 and before: `messages` had a primary key, whose index SQLite names
+    // sqlite_autoindex_messages_1. Copy the rows into a table without one (its
+    // indexes are dropped with the old table and made again by the schema).
+    let keyed_messages: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema
+                            WHERE type = 'index' AND name = 'sqlite_autoindex_messages_1')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(store_error)?;
+    let copy_messages = if keyed_messages {
+        format!(
+            "CREATE TABLE messages_v4 ({MESSAGES_TABLE});
+             INSERT INTO messages_v4 (room_id, seq, account_id, to_all, message_id, send_time,
+                 update_time, body)
+             SELECT room_id, seq, account_id, to_all, message_id, send_time, update_time, body
+             FROM messages ORDER BY room_id, seq;
+             DROP TABLE messages;
+             ALTER TABLE messages_v4 RENAME TO messages;"
+        )
+    } else {
+        String::new()
+    };
     connection
         .execute_batch(&format!(
-            "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN IMMEDIATE; {copy_messages} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
         ))
         .map_err(store_error)
 }
@@ -919,9 +963,12 @@ fn is_constraint_violation(error: &rusqlite::Error) -> bool {
 /// one sync op each. Those three kinds of change are gathered rather than written one
 /// statement each:
 /// - message and op rows are inserted with multi-row `INSERT`s (see
-///   [`INSERT_CHUNKS`]); a chunk of messages that hits a taken seq or message id is
-///   rolled back by SQLite as a whole and redone one message at a time, replacing what
-///   is there as before;
+///   [`INSERT_CHUNKS`]). A message is inserted without looking when its seq is above
+///   every seq of its room (the highest is read once per room and batch, then kept up
+///   to date) — how messages are posted — and its id is free, which the unique index
+///   checks: a chunk that hits a taken id is rolled back by SQLite as a whole and redone
+///   one message at a time. A message whose seq may be taken, or whose id is, replaces
+///   what holds them, as before;
 /// - the room counters of inserted messages add up per room (`last_seq` a maximum,
 ///   `message_num` a sum, `last_update_time` the last value) and the last read cursor
 ///   per membership wins, each written as one `UPDATE` per room or membership.
@@ -934,6 +981,10 @@ fn is_constraint_violation(error: &rusqlite::Error) -> bool {
 /// interleaved gives the same rows too.
 struct BatchWriter<'t, 'c> {
     transaction: &'t Transaction<'t>,
+    /// At least the highest seq of each room's messages (None: it has none), read when
+    /// the batch first inserts into the room. Nothing but an insert adds a message, so
+    /// after deletions this may be too high, which only sends an insert the long way.
+    max_seqs: HashMap<RoomId, Option<u64>>,
     messages: Vec<&'c MessageRow>,
     ops: Vec<&'c OpRecord>,
     rooms: HashMap<RoomId, RoomCounters>,
@@ -944,6 +995,7 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
     fn new(transaction: &'t Transaction<'t>) -> Self {
         BatchWriter {
             transaction,
+            max_seqs: HashMap::new(),
             messages: Vec::new(),
             ops: Vec::new(),
             rooms: HashMap::new(),
@@ -988,8 +1040,9 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
                 .unwrap_or(1);
             let (chunk, tail) = rest.split_at(size);
             rest = tail;
-            if size == 1 || !self.insert_message_rows(chunk)? {
-                // One message, or a chunk that hit a taken seq or id: one at a time.
+            if size == 1 || !self.seqs_are_new(chunk)? || !self.insert_message_rows(chunk)? {
+                // One message, a seq that may be taken or a chunk that hit a taken id:
+                // one at a time.
                 for message in chunk {
                     self.insert_message(message)?;
                 }
@@ -1002,8 +1055,47 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
         Ok(())
     }
 
+    /// The highest seq of a room's messages (or more, see [`Self::max_seqs`]).
+    fn max_seq(&mut self, room_id: RoomId) -> rusqlite::Result<Option<u64>> {
+        if let Some(&max) = self.max_seqs.get(&room_id) {
+            return Ok(max);
+        }
+        let max = self
+            .transaction
+            .prepare_cached("SELECT MAX(seq) FROM messages WHERE room_id = ?1")?
+            .query_row(params![Int(room_id.0)], |row| row.get::<_, Option<Int>>(0))?
+            .map(|max| max.0);
+        self.max_seqs.insert(room_id, max);
+        Ok(max)
+    }
+
+    /// Whether each message's seq is above every seq of its room, the earlier messages
+    /// of `messages` included: then no message holds it.
+    fn seqs_are_new(&mut self, messages: &[&MessageRow]) -> rusqlite::Result<bool> {
+        let mut earlier: Vec<(RoomId, u64)> = Vec::with_capacity(messages.len());
+        for message in messages {
+            let max = match earlier.iter().rfind(|(room, _)| *room == message.room_id) {
+                Some(&(_, seq)) => Some(seq),
+                None => self.max_seq(message.room_id)?,
+            };
+            if max.is_some_and(|max| message.seq <= max) {
+                return Ok(false);
+            }
+            earlier.push((message.room_id, message.seq));
+        }
+        Ok(true)
+    }
+
+    /// Keeps [`Self::max_seqs`] up to date after a message is inserted.
+    fn note_seq(&mut self, message: &MessageRow) {
+        if let Some(max) = self.max_seqs.get_mut(&message.room_id) {
+            *max = Some(max.map_or(message.seq, |max| max.max(message.seq)));
+        }
+    }
+
     /// Inserts message rows in one statement; false (and nothing inserted) if a
-    /// message of the room has the seq or id of one of them, or two of them share one.
+    /// message of the room has the id of one of them, or two of them share one. Their
+    /// seqs must be free (there is no key on them to check).
     fn insert_message_rows(&self, messages: &[&MessageRow]) -> rusqlite::Result<bool> {
         let mut insert = self.transaction.prepare_cached(&multi_row_sql(
             MESSAGE_INSERT,
@@ -1022,6 +1114,7 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
 
     /// The mentions and deferred room counters of a message just inserted.
     fn inserted(&mut self, message: &MessageRow) -> rusqlite::Result<()> {
+        self.note_seq(message);
         insert_mentions(
             self.transaction,
             message.room_id,
@@ -1043,11 +1136,12 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
         Ok(())
     }
 
-    /// Inserts one message. The common case — no message of the room has its seq or
-    /// id — is one `INSERT` (its constraints make that check) and deferred counters; a
-    /// replayed or conflicting insert replaces what is there instead of counting twice.
+    /// Inserts one message. The common case — its seq is above the room's others and
+    /// no message has its id — is one `INSERT` (the id's unique index checks that) and
+    /// deferred counters; a replayed or conflicting insert replaces what is there
+    /// instead of counting twice.
     fn insert_message(&mut self, message: &MessageRow) -> rusqlite::Result<()> {
-        if self.insert_message_rows(&[message])? {
+        if self.seqs_are_new(&[message])? && self.insert_message_rows(&[message])? {
             return self.inserted(message);
         }
         let room_id = message.room_id;
@@ -1070,6 +1164,7 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
                 Some("message still conflicts after removing its seq and id".to_owned()),
             ));
         }
+        self.note_seq(message);
         insert_mentions(self.transaction, room_id, message.seq, &message.mentions)?;
         // The clamp below depends on the current count: write the deferred ones first.
         self.write_counters()?;
@@ -2406,6 +2501,108 @@ mod tests {
             plan.contains("members_by_account (account_id=?)"),
             "tasks_of_account must start from the account's memberships:\n{plan}"
         );
+    }
+
+    #[test]
+    fn the_schema_creates_messages_as_the_migration_does() {
+        assert!(SCHEMA.contains(&format!(
+            "CREATE TABLE IF NOT EXISTS messages (\n    {MESSAGES_TABLE}\n);"
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_version_3_file_gets_its_messages_copied_into_a_table_without_a_key()
+    -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("read.db");
+        let room_id = RoomId(100);
+        let message = |seq: u64, body: &str| MessageRow {
+            room_id,
+            message_id: MessageId(1_000 + seq),
+            seq,
+            account_id: AccountId(1),
+            body: body.to_owned(),
+            send_time: 7,
+            update_time: 0,
+            mentions: vec![AccountId(2)],
+            to_all: false,
+        };
+        let store = SqliteReadStore::open(&path)?;
+        store
+            .apply(
+                vec![
+                    Change::PutRoom(RoomRow {
+                        room_id,
+                        room_type: RoomType::Group,
+                        name: "Room".to_owned(),
+                        description: String::new(),
+                        icon_preset: "group".to_owned(),
+                        last_seq: 0,
+                        message_num: 0,
+                        last_update_time: 0,
+                    }),
+                    Change::InsertMessage(message(1, "one")),
+                    Change::InsertMessage(message(2, "two")),
+                ],
+                1,
+            )
+            .await?;
+        let before = store.dump().await?;
+        drop(store);
+        Connection::open(&path)
+            .and_then(|connection| {
+                connection.execute_batch(
+                    "ALTER TABLE messages RENAME TO unkeyed;
+                     DROP INDEX messages_by_id; DROP INDEX messages_for_unread;
+                     CREATE TABLE messages (
+                         room_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                         account_id INTEGER NOT NULL, to_all INTEGER NOT NULL,
+                         message_id INTEGER NOT NULL, send_time INTEGER NOT NULL,
+                         update_time INTEGER NOT NULL, body TEXT NOT NULL,
+                         PRIMARY KEY (room_id, seq));
+                     CREATE UNIQUE INDEX messages_by_id ON messages (room_id, message_id);
+                     CREATE INDEX messages_for_unread
+                         ON messages (room_id, seq, account_id, to_all);
+                     INSERT INTO messages SELECT * FROM unkeyed;
+                     DROP TABLE unkeyed;
+                     PRAGMA user_version = 3;",
+                )
+            })
+            .expect("make a version 3 file");
+
+        let store = SqliteReadStore::open(&path)?;
+        assert_eq!(store.dump().await?, before);
+        {
+            let writer = store.inner.writer.lock();
+            let indexes: Vec<String> = writer
+                .prepare(
+                    "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'
+                     ORDER BY name",
+                )
+                .and_then(|mut query| {
+                    query
+                        .query_map([], |row| row.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .expect("indexes");
+            assert_eq!(indexes, ["messages_by_id", "messages_for_unread"]);
+            let version: i64 = writer
+                .pragma_query_value(None, "user_version", |row| row.get(0))
+                .expect("user_version");
+            assert_eq!(version, SCHEMA_VERSION);
+        }
+        // A taken seq is still replaced, not duplicated.
+        store
+            .apply(vec![Change::InsertMessage(message(2, "two again"))], 2)
+            .await?;
+        let view = store
+            .latest_messages(room_id, 10)
+            .await?
+            .into_iter()
+            .map(|view| view.message.body)
+            .collect::<Vec<_>>();
+        assert_eq!(view, ["one", "two again"]);
+        Ok(())
     }
 
     #[tokio::test]

@@ -479,6 +479,13 @@ impl SqliteReadStore {
         writer
             .pragma_update(None, "cache_size", -65_536)
             .map_err(store_error)?;
+        // A multi-row insert keeps a statement journal (the pages it changes, to undo
+        // it alone if it fails). SQLite spills one beyond 64 KiB to a temporary file,
+        // which with 64-row inserts meant a write system call per journaled page, as
+        // many as the WAL got: keep them in memory (they are freed with the statement).
+        writer
+            .pragma_update(None, "temp_store", "MEMORY")
+            .map_err(store_error)?;
         migrate(&writer)?;
         tracing::debug!(path = %path.display(), schema_version = SCHEMA_VERSION, "read store opened");
         Ok(SqliteReadStore {

@@ -31,8 +31,8 @@
 //! [`IndexSettings::idle`]. Those transactions skip the fsync (the index is derived:
 //! `index_state.indexed_to` is committed with it, and whatever a crash loses is
 //! re-indexed from `events` at the next open). Every lookup by stream — `read_stream`,
-//! the writer's version check — reads the index *and* scans the tail after
-//! `indexed_to` in one statement (one snapshot), so nothing appended is ever missed;
+//! the writer's version check — reads the index and then scans the tail after
+//! `indexed_to` in one snapshot, so nothing appended is ever missed;
 //! the tail is bounded by the window. The writer's version cache, not the index, is
 //! what keeps stream versions unique; the index's primary key double-checks it.
 
@@ -115,19 +115,23 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 ) WITHOUT ROWID;
 ";
 
-/// The events of stream `?1` after version `?2`, from the index and the unindexed
-/// tail, in version order, at most `?3`.
-const SELECT_STREAM: &str = "
+/// The indexed events of stream `?1` after version `?2`, in version order, at most
+/// `?3`; the first half of a stream lookup.
+const SELECT_INDEXED: &str = "
 SELECT e.position, e.stream, e.stream_version, e.event_type, e.schema_version, e.data,
        e.recorded_at_ms
   FROM stream_index i JOIN events e ON e.position = i.position
  WHERE i.stream = ?1 AND i.stream_version > ?2
-UNION ALL
+ ORDER BY i.stream_version LIMIT ?3";
+
+/// The unindexed events of stream `?1` after version `?2`, in order, at most `?3`; the
+/// second half of a stream lookup (a scan of at most the index window).
+const SELECT_UNINDEXED: &str = "
 SELECT position, stream, stream_version, event_type, schema_version, data, recorded_at_ms
   FROM events
  WHERE position > (SELECT indexed_to FROM index_state) AND stream = ?1
    AND stream_version > ?2
-ORDER BY 3 LIMIT ?3";
+ ORDER BY position LIMIT ?3";
 
 /// The last version of stream `?1` (NULL: none), from the index and the tail after
 /// position `?2`.
@@ -322,12 +326,27 @@ impl EventReader for SqliteEventLog {
         let stream = stream.to_owned();
         self.readers
             .run(move |conn| {
-                let mut statement = conn.prepare_cached(SELECT_STREAM)?;
-                let rows = statement.query_map(
-                    params![stream, to_sql(after_version), to_sql(limit as u64)],
-                    recorded_event,
-                )?;
-                rows.collect()
+                // One snapshot for both halves. Indexed events all precede the
+                // unindexed ones, so the tail is read only when the index runs out.
+                let snapshot = conn.unchecked_transaction()?;
+                let mut events = snapshot
+                    .prepare_cached(SELECT_INDEXED)?
+                    .query_map(
+                        params![stream, to_sql(after_version), to_sql(limit as u64)],
+                        recorded_event,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if events.len() < limit {
+                    let after = events.last().map_or(after_version, |e| e.stream_version);
+                    let rest = (limit - events.len()) as u64;
+                    let tail = snapshot
+                        .prepare_cached(SELECT_UNINDEXED)?
+                        .query_map(params![stream, to_sql(after), to_sql(rest)], recorded_event)?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    events.extend(tail);
+                }
+                snapshot.commit()?;
+                Ok(events)
             })
             .await
     }

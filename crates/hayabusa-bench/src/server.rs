@@ -117,7 +117,12 @@ impl ServerProcess {
             .arg("--listen")
             .arg(addr.to_string())
             .args(&binary.extra_args)
-            .env("RUST_LOG", "info");
+            // The server's log level: `info` unless HAYABUSA_BENCH_SERVER_LOG says
+            // otherwise (e.g. `hayabusa_sqlite=debug` to see the event log's work).
+            .env(
+                "RUST_LOG",
+                std::env::var("HAYABUSA_BENCH_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            );
         Self::spawn(command, addr, log, "hayabusa")
     }
 

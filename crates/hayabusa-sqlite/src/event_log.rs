@@ -27,8 +27,9 @@
 //! `events` table has only its position key, and the writer copies
 //! `(stream, stream_version, position)` into `stream_index` in separate transactions
 //! that cover many commits: once the unindexed tail reaches
-//! [`IndexSettings::window`] events, or the writer has been idle for
-//! [`IndexSettings::idle`]. Those transactions skip the fsync (the index is derived:
+//! [`IndexSettings::window`] events (then [`IndexSettings::chunk`] events between two
+//! group commits, so that appends never wait long — indexing 4,096 events at once
+//! paused them for 12–29 ms), or the writer has been idle for [`IndexSettings::idle`]. Those transactions skip the fsync (the index is derived:
 //! `index_state.indexed_to` is committed with it, and whatever a crash loses is
 //! re-indexed from `events` at the next open). Every lookup by stream — `read_stream`,
 //! the writer's version check — reads the index and then scans the tail after
@@ -158,6 +159,8 @@ macro_rules! select_events {
 pub struct IndexSettings {
     /// Index once this many events are unindexed.
     pub window: u64,
+    /// Events indexed in one go while appends wait (bounds the pause).
+    pub chunk: u64,
     /// Index once the writer has had nothing to do for this long.
     pub idle: Duration,
 }
@@ -166,6 +169,7 @@ impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
             window: 4_096,
+            chunk: 512,
             idle: Duration::from_millis(20),
         }
     }
@@ -260,7 +264,7 @@ impl SqliteEventLog {
             versions: HashMap::new(),
             overlay: HashMap::new(),
         };
-        writer.index_tail().map_err(store_error)?;
+        writer.index_tail(u64::MAX).map_err(store_error)?;
         let handle = thread::Builder::new()
             .name("hayabusa-event-log-writer".to_owned())
             .spawn(move || writer.run())
@@ -468,12 +472,21 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(MAX_BATCH_REQUESTS);
         // `recv` keeps returning queued requests after the log is dropped, and fails
         // only once the queue is empty.
+        let mut pending = None;
         loop {
-            let first = if self.committed_head > self.indexed_to {
+            let first = if let Some(first) = pending.take() {
+                first
+            } else if self.committed_head > self.indexed_to {
                 match self.requests.recv_timeout(self.index.idle) {
                     Ok(first) => first,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.index_or_log();
+                        // Idle: index chunk by chunk until caught up or asked to append.
+                        while self.committed_head > self.indexed_to && pending.is_none() {
+                            if !self.index_or_log(self.index.chunk) {
+                                break;
+                            }
+                            pending = self.requests.try_recv().ok();
+                        }
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -492,30 +505,43 @@ impl Writer {
                 }
             }
             self.commit_batch(&mut batch, &mut outcomes);
-            if self.committed_head >= self.indexed_to + self.index.window {
-                self.index_or_log();
+            // Busy: one chunk between commits keeps each pause short; a tail far
+            // beyond the window (bulk appends) is indexed down to the window at once.
+            let tail = self.committed_head - self.indexed_to;
+            if tail >= self.index.window.saturating_mul(4) {
+                self.index_or_log(tail - self.index.window);
+            } else if tail >= self.index.window {
+                self.index_or_log(self.index.chunk);
             }
         }
-        self.index_or_log();
+        self.index_or_log(u64::MAX);
         tracing::debug!(head = self.committed_head, "event log writer stopped");
     }
 
     /// Brings the stream index up to the committed head. Nothing depends on it
     /// succeeding (lookups scan the tail), so a failure is logged and retried later.
-    fn index_or_log(&mut self) {
-        if let Err(error) = self.index_tail() {
-            tracing::error!(%error, "indexing the event log failed; will retry");
-            self.rollback();
+    /// Returns whether it succeeded.
+    fn index_or_log(&mut self, at_most: u64) -> bool {
+        match self.index_tail(at_most) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "indexing the event log failed; will retry");
+                self.rollback();
+                false
+            }
         }
     }
 
-    /// Copies the committed events after `indexed_to` into `stream_index`, in one
-    /// transaction without an fsync of its own (see the module docs).
-    fn index_tail(&mut self) -> rusqlite::Result<()> {
-        let (from, to) = (self.indexed_to, self.committed_head);
+    /// Copies the first `at_most` committed events after `indexed_to` into
+    /// `stream_index`, in one transaction without an fsync of its own (see the module
+    /// docs).
+    fn index_tail(&mut self, at_most: u64) -> rusqlite::Result<()> {
+        let from = self.indexed_to;
+        let to = self.committed_head.min(from.saturating_add(at_most));
         if to <= from {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let indexed = (|| {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -536,6 +562,11 @@ impl Writer {
         indexed?;
         restored?;
         self.indexed_to = to;
+        tracing::debug!(
+            events = to - from,
+            micros = started.elapsed().as_micros() as u64,
+            "stream index caught up"
+        );
         Ok(())
     }
 

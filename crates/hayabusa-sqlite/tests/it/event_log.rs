@@ -215,6 +215,7 @@ async fn passes_the_conformance_suite_whenever_the_stream_index_is_updated() {
             "eager",
             IndexSettings {
                 window: 1,
+                chunk: 1,
                 idle: Duration::from_millis(1),
             },
         ),
@@ -222,7 +223,8 @@ async fn passes_the_conformance_suite_whenever_the_stream_index_is_updated() {
             "never",
             IndexSettings {
                 window: u64::MAX,
-                idle: Duration::from_secs(3600),
+                chunk: 1,
+                                idle: Duration::from_secs(3600),
             },
         ),
     ] {
@@ -275,6 +277,7 @@ async fn a_stream_index_left_behind_by_a_crash_is_caught_up_on_open() {
         &path,
         hayabusa_sqlite::IndexSettings {
             window: u64::MAX,
+            chunk: 1,
             idle: std::time::Duration::from_secs(3600),
         },
     )

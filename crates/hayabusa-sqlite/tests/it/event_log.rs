@@ -224,7 +224,7 @@ async fn passes_the_conformance_suite_whenever_the_stream_index_is_updated() {
             IndexSettings {
                 window: u64::MAX,
                 chunk: 1,
-                                idle: Duration::from_secs(3600),
+                idle: Duration::from_secs(3600),
             },
         ),
     ] {

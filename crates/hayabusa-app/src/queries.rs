@@ -114,31 +114,24 @@ impl Queries {
         Ok(self.read.members(room).await?)
     }
 
-    /// Messages: the latest 100 (`force`) or those new since the caller's last fetch.
-    pub async fn messages(
+    /// At most 100 messages new since the caller's last fetch (`force=0`), moving the
+    /// caller's fetch cursor past them.
+    pub async fn new_messages(
         &self,
         caller: AccountId,
         room: RoomId,
-        force: bool,
     ) -> Result<Vec<MessageView>, AppError> {
         self.room(caller, room).await?;
-        if force {
-            let messages = self.read.latest_messages(room, LIST_LIMIT).await?;
-            self.read.set_fetch_cursor_to_latest(caller, room).await?;
-            Ok(messages)
-        } else {
-            Ok(self
-                .read
-                .take_new_messages(caller, room, LIST_LIMIT)
-                .await?)
-        }
+        Ok(self
+            .read
+            .take_new_messages(caller, room, LIST_LIMIT)
+            .await?)
     }
 
-    /// The latest 100 messages of a room the caller is a member of, as rendered by
-    /// `render` (`None`: the room has no messages), and the caller's fetch cursor
-    /// moved to the latest message — what `messages(…, force = true)` returns, but
-    /// served from the [`PageCache`] while the room is unchanged: a repeated read costs
-    /// no query and no rendering.
+    /// The latest 100 messages of a room the caller is a member of (`force=1`), as
+    /// rendered by `render` (`None`: the room has no messages), and the caller's fetch
+    /// cursor moved to the latest message. Served from the [`PageCache`] while the
+    /// room is unchanged: a repeated read costs no query and no rendering.
     pub async fn latest_page(
         &self,
         caller: AccountId,

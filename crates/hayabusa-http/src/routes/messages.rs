@@ -26,28 +26,19 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<Response> {
     let room = room_id(&room)?;
-    let force = params.flag("force", false)?;
-    if force {
-        let page = state
-            .app
-            .queries
+    let queries = &state.app.queries;
+    let page = if params.flag("force", false)? {
+        queries
             .latest_page(caller.account_id, room, render_messages)
-            .await?;
-        return Ok(match page {
-            Some(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
-            None => StatusCode::NO_CONTENT.into_response(),
-        });
-    }
-    let messages = state
-        .app
-        .queries
-        .messages(caller.account_id, room, force)
-        .await?;
-    if messages.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let body: Vec<dto::Message> = messages.iter().map(dto::Message::from).collect();
-    Ok(Json(body).into_response())
+            .await?
+    } else {
+        let messages = queries.new_messages(caller.account_id, room).await?;
+        (!messages.is_empty()).then(|| render_messages(&messages))
+    };
+    Ok(match page {
+        Some(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// A message list as the JSON array the API returns.

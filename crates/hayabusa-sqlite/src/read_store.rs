@@ -937,6 +937,23 @@ fn multi_row_sql(prefix: &str, parameters: usize, rows: usize) -> String {
     format!("{prefix}{}", vec![group; rows].join(", "))
 }
 
+/// `rows` cut, front to back, into chunks of the sizes in [`INSERT_CHUNKS`], each
+/// the largest that fits what is left.
+fn insert_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = INSERT_CHUNKS
+            .into_iter()
+            .find(|&size| size <= rows.len())
+            .unwrap_or(1);
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
 /// The multi-row insert of `rows` rows (one of [`INSERT_CHUNKS`]) from `statements`,
 /// prepared into it on first use.
 fn chunk_statement<'s, 't>(
@@ -1069,14 +1086,8 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
     /// Inserts the gathered messages, in order.
     fn write_messages(&mut self) -> rusqlite::Result<()> {
         let messages = std::mem::take(&mut self.messages);
-        let mut rest = &messages[..];
-        while !rest.is_empty() {
-            let size = INSERT_CHUNKS
-                .into_iter()
-                .find(|&size| size <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
+        for chunk in insert_chunks(&messages) {
+            let size = chunk.len();
             if size == 1 || !self.seqs_are_new(chunk)? {
                 // One message, or a seq that may be taken: one at a time.
                 for message in chunk {
@@ -1240,14 +1251,8 @@ impl<'t, 'c> BatchWriter<'t, 'c> {
     /// the same position and index, as one statement per op would).
     fn write_ops(&mut self) -> rusqlite::Result<()> {
         let ops = std::mem::take(&mut self.ops);
-        let mut rest = &ops[..];
-        while !rest.is_empty() {
-            let size = INSERT_CHUNKS
-                .into_iter()
-                .find(|&size| size <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
+        for chunk in insert_chunks(&ops) {
+            let size = chunk.len();
             let insert = chunk_statement(
                 self.transaction,
                 &mut self.op_inserts,

@@ -1,6 +1,9 @@
 //! `GET /metrics`: Prometheus text format. Request counts and latencies by route
-//! template (bounded cardinality), open sync WebSockets, and the event log and
-//! projection positions read at scrape time.
+//! template (bounded cardinality), open sync WebSockets, the event log and
+//! projection positions read at scrape time, and the counters the event log and the
+//! projector keep (`hayabusa_event_log_commits_total` and `…_appended_events_total`:
+//! events per fsync; `hayabusa_projector_batches_total` and `…_events_total`: events
+//! per read-store transaction).
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};

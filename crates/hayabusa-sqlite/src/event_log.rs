@@ -606,7 +606,9 @@ impl Writer {
                 }
                 if wrote {
                     self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("hayabusa_event_log_commits_total").increment(1);
                 }
+                metrics::counter!("hayabusa_event_log_appended_events_total").increment(events);
                 self.counters
                     .requests
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -154,6 +154,15 @@ async fn unknown_paths_wrong_methods_and_odd_bodies_get_chatwork_errors() {
 async fn metrics_are_served_in_prometheus_text_format() {
     let app = spawn_app().await;
     app.admin.get("/v2/me").await;
+    // A write and its projection, counted by the event log and the projector (the
+    // writer's own next read waits for the projection).
+    let alice = app.account("Alice").await;
+    alice.post(alice.my_room, "counted").await;
+    let (status, _) = alice
+        .client
+        .get(&format!("/v2/rooms/{}/messages?force=1", alice.my_room))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let response = reqwest::get(format!("{}/metrics", app.base)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
@@ -167,4 +176,17 @@ async fn metrics_are_served_in_prometheus_text_format() {
     assert!(text.contains("route=\"/v2/me\""), "{text}");
     assert!(text.contains("hayabusa_event_log_head_position"), "{text}");
     assert!(text.contains("hayabusa_projection_lag_events"), "{text}");
+    // Group commit and projection batching, as counters (rates and ratios in PromQL).
+    for counter in [
+        "hayabusa_event_log_commits_total",
+        "hayabusa_event_log_appended_events_total",
+        "hayabusa_projector_batches_total",
+        "hayabusa_projector_events_total",
+    ] {
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix(counter)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {counter} in {text}"));
+        assert!(value >= 1.0, "{counter} = {value}");
+    }
 }

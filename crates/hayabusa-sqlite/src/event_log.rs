@@ -20,33 +20,33 @@
 //! Reads go through a small pool of read-only connections on tokio's blocking
 //! threads; WAL lets them run alongside the writer and see only committed data.
 //!
-//! **The stream index is kept off the acknowledgement path.** A unique index on
-//! `(stream, stream_version)` maintained inside every group commit dirtied one B-tree
-//! page per stream in the group, and writing those pages to the WAL cost four times
-//! the rest of the commit (measured: 75k appends/s with it, 300k without). So the
-//! `events` table has only its position key, and the writer copies
-//! `(stream, stream_version, position)` into `stream_index` in separate transactions
-//! that cover many commits: once the unindexed tail reaches
-//! [`IndexSettings::window`] events (then [`IndexSettings::chunk`] events between two
-//! group commits, which bounds how long appends wait for it), or the writer has been
-//! idle for [`IndexSettings::idle`]. The chunk is a trade-off: each chunk rewrites the
-//! index page of every stream in it, so smaller chunks cost throughput (256 appenders
-//! on their own streams: 88k appends/s with 512-event chunks, 112k with 1,024, 120–133k
-//! with 2,048, 144–149k with 4,096) while shortening the pause (512 events: ~2 ms
-//! median; 4,096: 12–29 ms on a saturated machine); post p99 at 7,000/s did not differ
-//! measurably between 512 and 4,096. Those transactions skip the fsync (the index is derived:
-//! `index_state.indexed_to` is committed with it, and whatever a crash loses is
-//! re-indexed from `events` at the next open). Every lookup by stream — `read_stream`,
-//! the writer's version check — reads the index and then scans the tail after
-//! `indexed_to` in one snapshot, so nothing appended is ever missed;
-//! the tail is bounded by the window. The writer's version cache, not the index, is
-//! what keeps stream versions unique; the index's primary key double-checks it.
+//! **The stream index is kept off the acknowledgement path, in a file of its own.**
+//! A unique index on `(stream, stream_version)` maintained inside every group commit
+//! dirtied one B-tree page per stream in the group, and writing those pages to the WAL
+//! cost four times the rest of the commit (measured: 75k appends/s with it, 300k
+//! without). So the `events` table has only its position key, and an **indexer
+//! thread** copies `(stream, stream_version, position)` into `stream_index` in a
+//! second SQLite file ([`index_path`]), in transactions that cover many commits: once
+//! the unindexed tail reaches [`IndexSettings::window`] events, or the log has been
+//! quiet for [`IndexSettings::idle`]; at most [`IndexSettings::chunk`] events per
+//! transaction. Schema version 2 kept the index in the log's own file and the writer
+//! filled it between group commits; SQLite has one writer per file, so every chunk
+//! paused appends (2,048 events: 3 ms median, 14 ms at worst at 12,000 posts/s). In
+//! its own file, the index is written while appends go on. Its transactions skip the
+//! fsync (the index is derived: `index_state.indexed_to` is committed with it, and
+//! whatever a crash loses — or the whole file — is re-indexed from `events` at the next
+//! open). Every lookup by stream — `read_stream`, the writer's version check — reads
+//! the index first and then scans the log after `indexed_to`, so nothing appended is
+//! ever missed; the tail is bounded by the window. The index is read first because
+//! everything it lists was committed to the log before it was indexed: a later look
+//! at the log sees it all. The writer's version cache, not the index, is what keeps
+//! stream versions unique; the index's primary key double-checks it.
 
 use async_trait::async_trait;
 use hayabusa_store::{
     AppendRequest, Appended, EventAppender, EventReader, Position, RecordedEvent, StoreError,
 };
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,8 +75,9 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 /// The schema version this code writes, kept in `PRAGMA user_version`. Version 1 had
-/// a unique `(stream, stream_version)` index on `events` and no `stream_index`.
-const SCHEMA_VERSION: i64 = 2;
+/// a unique `(stream, stream_version)` index on `events` and no `stream_index`;
+/// version 2 kept `stream_index` in the log's file, version 3 in [`index_path`].
+const SCHEMA_VERSION: i64 = 3;
 
 /// The `events` table (a macro so the migration can create it under another name).
 macro_rules! events_table {
@@ -97,8 +98,8 @@ macro_rules! events_table {
     };
 }
 
-/// Everything but `events`.
-const SCHEMA: &str = "
+/// The stream index's file (see [`index_path`]).
+const INDEX_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS stream_index (
     stream          TEXT    NOT NULL,
     stream_version  INTEGER NOT NULL,
@@ -110,6 +111,10 @@ CREATE TABLE IF NOT EXISTS index_state (
     indexed_to      INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO index_state (id, indexed_to) VALUES (1, 0);
+";
+
+/// Everything in the log's file but `events`.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key             TEXT    PRIMARY KEY,
     fingerprint     TEXT    NOT NULL,
@@ -121,32 +126,37 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 ) WITHOUT ROWID;
 ";
 
+/// How far the index reaches, on a reader (the index attached as `idx`); read first,
+/// so that the log, read after it, holds everything the index lists.
+const SELECT_READER_INDEXED_TO: &str = "SELECT indexed_to FROM idx.index_state";
+
 /// The indexed events of stream `?1` after version `?2`, in version order, at most
 /// `?3`; the first half of a stream lookup.
 const SELECT_INDEXED: &str = "
 SELECT e.position, e.stream, e.stream_version, e.event_type, e.schema_version, e.data,
        e.recorded_at_ms
-  FROM stream_index i JOIN events e ON e.position = i.position
+  FROM idx.stream_index i JOIN events e ON e.position = i.position
  WHERE i.stream = ?1 AND i.stream_version > ?2
  ORDER BY i.stream_version LIMIT ?3";
 
-/// The unindexed events of stream `?1` after version `?2`, in order, at most `?3`; the
-/// second half of a stream lookup (a scan of at most the index window).
+/// The unindexed events of stream `?1` after version `?2` and position `?4` (how far
+/// the index reached), in order, at most `?3`; the second half of a stream lookup (a
+/// scan of about the index window).
 const SELECT_UNINDEXED: &str = "
 SELECT position, stream, stream_version, event_type, schema_version, data, recorded_at_ms
   FROM events
- WHERE position > (SELECT indexed_to FROM index_state) AND stream = ?1
-   AND stream_version > ?2
+ WHERE position > ?4 AND stream = ?1 AND stream_version > ?2
  ORDER BY position LIMIT ?3";
 
-/// The last version of stream `?1` (NULL: none), from the index and the tail after
-/// position `?2`.
-const SELECT_VERSION: &str = "
-SELECT MAX(v) FROM (
-    SELECT MAX(stream_version) AS v FROM stream_index WHERE stream = ?1
-    UNION ALL
-    SELECT MAX(stream_version) FROM events WHERE position > ?2 AND stream = ?1
-)";
+/// How far the index reaches and the last indexed version of stream `?1` (NULL:
+/// none), in one snapshot of the index file.
+const SELECT_INDEXED_VERSION: &str = "
+SELECT (SELECT indexed_to FROM index_state),
+       (SELECT MAX(stream_version) FROM stream_index WHERE stream = ?1)";
+
+/// The last version of stream `?1` after position `?2` (NULL: none), from the log.
+const SELECT_TAIL_VERSION: &str =
+    "SELECT MAX(stream_version) FROM events WHERE position > ?2 AND stream = ?1";
 
 /// A query of whole events, decoded by [`recorded_event`], with `$filter` appended.
 macro_rules! select_events {
@@ -159,14 +169,14 @@ macro_rules! select_events {
     };
 }
 
-/// When the writer brings the stream index up to date (see the module docs).
+/// When the indexer thread brings the stream index up to date (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexSettings {
     /// Index once this many events are unindexed.
     pub window: u64,
-    /// Events indexed in one go while appends wait (bounds the pause).
+    /// The most events indexed in one transaction.
     pub chunk: u64,
-    /// Index once the writer has had nothing to do for this long.
+    /// Index what is left once the log's head has not moved for this long.
     pub idle: Duration,
 }
 
@@ -174,10 +184,25 @@ impl Default for IndexSettings {
     fn default() -> Self {
         IndexSettings {
             window: 4_096,
-            chunk: 2_048,
+            chunk: 16_384,
             idle: Duration::from_millis(20),
         }
     }
+}
+
+/// The file that holds the stream index of the log at `path`: `events.sqlite` →
+/// `events.index.sqlite`. Derived data: deleting it (with the server stopped) only
+/// makes the next open re-index the log.
+pub fn index_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(extension) => format!("{stem}.index.{}", extension.to_string_lossy()),
+        None => format!("{stem}.index"),
+    };
+    path.with_file_name(name)
 }
 
 /// Counters of the writer's group commit, cumulative since the log was opened.
@@ -220,6 +245,8 @@ impl GroupCommitStats {
 pub struct SqliteEventLog {
     requests: Option<mpsc::Sender<WriteRequest>>,
     writer: Option<thread::JoinHandle<()>>,
+    indexer: Option<thread::JoinHandle<()>>,
+    index: Arc<IndexShared>,
     head: watch::Receiver<Position>,
     readers: Arc<ReadPool>,
     counters: Arc<Counters>,
@@ -254,33 +281,51 @@ impl SqliteEventLog {
     pub fn open_with(path: &Path, index: IndexSettings) -> Result<SqliteEventLog, StoreError> {
         let conn = open_writer_connection(path).map_err(store_error)?;
         let head = read_head(&conn).map_err(store_error)?;
-        let indexed_to = read_indexed_to(&conn).map_err(store_error)?;
+        let index_file = index_path(path);
+        let mut indexer = Indexer::open(&index_file, path, head, index).map_err(store_error)?;
+        indexer.index_up_to(head).map_err(store_error)?;
+        let shared = Arc::clone(&indexer.shared);
+        let index_reader = open_reader_connection(&index_file).map_err(store_error)?;
         let (head_sender, head_receiver) = watch::channel(head);
         let (request_sender, request_receiver) = mpsc::channel();
         let counters = Arc::new(Counters::default());
-        let mut writer = Writer {
+        let writer = Writer {
             conn,
+            index_reader,
             requests: request_receiver,
             head: head_sender,
             counters: Arc::clone(&counters),
             committed_head: head,
-            indexed_to,
-            index,
+            index: Arc::clone(&shared),
+            window: index.window,
             versions: HashMap::new(),
             overlay: HashMap::new(),
         };
-        writer.index_tail(u64::MAX).map_err(store_error)?;
-        let handle = thread::Builder::new()
+        let spawn_failed = |error: std::io::Error| {
+            StoreError::Unavailable(format!("cannot start an event log thread: {error}"))
+        };
+        let indexer = thread::Builder::new()
+            .name("hayabusa-event-log-indexer".to_owned())
+            .spawn(move || indexer.run())
+            .map_err(spawn_failed)?;
+        let writer = match thread::Builder::new()
             .name("hayabusa-event-log-writer".to_owned())
             .spawn(move || writer.run())
-            .map_err(|error| {
-                StoreError::Unavailable(format!("cannot start the event log writer: {error}"))
-            })?;
+        {
+            Ok(writer) => writer,
+            Err(error) => {
+                shared.stop();
+                let _ = indexer.join();
+                return Err(spawn_failed(error));
+            }
+        };
         Ok(SqliteEventLog {
             requests: Some(request_sender),
-            writer: Some(handle),
+            writer: Some(writer),
+            indexer: Some(indexer),
+            index: shared,
             head: head_receiver,
-            readers: Arc::new(ReadPool::new(path.to_owned())),
+            readers: Arc::new(ReadPool::new(path.to_owned(), index_file)),
             counters,
         })
     }
@@ -303,6 +348,13 @@ impl Drop for SqliteEventLog {
             && writer.join().is_err()
         {
             tracing::error!("the event log writer thread panicked");
+        }
+        // Then the indexer indexes up to the final head and stops.
+        self.index.stop();
+        if let Some(indexer) = self.indexer.take()
+            && indexer.join().is_err()
+        {
+            tracing::error!("the event log indexer thread panicked");
         }
     }
 }
@@ -335,9 +387,13 @@ impl EventReader for SqliteEventLog {
         let stream = stream.to_owned();
         self.readers
             .run(move |conn| {
-                // One snapshot for both halves. Indexed events all precede the
-                // unindexed ones, so the tail is read only when the index runs out.
+                // One snapshot of each file, the index's first (see the module docs).
+                // Indexed events all precede the unindexed ones, so the tail is read
+                // only when the index runs out.
                 let snapshot = conn.unchecked_transaction()?;
+                let indexed_to: i64 = snapshot
+                    .prepare_cached(SELECT_READER_INDEXED_TO)?
+                    .query_row([], |row| row.get(0))?;
                 let mut events = snapshot
                     .prepare_cached(SELECT_INDEXED)?
                     .query_map(
@@ -350,7 +406,10 @@ impl EventReader for SqliteEventLog {
                     let rest = (limit - events.len()) as u64;
                     let tail = snapshot
                         .prepare_cached(SELECT_UNINDEXED)?
-                        .query_map(params![stream, to_sql(after), to_sql(rest)], recorded_event)?
+                        .query_map(
+                            params![stream, to_sql(after), to_sql(rest), indexed_to],
+                            recorded_event,
+                        )?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     events.extend(tail);
                 }
@@ -399,14 +458,17 @@ impl EventReader for SqliteEventLog {
 /// What the writer thread owns.
 struct Writer {
     conn: Connection,
+    /// A read-only connection to the index file, for versions the cache lacks.
+    index_reader: Connection,
     requests: mpsc::Receiver<WriteRequest>,
     head: watch::Sender<Position>,
     counters: Arc<Counters>,
     /// The last committed position.
     committed_head: Position,
-    /// The last position copied into `stream_index`.
-    indexed_to: Position,
-    index: IndexSettings,
+    /// Where the indexer is told of new heads.
+    index: Arc<IndexShared>,
+    /// The indexer is woken once this many events are unindexed.
+    window: u64,
     /// Committed stream versions, filled lazily from the database.
     versions: HashMap<String, u64>,
     /// Stream versions changed by the batch being written, not yet committed.
@@ -442,13 +504,14 @@ enum BatchError {
 struct Statements<'conn> {
     select_key: rusqlite::CachedStatement<'conn>,
     select_events: rusqlite::CachedStatement<'conn>,
-    select_version: rusqlite::CachedStatement<'conn>,
+    select_indexed_version: rusqlite::CachedStatement<'conn>,
+    select_tail_version: rusqlite::CachedStatement<'conn>,
     insert_event: rusqlite::CachedStatement<'conn>,
     insert_key: rusqlite::CachedStatement<'conn>,
 }
 
 impl<'conn> Statements<'conn> {
-    fn prepare(conn: &'conn Connection) -> rusqlite::Result<Self> {
+    fn prepare(conn: &'conn Connection, index_reader: &'conn Connection) -> rusqlite::Result<Self> {
         Ok(Statements {
             select_key: conn.prepare_cached(
                 "SELECT fingerprint, first_position, event_count, stream_version, position \
@@ -457,7 +520,8 @@ impl<'conn> Statements<'conn> {
             select_events: conn.prepare_cached(select_events!(
                 "WHERE position >= ?1 AND position < ?2 ORDER BY position"
             ))?,
-            select_version: conn.prepare_cached(SELECT_VERSION)?,
+            select_indexed_version: index_reader.prepare_cached(SELECT_INDEXED_VERSION)?,
+            select_tail_version: conn.prepare_cached(SELECT_TAIL_VERSION)?,
             insert_event: conn.prepare_cached(
                 "INSERT INTO events (position, stream, stream_version, event_type, \
                  schema_version, data, recorded_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -477,31 +541,7 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(MAX_BATCH_REQUESTS);
         // `recv` keeps returning queued requests after the log is dropped, and fails
         // only once the queue is empty.
-        let mut pending = None;
-        loop {
-            let first = if let Some(first) = pending.take() {
-                first
-            } else if self.committed_head > self.indexed_to {
-                match self.requests.recv_timeout(self.index.idle) {
-                    Ok(first) => first,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        // Idle: index chunk by chunk until caught up or asked to append.
-                        while self.committed_head > self.indexed_to && pending.is_none() {
-                            if !self.index_or_log(self.index.chunk) {
-                                break;
-                            }
-                            pending = self.requests.try_recv().ok();
-                        }
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.requests.recv() {
-                    Ok(first) => first,
-                    Err(_) => break,
-                }
-            };
+        while let Ok(first) = self.requests.recv() {
             batch.push(first);
             while batch.len() < MAX_BATCH_REQUESTS {
                 match self.requests.try_recv() {
@@ -510,69 +550,9 @@ impl Writer {
                 }
             }
             self.commit_batch(&mut batch, &mut outcomes);
-            // Busy: one chunk between commits keeps each pause short; a tail far
-            // beyond the window (bulk appends) is indexed down to the window at once.
-            let tail = self.committed_head - self.indexed_to;
-            if tail >= self.index.window.saturating_mul(4) {
-                self.index_or_log(tail - self.index.window);
-            } else if tail >= self.index.window {
-                self.index_or_log(self.index.chunk);
-            }
+            self.index.advance(self.committed_head, self.window);
         }
-        self.index_or_log(u64::MAX);
         tracing::debug!(head = self.committed_head, "event log writer stopped");
-    }
-
-    /// Brings the stream index up to the committed head. Nothing depends on it
-    /// succeeding (lookups scan the tail), so a failure is logged and retried later.
-    /// Returns whether it succeeded.
-    fn index_or_log(&mut self, at_most: u64) -> bool {
-        match self.index_tail(at_most) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::error!(%error, "indexing the event log failed; will retry");
-                self.rollback();
-                false
-            }
-        }
-    }
-
-    /// Copies the first `at_most` committed events after `indexed_to` into
-    /// `stream_index`, in one transaction without an fsync of its own (see the module
-    /// docs).
-    fn index_tail(&mut self, at_most: u64) -> rusqlite::Result<()> {
-        let from = self.indexed_to;
-        let to = self.committed_head.min(from.saturating_add(at_most));
-        if to <= from {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let indexed = (|| {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO stream_index (stream, stream_version, position)
-                     SELECT stream, stream_version, position FROM events
-                      WHERE position > ?1 AND position <= ?2",
-                )?
-                .execute(params![to_sql(from), to_sql(to)])?;
-            self.conn
-                .prepare_cached("UPDATE index_state SET indexed_to = ?1")?
-                .execute(params![to_sql(to)])?;
-            self.conn.execute_batch("COMMIT")
-        })();
-        // Appends must fsync again whatever happened.
-        let restored = self.conn.pragma_update(None, "synchronous", "FULL");
-        indexed?;
-        restored?;
-        self.indexed_to = to;
-        tracing::debug!(
-            events = to - from,
-            micros = started.elapsed().as_micros() as u64,
-            "stream index caught up"
-        );
-        Ok(())
     }
 
     /// Applies and commits `batch`, then answers every request in it (emptying it).
@@ -648,7 +628,7 @@ impl Writer {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|error| BatchError::Transaction(store_error(error)))?;
-        let mut statements = Statements::prepare(&self.conn)
+        let mut statements = Statements::prepare(&self.conn, &self.index_reader)
             .map_err(|error| BatchError::Transaction(store_error(error)))?;
         let mut head = self.committed_head;
         let recorded_at_ms = now_ms();
@@ -664,7 +644,6 @@ impl Writer {
                 &mut self.overlay,
                 &mut head,
                 recorded_at_ms,
-                self.indexed_to,
             )
             .map_err(|error| BatchError::Request(index, store_error(error)))?;
             outcomes.push(outcome);
@@ -713,7 +692,6 @@ fn apply(
     overlay: &mut HashMap<String, u64>,
     head: &mut Position,
     recorded_at_ms: i64,
-    indexed_to: Position,
 ) -> rusqlite::Result<Outcome> {
     if let Some(key) = &request.idempotency {
         let seen = statements
@@ -753,12 +731,20 @@ fn apply(
         .or_else(|| versions.get(&request.stream));
     let actual = match cached {
         Some(&version) => version,
-        None => statements
-            .select_version
-            .query_row(params![request.stream, to_sql(indexed_to)], |row| {
-                row.get::<_, Option<i64>>(0)
-            })?
-            .map_or(0, |version| version.max(0) as u64),
+        None => {
+            // The index first, then the log after what it covers (see the module docs).
+            let (indexed_to, indexed) = statements
+                .select_indexed_version
+                .query_row(params![request.stream], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+                })?;
+            let tail = statements
+                .select_tail_version
+                .query_row(params![request.stream, indexed_to], |row| {
+                    row.get::<_, Option<i64>>(0)
+                })?;
+            indexed.max(tail).map_or(0, |version| version.max(0) as u64)
+        }
     };
     if !request.expected.admits(actual) {
         return Ok(Outcome::Failed(StoreError::Conflict {
@@ -849,6 +835,168 @@ fn answer(request: AppendRequest, outcome: Outcome) -> Result<Appended, StoreErr
 }
 
 // ---------------------------------------------------------------------------------
+// The indexer thread.
+// ---------------------------------------------------------------------------------
+
+/// What the writer and the indexer share.
+#[derive(Debug, Default)]
+struct IndexShared {
+    /// The log's committed head, as the writer last reported it.
+    head: AtomicU64,
+    /// How far the index reaches (committed in the index file).
+    indexed_to: AtomicU64,
+    /// Set when the log closes: index up to the head and stop.
+    stopping: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl IndexShared {
+    /// Called by the writer after a commit: records the head, and wakes the indexer
+    /// once the tail reaches `window` (a no-op unless the indexer waits).
+    fn advance(&self, head: Position, window: u64) {
+        self.head.store(head, Ordering::Release);
+        if head.saturating_sub(self.indexed_to.load(Ordering::Acquire)) >= window {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Asks the indexer to index up to the head and stop.
+    fn stop(&self) {
+        *self.stopping.lock() = true;
+        self.wake.notify_one();
+    }
+}
+
+/// What the indexer thread owns: a write connection to the index file, with the log
+/// attached read-only as `log`.
+struct Indexer {
+    conn: Connection,
+    shared: Arc<IndexShared>,
+    settings: IndexSettings,
+    indexed_to: Position,
+}
+
+impl Indexer {
+    /// Opens (creating if needed) the index file for the log at `log_path`, whose head
+    /// is `head`. An index that reaches beyond the head belongs to another log: it is
+    /// emptied.
+    fn open(
+        path: &Path,
+        log_path: &Path,
+        head: Position,
+        settings: IndexSettings,
+    ) -> rusqlite::Result<Indexer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        stable_plans(&conn)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(not_wal(path, &mode));
+        }
+        // NORMAL: no fsync per transaction; a crash loses at most the last ones, which
+        // the next open re-indexes.
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -{WRITER_CACHE_KIB};
+             BEGIN; {INDEX_SCHEMA} COMMIT;"
+        ))?;
+        conn.execute(
+            "ATTACH DATABASE ?1 AS log",
+            params![log_path.to_string_lossy()],
+        )?;
+        let mut indexed_to = read_indexed_to(&conn)?;
+        if indexed_to > head {
+            tracing::warn!(
+                indexed_to,
+                head,
+                path = %path.display(),
+                "the stream index reaches beyond the log: re-indexing"
+            );
+            conn.execute_batch(
+                "BEGIN; DELETE FROM stream_index; UPDATE index_state SET indexed_to = 0; COMMIT;",
+            )?;
+            indexed_to = 0;
+        }
+        let shared = Arc::new(IndexShared::default());
+        shared.head.store(head, Ordering::Release);
+        shared.indexed_to.store(indexed_to, Ordering::Release);
+        Ok(Indexer {
+            conn,
+            shared,
+            settings,
+            indexed_to,
+        })
+    }
+
+    /// Waits for a full window or a quiet log, indexes, and repeats until stopped;
+    /// then indexes up to the final head.
+    fn run(mut self) {
+        let mut seen_head = self.shared.head.load(Ordering::Acquire);
+        loop {
+            let (head, stopping) = {
+                let mut stopping = self.shared.stopping.lock();
+                loop {
+                    let head = self.shared.head.load(Ordering::Acquire);
+                    let tail = head.saturating_sub(self.indexed_to);
+                    // Quiet: the head has not moved for a whole wait.
+                    let quiet = tail > 0 && head == seen_head;
+                    if *stopping || tail >= self.settings.window || quiet {
+                        break (head, *stopping);
+                    }
+                    seen_head = head;
+                    self.shared.wake.wait_for(&mut stopping, self.settings.idle);
+                }
+            };
+            if let Err(error) = self.index_up_to(head) {
+                tracing::error!(%error, "indexing the event log failed; will retry");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                if !stopping {
+                    thread::sleep(self.settings.idle);
+                    continue;
+                }
+            }
+            if stopping {
+                break;
+            }
+        }
+        tracing::debug!(indexed_to = self.indexed_to, "event log indexer stopped");
+    }
+
+    /// Copies the committed events after `indexed_to` up to `head` into
+    /// `stream_index`, at most [`IndexSettings::chunk`] per transaction.
+    fn index_up_to(&mut self, head: Position) -> rusqlite::Result<()> {
+        while self.indexed_to < head {
+            let from = self.indexed_to;
+            let to = head.min(from.saturating_add(self.settings.chunk.max(1)));
+            let started = std::time::Instant::now();
+            self.conn.execute_batch("BEGIN")?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO stream_index (stream, stream_version, position)
+                     SELECT stream, stream_version, position FROM log.events
+                      WHERE position > ?1 AND position <= ?2",
+                )?
+                .execute(params![to_sql(from), to_sql(to)])?;
+            self.conn
+                .prepare_cached("UPDATE index_state SET indexed_to = ?1")?
+                .execute(params![to_sql(to)])?;
+            self.conn.execute_batch("COMMIT")?;
+            self.indexed_to = to;
+            self.shared.indexed_to.store(to, Ordering::Release);
+            tracing::debug!(
+                events = to - from,
+                micros = started.elapsed().as_micros() as u64,
+                "stream index caught up"
+            );
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // Reading.
 // ---------------------------------------------------------------------------------
 
@@ -856,14 +1004,16 @@ fn answer(request: AppendRequest, outcome: Outcome) -> Result<Appended, StoreErr
 #[derive(Debug)]
 struct ReadPool {
     path: PathBuf,
+    index_path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<Semaphore>,
 }
 
 impl ReadPool {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, index_path: PathBuf) -> Self {
         ReadPool {
             path,
+            index_path,
             idle: Mutex::new(Vec::with_capacity(READ_CONNECTIONS)),
             permits: Arc::new(Semaphore::new(READ_CONNECTIONS)),
         }
@@ -884,7 +1034,15 @@ impl ReadPool {
             let _permit = permit;
             let conn = match pool.idle.lock().pop() {
                 Some(conn) => conn,
-                None => open_reader_connection(&pool.path).map_err(store_error)?,
+                None => open_reader_connection(&pool.path)
+                    .and_then(|conn| {
+                        conn.execute(
+                            "ATTACH DATABASE ?1 AS idx",
+                            params![pool.index_path.to_string_lossy()],
+                        )?;
+                        Ok(conn)
+                    })
+                    .map_err(store_error)?,
             };
             let result = read(&conn).map_err(store_error);
             pool.idle.lock().push(conn);
@@ -920,13 +1078,7 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
     stable_plans(&conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(format!(
-                "cannot switch {} to WAL (got {mode})",
-                path.display()
-            )),
-        ));
+        return Err(not_wal(path, &mode));
     }
     // FULL: every commit fsyncs the WAL, so a committed batch survives power loss.
     // The checkpoint runs on this (the writer's) connection after a commit once the
@@ -944,8 +1096,8 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
             "BEGIN; {} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
             events_table!("events")
         ))?,
-        // Version 1 → 2: rebuild `events` without the unique index; `stream_index`
-        // starts empty and is filled before the log opens (`indexed_to` = 0).
+        // Version 1 → 3: rebuild `events` without the unique index; the stream index
+        // file starts empty and is filled before the log opens.
         1 => conn.execute_batch(&format!(
             "BEGIN IMMEDIATE;
              {}
@@ -958,6 +1110,15 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
              COMMIT;",
             events_table!("events_v2")
         ))?,
+        // Version 2 → 3: the stream index moves to its own file, which is filled
+        // before the log opens.
+        2 => conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             DROP TABLE IF EXISTS stream_index;
+             DROP TABLE IF EXISTS index_state;
+             PRAGMA user_version = {SCHEMA_VERSION};
+             COMMIT;"
+        ))?,
         SCHEMA_VERSION => {}
         other => {
             return Err(rusqlite::Error::SqliteFailure(
@@ -967,6 +1128,17 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
         }
     }
     Ok(conn)
+}
+
+/// The error for a file that cannot be switched to WAL.
+fn not_wal(path: &Path, mode: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(format!(
+            "cannot switch {} to WAL (got {mode})",
+            path.display()
+        )),
+    )
 }
 
 fn open_reader_connection(path: &Path) -> rusqlite::Result<Connection> {

@@ -6,5 +6,5 @@ pub mod event_log;
 pub mod read_store;
 
 pub use blobs::LocalBlobStore;
-pub use event_log::{GroupCommitStats, IndexSettings, SqliteEventLog};
+pub use event_log::{GroupCommitStats, IndexSettings, SqliteEventLog, index_path};
 pub use read_store::SqliteReadStore;

@@ -262,9 +262,10 @@ async fn a_stream_index_left_behind_by_a_crash_is_caught_up_on_open() {
         .await
         .expect("append");
     drop(log);
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
+    let index = hayabusa_sqlite::index_path(&path);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 4);
     // As if the last index transaction never reached the disk.
-    rusqlite::Connection::open(&path)
+    rusqlite::Connection::open(&index)
         .and_then(|conn| {
             conn.execute_batch(
                 "DELETE FROM stream_index WHERE position > 1;
@@ -282,8 +283,8 @@ async fn a_stream_index_left_behind_by_a_crash_is_caught_up_on_open() {
         },
     )
     .expect("reopen");
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
-    assert_eq!(count(&path, "SELECT indexed_to FROM index_state"), 4);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 4);
+    assert_eq!(count(&index, "SELECT indexed_to FROM index_state"), 4);
     let stream = log.read_stream("room-1", 1, 10).await.expect("read");
     assert_eq!(
         stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
@@ -301,7 +302,7 @@ async fn a_stream_index_left_behind_by_a_crash_is_caught_up_on_open() {
 }
 
 /// A log written by schema version 1 (a unique index inside `events`) opens as
-/// version 2: same events, same versions, and a filled stream index.
+/// version 3: same events, same versions, and a filled stream index in its own file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_1_log_is_migrated() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -348,8 +349,9 @@ async fn a_version_1_log_is_migrated() {
         .expect("append after the migration");
     assert_eq!((appended.position, appended.stream_version), (4, 3));
     drop(log);
-    assert_eq!(count(&path, "PRAGMA user_version"), 2);
-    assert_eq!(count(&path, "SELECT COUNT(*) FROM stream_index"), 4);
+    assert_eq!(count(&path, "PRAGMA user_version"), 3);
+    let index = hayabusa_sqlite::index_path(&path);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 4);
     assert_eq!(
         count(
             &path,
@@ -358,4 +360,127 @@ async fn a_version_1_log_is_migrated() {
         0,
         "the old unique index is gone"
     );
+}
+
+/// A log written by schema version 2 (the stream index inside the log's file) opens as
+/// version 3: the old index tables are dropped and the index file is filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_log_is_migrated() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE events (
+                     position INTEGER PRIMARY KEY, stream TEXT NOT NULL,
+                     stream_version INTEGER NOT NULL, event_type TEXT NOT NULL,
+                     schema_version INTEGER NOT NULL, data BLOB NOT NULL,
+                     recorded_at_ms INTEGER NOT NULL);
+                 CREATE TABLE stream_index (
+                     stream TEXT NOT NULL, stream_version INTEGER NOT NULL,
+                     position INTEGER NOT NULL, PRIMARY KEY (stream, stream_version)
+                 ) WITHOUT ROWID;
+                 CREATE TABLE index_state (
+                     id INTEGER PRIMARY KEY CHECK (id = 1), indexed_to INTEGER NOT NULL);
+                 CREATE TABLE idempotency_keys (
+                     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, stream TEXT NOT NULL,
+                     first_position INTEGER NOT NULL, event_count INTEGER NOT NULL,
+                     stream_version INTEGER NOT NULL, position INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 INSERT INTO events VALUES (1, 'room-1', 1, 'test_event', 2, x'7b7d', 10);
+                 INSERT INTO events VALUES (2, 'room-2', 1, 'test_event', 2, x'7b7d', 11);
+                 INSERT INTO events VALUES (3, 'room-1', 2, 'test_event', 2, x'7b7d', 12);
+                 INSERT INTO stream_index VALUES ('room-1', 1, 1), ('room-2', 1, 2);
+                 INSERT INTO index_state VALUES (1, 2);
+                 PRAGMA user_version = 2;",
+            )
+        })
+        .expect("write a version 2 log");
+
+    let log = SqliteEventLog::open(&path).expect("open and migrate");
+    let stream = log.read_stream("room-1", 0, 10).await.expect("read");
+    assert_eq!(
+        stream.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(matches!(
+        log.append(request(
+            "room-1",
+            ExpectedVersion::Exactly(1),
+            vec![event("x")]
+        ))
+        .await,
+        Err(StoreError::Conflict { actual: 2, .. })
+    ));
+    drop(log);
+    assert_eq!(count(&path, "PRAGMA user_version"), 3);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('stream_index', 'index_state')"
+        ),
+        0,
+        "the old index tables are gone"
+    );
+    let index = hayabusa_sqlite::index_path(&path);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 3);
+    assert_eq!(count(&index, "SELECT indexed_to FROM index_state"), 3);
+}
+
+/// The index file is derived data: deleted, it is rebuilt on open; taken from another,
+/// longer log, it is emptied and rebuilt instead of trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_foreign_index_file_is_rebuilt_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    let index = hayabusa_sqlite::index_path(&path);
+    let log = SqliteEventLog::open(&path).expect("open");
+    for (stream, label) in [("room-1", "a"), ("room-2", "b"), ("room-1", "c")] {
+        log.append(request(stream, ExpectedVersion::Any, vec![event(label)]))
+            .await
+            .expect("append");
+    }
+    drop(log);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = index.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    let log = SqliteEventLog::open(&path).expect("reopen without the index");
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 3);
+    let versions = |events: Vec<hayabusa_store::RecordedEvent>| {
+        events.iter().map(|e| e.position).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        versions(log.read_stream("room-1", 0, 10).await.expect("read")),
+        [1, 3]
+    );
+    drop(log);
+
+    // An index that claims more than the log holds, and lists a wrong position.
+    rusqlite::Connection::open(&index)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "UPDATE stream_index SET position = 2 WHERE stream = 'room-1' AND stream_version = 2;
+                 INSERT INTO stream_index VALUES ('room-1', 3, 99);
+                 UPDATE index_state SET indexed_to = 99;",
+            )
+        })
+        .expect("tamper with the index");
+    let log = SqliteEventLog::open(&path).expect("reopen with a foreign index");
+    assert_eq!(
+        versions(log.read_stream("room-1", 0, 10).await.expect("read")),
+        [1, 3]
+    );
+    assert_eq!(count(&index, "SELECT indexed_to FROM index_state"), 3);
+    let appended = log
+        .append(request(
+            "room-1",
+            ExpectedVersion::Exactly(2),
+            vec![event("d")],
+        ))
+        .await
+        .expect("append at the right version");
+    assert_eq!(appended.stream_version, 3);
 }

@@ -887,10 +887,14 @@ struct IndexShared {
 
 impl IndexShared {
     /// Called by the writer after a commit: records the head, and wakes the indexer
-    /// once the tail reaches `window` (a no-op unless the indexer waits).
+    /// once the tail reaches `window`. The lock makes the wake-up reach an indexer
+    /// that is about to wait (it checks the head under the lock); it is taken only
+    /// while a full window is unindexed, and the indexer never holds it while it
+    /// indexes.
     fn advance(&self, head: Position, window: u64) {
         self.head.store(head, Ordering::Release);
         if head.saturating_sub(self.indexed_to.load(Ordering::Acquire)) >= window {
+            let _checked = self.stopping.lock();
             self.wake.notify_one();
         }
     }

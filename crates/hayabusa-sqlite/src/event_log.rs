@@ -925,13 +925,7 @@ impl Indexer {
         head: Position,
         settings: IndexSettings,
     ) -> rusqlite::Result<Indexer> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        stable_plans(&conn)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(not_wal(path, &mode));
-        }
+        let conn = open_wal_connection(path)?;
         // NORMAL: no fsync per transaction; a crash loses at most the last ones, which
         // the next open re-indexes.
         conn.execute_batch(&format!(
@@ -1111,14 +1105,27 @@ fn recorded_event(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
 // Connections and conversions.
 // ---------------------------------------------------------------------------------
 
-fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
+/// A read-write connection to `path` (created if needed) in WAL mode, with the
+/// settings every connection needs.
+fn open_wal_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     stable_plans(&conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(not_wal(path, &mode));
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "cannot switch {} to WAL (got {mode})",
+                path.display()
+            )),
+        ));
     }
+    Ok(conn)
+}
+
+fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = open_wal_connection(path)?;
     // FULL: every commit fsyncs the WAL, so a committed batch survives power loss.
     // The checkpoint runs on this (the writer's) connection after a commit once the
     // WAL holds `WAL_AUTOCHECKPOINT_PAGES`; a larger WAL than SQLite's default (1000
@@ -1167,17 +1174,6 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
         }
     }
     Ok(conn)
-}
-
-/// The error for a file that cannot be switched to WAL.
-fn not_wal(path: &Path, mode: &str) -> rusqlite::Error {
-    rusqlite::Error::SqliteFailure(
-        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-        Some(format!(
-            "cannot switch {} to WAL (got {mode})",
-            path.display()
-        )),
-    )
 }
 
 fn open_reader_connection(path: &Path) -> rusqlite::Result<Connection> {

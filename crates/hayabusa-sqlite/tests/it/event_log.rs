@@ -449,11 +449,11 @@ async fn a_missing_or_foreign_index_file_is_rebuilt_on_open() {
     }
     let log = SqliteEventLog::open(&path).expect("reopen without the index");
     assert_eq!(count(&index, "SELECT COUNT(*) FROM stream_index"), 3);
-    let versions = |events: Vec<hayabusa_store::RecordedEvent>| {
+    let positions = |events: Vec<hayabusa_store::RecordedEvent>| {
         events.iter().map(|e| e.position).collect::<Vec<_>>()
     };
     assert_eq!(
-        versions(log.read_stream("room-1", 0, 10).await.expect("read")),
+        positions(log.read_stream("room-1", 0, 10).await.expect("read")),
         [1, 3]
     );
     drop(log);
@@ -470,7 +470,7 @@ async fn a_missing_or_foreign_index_file_is_rebuilt_on_open() {
         .expect("tamper with the index");
     let log = SqliteEventLog::open(&path).expect("reopen with a foreign index");
     assert_eq!(
-        versions(log.read_stream("room-1", 0, 10).await.expect("read")),
+        positions(log.read_stream("room-1", 0, 10).await.expect("read")),
         [1, 3]
     );
     assert_eq!(count(&index, "SELECT indexed_to FROM index_state"), 3);

@@ -34,6 +34,22 @@ pub struct Config {
     pub page_cache_rooms: usize,
 }
 
+impl Config {
+    /// The defaults of `hayabusa serve` for a data directory, listening on a free
+    /// port of 127.0.0.1. Tests and embedders override fields with `..Config::new(dir)`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            worker_id: 0,
+            sync: SyncSettings::default(),
+            rate_limits: RateLimits::default(),
+            uploads: UploadSettings::default(),
+            page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+        }
+    }
+}
+
 /// The stores of a data directory.
 pub struct Stores {
     /// The event log.

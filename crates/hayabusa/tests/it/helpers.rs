@@ -27,17 +27,13 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
     let server = hayabusa::start(Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        worker_id: 0,
         sync: hayabusa_http::SyncSettings {
             allowed_origins: vec!["https://chat.example.com".into()],
             ..Default::default()
         },
         // Off, so that tests posting a lot are not limited; `rate_limits.rs` sets its own.
         rate_limits: hayabusa_http::RateLimits::off(),
-        uploads: Default::default(),
-        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+        ..Config::new(dir)
     })
     .await
     .expect("server starts");

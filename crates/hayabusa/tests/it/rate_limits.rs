@@ -21,13 +21,8 @@ impl LimitedApp {
     async fn start(rate_limits: RateLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let server = hayabusa::start(Config {
-            data_dir: dir.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            worker_id: 0,
-            sync: Default::default(),
             rate_limits,
-            uploads: Default::default(),
-            page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+            ..Config::new(dir.path())
         })
         .await
         .expect("server starts");

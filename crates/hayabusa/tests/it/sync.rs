@@ -353,16 +353,12 @@ async fn a_websocket_sends_the_backlog_then_live_ops_and_checks_the_origin() {
 async fn a_slow_websocket_consumer_is_cut_off_and_resumes_without_loss() {
     let dir = tempfile::tempdir().unwrap();
     let server = hayabusa::start(hayabusa::Config {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        worker_id: 0,
         sync: hayabusa_http::SyncSettings {
             send_timeout: Duration::from_millis(300),
             ..Default::default()
         },
         rate_limits: hayabusa_http::RateLimits::off(),
-        uploads: Default::default(),
-        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+        ..hayabusa::Config::new(dir.path())
     })
     .await
     .unwrap();

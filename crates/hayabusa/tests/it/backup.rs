@@ -54,7 +54,7 @@ impl Load {
                 tokio::spawn(async move {
                     let mut i = 0u32;
                     while !stop.load(Ordering::Relaxed) {
-                        if writer == 0 && i % 10 == 0 {
+                        if writer == 0 && i.is_multiple_of(10) {
                             let content = format!("file {i} of writer {writer}").into_bytes();
                             if let Some(id) =
                                 upload(&user, room, &format!("w{i}.txt"), content.clone()).await

@@ -97,7 +97,7 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// The schema version this code writes, kept in `PRAGMA user_version`. Version 1 had
 /// a unique `(stream, stream_version)` index on `events` and no `stream_index`;
 /// version 2 kept `stream_index` in the log's file, version 3 in [`index_path`].
-const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// The `events` table (a macro so the migration can create it under another name).
 macro_rules! events_table {
@@ -1087,7 +1087,7 @@ impl ReadPool {
 }
 
 /// Decodes a row selected with [`select_events!`].
-fn recorded_event(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
+pub(crate) fn recorded_event(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let schema_version = row.get::<_, i64>(4)?;
     Ok(RecordedEvent {
         position: column_u64(row, 0)?,
@@ -1176,7 +1176,7 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn open_reader_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub(crate) fn open_reader_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -1209,7 +1209,7 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Position> {
 }
 
 /// An unsigned integer column that must not be negative.
-fn column_u64(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+pub(crate) fn column_u64(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
     let value: i64 = row.get(index)?;
     u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
 }
@@ -1229,7 +1229,7 @@ fn now_ms() -> i64 {
 
 /// Maps SQLite errors to the backend-neutral store error: damaged or undecodable data
 /// is `Corrupt`, everything else (I/O, full disk, locks) `Unavailable`.
-fn store_error(error: rusqlite::Error) -> StoreError {
+pub(crate) fn store_error(error: rusqlite::Error) -> StoreError {
     let corrupt = match &error {
         rusqlite::Error::SqliteFailure(failure, _) => matches!(
             failure.code,

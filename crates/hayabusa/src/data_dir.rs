@@ -62,13 +62,13 @@ pub fn load_or_create_secret(dir: &Path) -> anyhow::Result<TokenSecret> {
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {}", path.display()))
 }
 
 #[cfg(not(unix))]
-fn set_mode(_: &Path, _: u32) -> anyhow::Result<()> {
+pub(crate) fn set_mode(_: &Path, _: u32) -> anyhow::Result<()> {
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! of ports into the application, and running the server. `main.rs` only parses the
 //! command line; tests start servers through [`start`].
 
+pub mod backup;
 pub mod data_dir;
 
 use anyhow::Context;

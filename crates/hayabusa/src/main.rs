@@ -1,4 +1,5 @@
-//! `hayabusa`: serve the API, rebuild read models, manage accounts.
+//! `hayabusa`: serve the API, rebuild read models, back up and restore, manage
+//! accounts.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +54,26 @@ enum Command {
     Rebuild {
         /// Data directory.
         #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Back up a data directory (the server may be running) into a new directory:
+    /// a snapshot of the event log, the secret key, the admin token and the uploaded
+    /// files, with a manifest of checksums.
+    Backup {
+        /// Data directory to back up.
+        #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Directory to write the backup to (must be new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new data directory and rebuild its read models.
+    Restore {
+        /// Backup directory written by `hayabusa backup`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Data directory to create (must be new or empty).
+        #[arg(long)]
         data_dir: PathBuf,
     },
     /// Accounts, through the API of a running server.
@@ -211,6 +232,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Rebuild { data_dir } => {
             let position = hayabusa::rebuild(&data_dir).await?;
             println!("read models rebuilt up to log position {position}");
+        }
+        Command::Backup { data_dir, to } => {
+            let manifest = hayabusa::backup::backup(&data_dir, &to).await?;
+            println!(
+                "backed up {} up to log position {} ({} events, {} uploaded files) to {}",
+                data_dir.display(),
+                manifest.log_position,
+                manifest.event_count,
+                manifest.blobs(),
+                to.display()
+            );
+        }
+        Command::Restore { from, data_dir } => {
+            let manifest = hayabusa::backup::restore(&from, &data_dir).await?;
+            println!(
+                "restored {} to log position {} ({} events, {} uploaded files) in {}; read models rebuilt",
+                from.display(),
+                manifest.log_position,
+                manifest.event_count,
+                manifest.blobs(),
+                data_dir.display()
+            );
         }
         Command::Account {
             command:

@@ -3,3 +3,4 @@
 mod blobs;
 mod event_log;
 mod read_store;
+mod snapshot;

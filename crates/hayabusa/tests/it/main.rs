@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod backup;
 mod contacts;
 mod conventions;
 mod crash;

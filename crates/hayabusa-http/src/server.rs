@@ -48,13 +48,8 @@ use tower_http::timeout::TimeoutBody;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a refused connection may take to receive its 503.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The answer to a connection past the cap.
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\n\
-retry-after: 1\r\n\
-connection: close\r\n\
-content-length: 50\r\n\r\n\
-{\"errors\":[\"too many connections, try again later\"]}";
+/// The body of the answer to a connection past the cap.
+const REFUSAL: &str = r#"{"errors":["too many connections, try again later"]}"#;
 /// "No request has started": the value of [`Slot::head_started`] between requests.
 const NONE: u64 = u64::MAX;
 
@@ -98,9 +93,10 @@ impl Tracker {
             .count();
         if live >= max {
             let victim = slots
-                .values()
-                .filter(|s| s.evictable())
-                .min_by_key(|s| s.idle_since.load(Ordering::Relaxed))?;
+                .iter()
+                .filter(|(_, s)| s.evictable())
+                .min_by_key(|(id, s)| (s.idle_since.load(Ordering::Relaxed), **id))
+                .map(|(_, s)| s)?;
             victim.evicted.store(true, Ordering::Relaxed);
             victim.wake.notify_one();
         }
@@ -333,7 +329,12 @@ where
 /// Answers a connection past the cap with a 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
-        stream.write_all(REFUSAL).await?;
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL}",
+            REFUSAL.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await
     })
     .await;

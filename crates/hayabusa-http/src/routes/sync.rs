@@ -139,9 +139,9 @@ fn limit_of(params: &Params) -> ApiResult<usize> {
 }
 
 /// Whether a browser page of `Origin` may open the WebSocket: no `Origin` (not a
-/// browser), a configured origin, or the server's own origin, scheme included:
-/// that of its public URL (as a trusted proxy forwards it), or the public URL's
-/// scheme with the request's `Host`.
+/// browser), a configured origin, or the server's own origin, scheme included: that
+/// of its public URL (as a trusted proxy forwards it). The `Host` header does not
+/// count (DNS rebinding makes it the attacker's name).
 fn origin_allowed(parts: &Parts, state: &AppState) -> bool {
     let Some(origin) = parts.headers.get("origin").and_then(|v| v.to_str().ok()) else {
         return true;
@@ -151,17 +151,7 @@ fn origin_allowed(parts: &Parts, state: &AppState) -> bool {
         return true;
     }
     let base = public_url::base_url_for(&state.public, &parts.headers, public_url::peer_of(parts));
-    let own = public_url::origin_of(&base);
-    if origin.eq_ignore_ascii_case(own) {
-        return true;
-    }
-    let scheme = own.split_once("://").map_or("http", |(scheme, _)| scheme);
-    let host = parts
-        .headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    !host.is_empty() && origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+    origin.eq_ignore_ascii_case(public_url::origin_of(&base))
 }
 
 /// WebSocket upgrade.

@@ -549,3 +549,115 @@ async fn the_websocket_origin_check_compares_the_scheme() {
     assert_eq!(open("https://evil.example", "evil.example").await, 403);
     server.stop().await.unwrap();
 }
+
+/// The real binary under `ulimit -n 1024`.
+struct Limited {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn launch_with_1024_files(dir: &std::path::Path) -> Limited {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -n 1024 && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_hayabusa"))
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--no-rate-limits", "--idle-timeout-secs", "3", "--body-timeout-secs", "3"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let mut limited = Limited {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = limited.child.try_wait() {
+                break;
+            }
+            if let Ok(response) = reqwest::get(format!("http://{}/healthz", limited.addr)).await
+                && response.status().is_success()
+            {
+                return limited;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    panic!("the binary did not come up");
+}
+
+#[tokio::test]
+async fn two_thousand_idle_sockets_do_not_stop_healthz_under_a_1024_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = launch_with_1024_files(dir.path()).await;
+    let addr = server.addr;
+
+    // A stalled body first, then 2,000 connections that send nothing.
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v2/rooms HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {}\r\nContent-Length: 100\r\n\r\nname=",
+                token.trim()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..2_000 {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => idle.push(stream),
+            other => panic!("connect failed: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    for _ in 0..3 {
+        let started = Instant::now();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("/healthz answers within 1 s");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    // After the 3 s timeouts, the stalled body got its 408 and every idle socket
+    // was closed by the server.
+    let (status, head, body) = read_response(&mut stalled, Duration::from_secs(5))
+        .await
+        .expect("the stalled body is answered");
+    assert_json_error(status, &head, &body, 408);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut open = 0;
+    for stream in &mut idle {
+        if read_until_closed(stream, Duration::from_millis(1)).await.is_none() {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 0, "idle sockets still open after the idle timeout");
+}

@@ -111,7 +111,10 @@ const MAX_FOREIGN_ERROR: usize = 200;
 /// Middleware: every error answer is `{"errors":[…]}` with `application/json`, also
 /// those made outside this crate's handlers (axum's extractor rejections such as
 /// an undecodable path, a failed WebSocket upgrade). Their text is kept, shortened.
-pub async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response

@@ -85,7 +85,13 @@ fn forwarded_host(headers: &HeaderMap) -> Option<String> {
 
 fn forwarded_proto(headers: &HeaderMap) -> Option<&'static str> {
     let value = headers.get("x-forwarded-proto")?.to_str().ok()?;
-    match value.split(',').next()?.trim().to_ascii_lowercase().as_str() {
+    match value
+        .split(',')
+        .next()?
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "http" => Some("http"),
         "https" => Some("https"),
         _ => None,
@@ -104,7 +110,11 @@ fn split(base: &str) -> (&str, &str, &str) {
 /// The base URL for a request from `peer`: the configured one, with scheme and host
 /// taken from `X-Forwarded-Proto` / `X-Forwarded-Host` when the peer is a trusted
 /// proxy.
-pub fn base_url_for(settings: &PublicSettings, headers: &HeaderMap, peer: Option<IpAddr>) -> String {
+pub fn base_url_for(
+    settings: &PublicSettings,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> String {
     let trusted = peer.is_some_and(|peer| {
         settings
             .trusted_proxies
@@ -168,7 +178,10 @@ mod tests {
     fn forwarded() -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-proto", "http".parse().unwrap());
-        headers.insert("x-forwarded-host", "Other.example:8443, evil".parse().unwrap());
+        headers.insert(
+            "x-forwarded-host",
+            "Other.example:8443, evil".parse().unwrap(),
+        );
         headers
     }
 
@@ -217,12 +230,18 @@ mod tests {
 
     #[test]
     fn origins_and_defaults() {
-        assert_eq!(origin_of("https://chat.example.com/hb"), "https://chat.example.com");
+        assert_eq!(
+            origin_of("https://chat.example.com/hb"),
+            "https://chat.example.com"
+        );
         assert_eq!(origin_of("http://127.0.0.1:80"), "http://127.0.0.1:80");
         assert_eq!(
             default_public_url("0.0.0.0:8080".parse().unwrap()),
             "http://127.0.0.1:8080"
         );
-        assert_eq!(default_public_url("[::]:80".parse().unwrap()), "http://[::1]:80");
+        assert_eq!(
+            default_public_url("[::]:80".parse().unwrap()),
+            "http://[::1]:80"
+        );
     }
 }

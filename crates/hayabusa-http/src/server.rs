@@ -381,7 +381,8 @@ async fn connection<S>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().header_read_timeout(None);
     builder.http2().enable_connect_protocol();
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service));
+    let mut conn =
+        pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), hyper_service));
     let mut draining = *stopped.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();

@@ -6,7 +6,9 @@ pub mod data_dir;
 
 use anyhow::Context;
 use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
-use hayabusa_http::{AppState, ConnectionSettings, PublicSettings, RateLimits, SyncSettings, UploadSettings};
+use hayabusa_http::{
+    AppState, ConnectionSettings, PublicSettings, RateLimits, SyncSettings, UploadSettings,
+};
 use hayabusa_store::{BlobStore, EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -197,7 +199,8 @@ const RESERVED_FILES: u64 = 64;
 /// [`RESERVED_FILES`] and an eighth of the limit kept for the rest), so that the
 /// server refuses or evicts connections before `accept` fails.
 fn connection_cap(wanted: usize) -> usize {
-    let Ok((soft, _hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    let Ok((soft, _hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
     else {
         return wanted;
     };

@@ -168,8 +168,7 @@ pub async fn get(
             .download_signature(room.0, file.0, expires);
         format!(
             "{base}/v2/files/download/{}/{}?expires={expires}&signature={signature}",
-            room.0,
-            file.0
+            room.0, file.0
         )
     });
     Ok(Json(dto::File::new(&view, url, &state.public.base_url)))

@@ -21,10 +21,12 @@ pub async fn list(
     _params: Params,
 ) -> ApiResult<Json<Vec<dto::Room>>> {
     let rooms = state.app.queries.rooms(caller.account_id).await?;
-    Ok(Json(rooms
-        .iter()
-        .map(|r| dto::Room::summary(r, &state.public.base_url))
-        .collect()))
+    Ok(Json(
+        rooms
+            .iter()
+            .map(|r| dto::Room::summary(r, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Reads `members_admin_ids` (required, ≥ 1), `members_member_ids`, `members_readonly_ids`.

@@ -9,13 +9,13 @@
 use crate::auth::token_of;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
+use crate::public_url;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use crate::public_url;
 use axum::response::{IntoResponse, Response};
 use hayabusa_app::sync::Batch;
 use hayabusa_app::sync::{

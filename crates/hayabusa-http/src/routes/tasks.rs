@@ -42,10 +42,12 @@ pub async fn list(
         .queries
         .tasks(caller.account_id, room, &filter_of(&params)?)
         .await?;
-    Ok(Json(tasks
-        .iter()
-        .map(|t| dto::Task::in_room(t, &state.public.base_url))
-        .collect()))
+    Ok(Json(
+        tasks
+            .iter()
+            .map(|t| dto::Task::in_room(t, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Tasks assigned to the caller.
@@ -63,10 +65,12 @@ pub async fn mine(
         .queries
         .my_tasks(caller.account_id, &filter)
         .await?;
-    Ok(Json(tasks
-        .iter()
-        .map(|t| dto::Task::mine(t, &state.public.base_url))
-        .collect()))
+    Ok(Json(
+        tasks
+            .iter()
+            .map(|t| dto::Task::mine(t, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Assigns tasks.

@@ -90,7 +90,10 @@ fn assert_json_error(status: u16, head: &str, body: &str, expected: u16) {
         "not JSON: {head}"
     );
     let value: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-    assert!(value["errors"].as_array().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        value["errors"].as_array().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -119,11 +122,14 @@ async fn invented_methods_do_not_become_metric_labels() {
         .text()
         .await
         .unwrap();
-    assert!(!metrics.contains("INVENTED"), "a client's method is a label");
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("hayabusa_http_requests_total") && l.contains("method=\"other\"")),
+        !metrics.contains("INVENTED"),
+        "a client's method is a label"
+    );
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("hayabusa_http_requests_total") && l.contains("method=\"other\"")
+        ),
         "invented methods are counted as `other`"
     );
 }
@@ -137,17 +143,64 @@ async fn every_rejection_is_a_json_error() {
     let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     // (request, expected status)
     let table: Vec<(String, u16)> = vec![
-        (format!("GET /v2/rooms/%FF/messages HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"), 400),
-        (format!("GET /v2/rooms/{room}/messages/%FF%FE HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"), 400),
-        (format!("GET /v2/rooms/%C3%28/tasks/1 HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"), 400),
-        ("GET /no/such/thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 404),
-        ("GET /v2/no/such/thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 404),
-        ("PATCH /v2/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 405),
-        ("BREW /v2/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(), 405),
-        (format!("GET /v2/sync/ws HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"), 400),
-        (format!("GET /v2/sync/ws HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"), 400),
-        (format!("POST /v2/rooms/{room}/files HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: 12\r\nConnection: close\r\n\r\nnot multipart"), 400),
-        (format!("POST /v2/rooms/{room}/messages HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n"), 413),
+        (
+            format!(
+                "GET /v2/rooms/%FF/messages HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "GET /v2/rooms/{room}/messages/%FF%FE HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "GET /v2/rooms/%C3%28/tasks/1 HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            "GET /no/such/thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            404,
+        ),
+        (
+            "GET /v2/no/such/thing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            404,
+        ),
+        (
+            "PATCH /v2/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            405,
+        ),
+        (
+            "BREW /v2/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            405,
+        ),
+        (
+            format!(
+                "GET /v2/sync/ws HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: close\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "GET /v2/sync/ws HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nConnection: upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /v2/rooms/{room}/files HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nContent-Type: multipart/form-data; boundary=zz\r\nContent-Length: 12\r\nConnection: close\r\n\r\nnot multipart"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /v2/rooms/{room}/messages HTTP/1.1\r\nHost: x\r\nX-ChatWorkToken: {token}\r\nContent-Length: 2000000\r\nConnection: close\r\n\r\n"
+            ),
+            413,
+        ),
     ];
     for (request, expected) in table {
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -167,9 +220,15 @@ async fn an_oversized_declared_body_is_refused_before_it_is_sent() {
     let token = alice.client.token.clone();
     let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     for (path, content_type) in [
-        (format!("/v2/rooms/{room}/messages"), "application/x-www-form-urlencoded"),
+        (
+            format!("/v2/rooms/{room}/messages"),
+            "application/x-www-form-urlencoded",
+        ),
         ("/v2/rooms".to_string(), "application/x-www-form-urlencoded"),
-        (format!("/v2/rooms/{room}/files"), "multipart/form-data; boundary=x"),
+        (
+            format!("/v2/rooms/{room}/files"),
+            "multipart/form-data; boundary=x",
+        ),
     ] {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let head = format!(
@@ -206,7 +265,11 @@ async fn an_oversized_declared_body_is_refused_before_it_is_sent() {
     let body = "あ".repeat(65_535);
     let (status, answer) = alice
         .client
-        .send(Method::POST, &format!("/v2/rooms/{room}/messages"), &[("body", body)])
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("body", body)],
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
@@ -243,27 +306,39 @@ async fn idle_and_stalled_connections_are_closed_after_their_timeouts() {
     kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (status, _, _) = read_response(&mut kept, Duration::from_secs(2)).await.unwrap();
+    let (status, _, _) = read_response(&mut kept, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
 
     let started = Instant::now();
     assert!(
-        read_until_closed(&mut idle, Duration::from_secs(4)).await.is_some(),
+        read_until_closed(&mut idle, Duration::from_secs(4))
+            .await
+            .is_some(),
         "an idle connection stays open"
     );
     assert!(
-        read_until_closed(&mut slow_head, Duration::from_secs(4)).await.is_some(),
+        read_until_closed(&mut slow_head, Duration::from_secs(4))
+            .await
+            .is_some(),
         "a connection with unfinished headers stays open"
     );
     assert!(
-        read_until_closed(&mut kept, Duration::from_secs(4)).await.is_some(),
+        read_until_closed(&mut kept, Duration::from_secs(4))
+            .await
+            .is_some(),
         "a kept-alive connection stays open"
     );
     let (status, head, body) = read_response(&mut stalled, Duration::from_secs(4))
         .await
         .expect("a stalled body is held");
     assert_json_error(status, &head, &body, 408);
-    assert!(read_until_closed(&mut stalled, Duration::from_secs(2)).await.is_some());
+    assert!(
+        read_until_closed(&mut stalled, Duration::from_secs(2))
+            .await
+            .is_some()
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Nothing was posted from the stalled body.
@@ -282,6 +357,8 @@ async fn long_polls_and_websockets_outlive_the_idle_timeout() {
     let my_room = me["room_id"].as_u64().unwrap();
     let (_, first) = admin.get("/v2/sync").await;
     let since = first["revision"].as_str().unwrap().to_string();
+    // A connection that sends nothing, for comparison.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
 
     // A 3 s long-poll on a server whose timeouts are all 1 s.
     let started = Instant::now();
@@ -321,6 +398,12 @@ async fn long_polls_and_websockets_outlive_the_idle_timeout() {
         }
     };
     assert!(frame.contains("after a quiet while"), "{frame}");
+    // Meanwhile the idle connection was closed.
+    assert!(
+        read_until_closed(&mut idle, Duration::from_millis(100))
+            .await
+            .is_some()
+    );
     server.stop().await.unwrap();
 }
 
@@ -473,7 +556,9 @@ async fn urls_come_from_the_public_url_and_trusted_proxies_only() {
     .await;
     let url = detail["download_url"].as_str().unwrap();
     assert!(
-        url.starts_with(&format!("https://chat.example.com/v2/files/download/{my_room}/{file}?")),
+        url.starts_with(&format!(
+            "https://chat.example.com/v2/files/download/{my_room}/{file}?"
+        )),
         "{url}"
     );
     let (_, link) = read(
@@ -542,8 +627,14 @@ async fn the_websocket_origin_check_compares_the_scheme() {
         }
     };
     // Same host, other scheme: a page served over plain HTTP may not connect.
-    assert_eq!(open("http://chat.example.com", "chat.example.com").await, 403);
-    assert_eq!(open("https://chat.example.com", "chat.example.com").await, 101);
+    assert_eq!(
+        open("http://chat.example.com", "chat.example.com").await,
+        403
+    );
+    assert_eq!(
+        open("https://chat.example.com", "chat.example.com").await,
+        101
+    );
     assert_eq!(open("https://chat.example.com", "other.example").await, 101);
     // The Host header is not the server's name (DNS rebinding).
     assert_eq!(open("https://evil.example", "evil.example").await, 403);
@@ -577,7 +668,13 @@ async fn launch_with_1024_files(dir: &std::path::Path) -> Limited {
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--no-rate-limits", "--idle-timeout-secs", "3", "--body-timeout-secs", "3"])
+            .args([
+                "--no-rate-limits",
+                "--idle-timeout-secs",
+                "3",
+                "--body-timeout-secs",
+                "3",
+            ])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -655,7 +752,10 @@ async fn two_thousand_idle_sockets_do_not_stop_healthz_under_a_1024_file_limit()
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut open = 0;
     for stream in &mut idle {
-        if read_until_closed(stream, Duration::from_millis(1)).await.is_none() {
+        if read_until_closed(stream, Duration::from_millis(1))
+            .await
+            .is_none()
+        {
             open += 1;
         }
     }

@@ -1,11 +1,24 @@
 //! ChatWork v2 JSON shapes. Only this module knows them; events and read-model rows
 //! are converted here and nowhere else.
+//!
+//! Like ChatWork's, `icon_path` and `avatar_image_url` are absolute URLs; they start
+//! with the configured public URL (`base`), never with a request's `Host`.
 
 use hayabusa_store::{
     AccountRow, ContactRequestView, ContactView, FileView, LinkRow, MemberView, MessageView,
     RoomView, StatusCounts, TaskView,
 };
 use serde::Serialize;
+
+/// The absolute URL of an account's avatar.
+pub fn avatar_url(base: &str, account_id: u64) -> String {
+    format!("{base}/avatars/{account_id}.png")
+}
+
+/// The absolute URL of a room icon preset.
+pub fn icon_url(base: &str, preset: &str) -> String {
+    format!("{base}/icons/{preset}.png")
+}
 
 /// `GET /me`.
 #[derive(Serialize)]
@@ -31,8 +44,9 @@ pub struct Me {
     login_mail: String,
 }
 
-impl From<&AccountRow> for Me {
-    fn from(a: &AccountRow) -> Self {
+impl Me {
+    /// The caller's account.
+    pub fn new(a: &AccountRow, base: &str) -> Self {
         Me {
             account_id: a.account_id.0,
             room_id: a.my_room_id.0,
@@ -51,7 +65,7 @@ impl From<&AccountRow> for Me {
             skype: String::new(),
             facebook: String::new(),
             twitter: String::new(),
-            avatar_image_url: String::new(),
+            avatar_image_url: avatar_url(base, a.account_id.0),
             login_mail: a.mail.clone(),
         }
     }
@@ -104,7 +118,7 @@ pub struct Room {
 
 impl Room {
     /// The list form (no description).
-    pub fn summary(v: &RoomView) -> Self {
+    pub fn summary(v: &RoomView, base: &str) -> Self {
         Room {
             room_id: v.room.room_id.0,
             name: v.room.name.clone(),
@@ -117,17 +131,17 @@ impl Room {
             message_num: v.room.message_num,
             file_num: v.file_num,
             task_num: v.task_num,
-            icon_path: format!("/icons/{}.png", v.room.icon_preset),
+            icon_path: icon_url(base, &v.room.icon_preset),
             last_update_time: v.room.last_update_time,
             description: None,
         }
     }
 
     /// The detail form (with description).
-    pub fn detail(v: &RoomView) -> Self {
+    pub fn detail(v: &RoomView, base: &str) -> Self {
         Room {
             description: Some(v.room.description.clone()),
-            ..Room::summary(v)
+            ..Room::summary(v, base)
         }
     }
 }
@@ -145,8 +159,9 @@ pub struct Member {
     avatar_image_url: String,
 }
 
-impl From<&MemberView> for Member {
-    fn from(m: &MemberView) -> Self {
+impl Member {
+    /// A member with its role.
+    pub fn new(m: &MemberView, base: &str) -> Self {
         Member {
             account_id: m.account.account_id.0,
             role: m.role.as_str(),
@@ -155,7 +170,7 @@ impl From<&MemberView> for Member {
             organization_id: m.account.organization_id.0,
             organization_name: m.account.organization_name.clone(),
             department: m.account.department.clone(),
-            avatar_image_url: String::new(),
+            avatar_image_url: avatar_url(base, m.account.account_id.0),
         }
     }
 }
@@ -178,15 +193,12 @@ pub struct Message {
     update_time: i64,
 }
 
-impl From<&MessageView> for Message {
-    fn from(v: &MessageView) -> Self {
+impl Message {
+    /// A message with its author.
+    pub fn new(v: &MessageView, base: &str) -> Self {
         Message {
             message_id: v.message.message_id.0.to_string(),
-            account: AccountRef {
-                account_id: v.message.account_id.0,
-                name: v.author_name.clone(),
-                avatar_image_url: String::new(),
-            },
+            account: account_ref(v.message.account_id.0, &v.author_name, base),
             body: v.message.body.clone(),
             send_time: v.message.send_time,
             update_time: v.message.update_time,
@@ -194,11 +206,11 @@ impl From<&MessageView> for Message {
     }
 }
 
-fn account_ref(account_id: u64, name: &str) -> AccountRef {
+fn account_ref(account_id: u64, name: &str, base: &str) -> AccountRef {
     AccountRef {
         account_id,
         name: name.to_string(),
-        avatar_image_url: String::new(),
+        avatar_image_url: avatar_url(base, account_id),
     }
 }
 
@@ -228,25 +240,25 @@ pub struct Task {
 
 impl Task {
     /// The room form.
-    pub fn in_room(v: &TaskView) -> Self {
+    pub fn in_room(v: &TaskView, base: &str) -> Self {
         Task {
             room: None,
-            account: Some(account_ref(v.task.account_id.0, &v.account_name)),
-            ..Task::mine(v)
+            account: Some(account_ref(v.task.account_id.0, &v.account_name, base)),
+            ..Task::mine(v, base)
         }
     }
 
     /// The `/my/tasks` form.
-    pub fn mine(v: &TaskView) -> Self {
+    pub fn mine(v: &TaskView, base: &str) -> Self {
         Task {
             task_id: v.task.task_id.0,
             room: Some(RoomRef {
                 room_id: v.task.room_id.0,
                 name: v.room_name.clone(),
-                icon_path: format!("/icons/{}.png", v.room_icon_preset),
+                icon_path: icon_url(base, &v.room_icon_preset),
             }),
             account: None,
-            assigned_by_account: account_ref(v.task.assigned_by.0, &v.assigned_by_name),
+            assigned_by_account: account_ref(v.task.assigned_by.0, &v.assigned_by_name, base),
             message_id: v.task.message_id.0.to_string(),
             body: v.task.body.clone(),
             limit_time: v.task.limit_time,
@@ -271,10 +283,10 @@ pub struct File {
 
 impl File {
     /// A file, with a download URL if one was asked for.
-    pub fn new(v: &FileView, download_url: Option<String>) -> Self {
+    pub fn new(v: &FileView, download_url: Option<String>, base: &str) -> Self {
         File {
             file_id: v.file.file_id.0,
-            account: account_ref(v.file.account_id.0, &v.account_name),
+            account: account_ref(v.file.account_id.0, &v.account_name, base),
             message_id: v.file.message_id.0.to_string(),
             filename: v.file.filename.clone(),
             filesize: v.file.filesize,
@@ -299,7 +311,7 @@ pub struct Contact {
 
 impl Contact {
     /// A contact from its account and direct room.
-    pub fn new(account: &AccountRow, room_id: u64) -> Self {
+    pub fn new(account: &AccountRow, room_id: u64, base: &str) -> Self {
         Contact {
             account_id: account.account_id.0,
             room_id,
@@ -308,14 +320,13 @@ impl Contact {
             organization_id: account.organization_id.0,
             organization_name: account.organization_name.clone(),
             department: account.department.clone(),
-            avatar_image_url: String::new(),
+            avatar_image_url: avatar_url(base, account.account_id.0),
         }
     }
-}
 
-impl From<&ContactView> for Contact {
-    fn from(v: &ContactView) -> Self {
-        Contact::new(&v.account, v.room_id.0)
+    /// A contact of the list.
+    pub fn of(v: &ContactView, base: &str) -> Self {
+        Contact::new(&v.account, v.room_id.0, base)
     }
 }
 
@@ -333,8 +344,9 @@ pub struct IncomingRequest {
     avatar_image_url: String,
 }
 
-impl From<&ContactRequestView> for IncomingRequest {
-    fn from(v: &ContactRequestView) -> Self {
+impl IncomingRequest {
+    /// A pending request to the caller.
+    pub fn new(v: &ContactRequestView, base: &str) -> Self {
         IncomingRequest {
             request_id: v.request.request_id.0,
             account_id: v.from.account_id.0,
@@ -344,7 +356,7 @@ impl From<&ContactRequestView> for IncomingRequest {
             organization_id: v.from.organization_id.0,
             organization_name: v.from.organization_name.clone(),
             department: v.from.department.clone(),
-            avatar_image_url: String::new(),
+            avatar_image_url: avatar_url(base, v.from.account_id.0),
         }
     }
 }

@@ -85,3 +85,60 @@ impl From<AppError> for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The answer to a request body that could not be read: 408 when it stalled past
+/// the body timeout, 413 when it went past the route's limit, 400 otherwise.
+pub fn body_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body was not received in time",
+            );
+        }
+        if current.is::<http_body_util::LengthLimitError>() {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large");
+        }
+        cause = current.source();
+    }
+    ApiError::bad_request("the request body could not be read")
+}
+
+/// Longest text of a foreign error answer kept in its `{"errors":[…]}` form.
+const MAX_FOREIGN_ERROR: usize = 200;
+
+/// Middleware: every error answer is `{"errors":[…]}` with `application/json`, also
+/// those made outside this crate's handlers (axum's extractor rejections such as
+/// an undecodable path, a failed WebSocket upgrade). Their text is kept, shortened.
+pub async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .unwrap_or_default();
+    let mut message: String = text.chars().take(MAX_FOREIGN_ERROR).collect();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_string();
+    }
+    let body = json!({ "errors": [message] }).to_string();
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

@@ -5,18 +5,23 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod params;
+pub mod public_url;
 pub mod rate_limit;
 pub mod routes;
+pub mod server;
 pub mod state;
 
-pub use state::{AppState, RateLimit, RateLimits, SyncSettings, UploadSettings};
+pub use state::{
+    AppState, ConnectionSettings, PublicSettings, RateLimit, RateLimits, SyncSettings,
+    UploadSettings,
+};
 
 use crate::error::ApiError;
 use axum::Router;
-use axum::ServiceExt;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, post, put};
@@ -125,7 +130,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             rate_limiter,
             rate_limit::enforce,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(DefaultBodyLimit::max(params::MAX_FORM_BYTES))
         .with_state(state)
 }
@@ -149,14 +159,14 @@ pub fn override_method(mut request: Request) -> Request {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight
-/// requests.
+/// requests; connection timeouts and the connection cap are `state.connections`
+/// (see [`server`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let settings = state.connections.clone();
     let service = MapRequestLayer::new(override_method).layer(router(state));
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::run(listener, service, settings, shutdown).await
 }

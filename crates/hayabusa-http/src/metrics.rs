@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus text format. Request counts and latencies by route
-//! template (bounded cardinality), open sync WebSockets, the event log and
+//! `GET /metrics`: Prometheus text format. Request counts and latencies by method,
+//! route template and status, every label from a closed set (anything else is
+//! `other`, or `unmatched` for a path that no route takes), open sync WebSockets, the event log and
 //! projection positions read at scrape time, and the counters the event log and the
 //! projector keep (`hayabusa_event_log_commits_total` and `…_appended_events_total`:
 //! events per fsync; `hayabusa_projector_batches_total` and `…_events_total`: events
@@ -7,7 +8,7 @@
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -31,9 +32,27 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// The `method` label: a standard method's name, `other` for anything else (a
+/// client may send any token as a method; a label must not take it).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts and times every request by method, route template and status.
 pub async fn track(request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_string();
+    let method = method_label(request.method());
+    // The matched template is one of the router's own (a closed set).
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -42,7 +61,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!("hayabusa_http_requests_total", &labels).increment(1);
     metrics::histogram!("hayabusa_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());

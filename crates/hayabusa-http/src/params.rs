@@ -35,7 +35,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
                 } else {
-                    ApiError::bad_request("the request body could not be read")
+                    crate::error::body_error(&rejection)
                 }
             })?;
         if !body.is_empty() {

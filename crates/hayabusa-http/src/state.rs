@@ -13,6 +13,59 @@ pub struct AppState {
     pub uploads: UploadSettings,
     /// Rate limits (ChatWork's by default).
     pub rate_limits: RateLimits,
+    /// Connection timeouts and the connection cap.
+    pub connections: ConnectionSettings,
+    /// How the server names itself in absolute URLs.
+    pub public: PublicSettings,
+}
+
+/// Timeouts and the cap on concurrent connections of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    /// Once a request's first byte has arrived, its headers must be complete within
+    /// this time, or the connection is closed.
+    pub header_timeout: Duration,
+    /// A request body that delivers no data for this long is cut: 408, and the
+    /// connection is closed.
+    pub body_timeout: Duration,
+    /// A connection with no request in progress (new, or kept alive after a
+    /// response) is closed after this time.
+    pub idle_timeout: Duration,
+    /// Most connections open at once (WebSockets included). Past it the connection
+    /// idle the longest is closed to make room; when every connection is busy, the
+    /// new one gets a 503 and is closed.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The public base URL and the proxies trusted to override it.
+#[derive(Clone, Debug)]
+pub struct PublicSettings {
+    /// `scheme://host[:port][/prefix]` without a trailing slash, e.g.
+    /// `https://chat.example.com`: download, link, icon and avatar URLs start with it.
+    pub base_url: String,
+    /// Peers whose `X-Forwarded-Proto` and `X-Forwarded-Host` are believed; from
+    /// anyone else those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl Default for PublicSettings {
+    fn default() -> Self {
+        PublicSettings {
+            base_url: "http://localhost".into(),
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// File upload settings.
@@ -38,7 +91,7 @@ pub const MIN_WRITE_BUFFER: usize = 1024 * 1024;
 pub struct SyncSettings {
     /// Browser origins allowed to open a WebSocket (exact `scheme://host[:port]`).
     /// A request without `Origin` (not a browser) is always allowed; one whose origin
-    /// matches its own `Host` too.
+    /// is the server's own (scheme and host, see `public_url`) too.
     pub allowed_origins: Vec<String>,
     /// A WebSocket whose client does not take a frame within this time is a slow
     /// consumer: it is closed and resumes from its last revision.

@@ -7,7 +7,9 @@ pub mod data_dir;
 
 use anyhow::Context;
 use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
-use hayabusa_http::{AppState, RateLimits, SyncSettings, UploadSettings};
+use hayabusa_http::{
+    AppState, ConnectionSettings, PublicSettings, RateLimits, SyncSettings, UploadSettings,
+};
 use hayabusa_store::{BlobStore, EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,15 @@ pub struct Config {
     pub uploads: UploadSettings,
     /// Rooms whose latest-messages page is kept rendered in memory (0: none).
     pub page_cache_rooms: usize,
+    /// Connection timeouts and cap (the cap is lowered at start to fit the
+    /// process's open-file limit).
+    pub connections: ConnectionSettings,
+    /// The URL clients reach the server at (checked with
+    /// [`hayabusa_http::public_url::parse_public_url`]); `None`: `http://` and the
+    /// listening address.
+    pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -47,6 +58,9 @@ impl Config {
             rate_limits: RateLimits::default(),
             uploads: UploadSettings::default(),
             page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+            connections: ConnectionSettings::default(),
+            public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -132,16 +146,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     .context("building the application")?;
     bootstrap_admin(&app, &dir).await?;
 
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = match &config.public_url {
+        Some(url) => hayabusa_http::public_url::parse_public_url(url)
+            .with_context(|| format!("--public-url {url}"))?,
+        None => {
+            let url = hayabusa_http::public_url::default_public_url(addr);
+            if addr.ip().is_unspecified() {
+                tracing::warn!(public_url = %url, "no --public-url: download and link URLs will name the loopback address");
+            }
+            url
+        }
+    };
     let state = Arc::new(AppState {
         app,
         sync: config.sync.clone(),
         rate_limits: config.rate_limits.clone(),
         uploads: config.uploads.clone(),
+        connections: ConnectionSettings {
+            max_connections: connection_cap(config.connections.max_connections),
+            ..config.connections.clone()
+        },
+        public: PublicSettings {
+            base_url,
+            trusted_proxies: config.trusted_proxies.clone(),
+        },
     });
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let (shutdown, _) = watch::channel(false);
     let projector = tokio::spawn(projector.run(shutdown_signal(&shutdown)));
     let http = tokio::spawn(hayabusa_http::serve(
@@ -157,6 +190,32 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http,
         projector,
     })
+}
+
+/// File descriptors kept out of the connection cap: the stores, uploads in flight
+/// and the listener need some.
+const RESERVED_FILES: u64 = 64;
+
+/// `wanted` connections, lowered to what the open-file limit allows (with
+/// [`RESERVED_FILES`] and an eighth of the limit kept for the rest), so that the
+/// server refuses or evicts connections before `accept` fails.
+fn connection_cap(wanted: usize) -> usize {
+    let Ok((soft, _hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    else {
+        return wanted;
+    };
+    let usable = soft.saturating_sub(RESERVED_FILES.max(soft / 8)).max(1);
+    let cap = wanted.min(usize::try_from(usable).unwrap_or(usize::MAX));
+    if cap < wanted {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = soft,
+            effective = cap,
+            "the open-file limit lowers the connection cap; raise it (ulimit -n) for more"
+        );
+    }
+    cap
 }
 
 /// On the first start, creates the administrator account and writes its token to

@@ -49,6 +49,17 @@ enum Command {
         /// `GET /rooms/{id}/messages?force=1` (about 30 KB each; 0 turns it off).
         #[arg(long, env = "HAYABUSA_PAGE_CACHE_ROOMS", default_value_t = hayabusa_app::page_cache::DEFAULT_CAPACITY)]
         page_cache_rooms: usize,
+        #[command(flatten)]
+        connections: ConnectionArgs,
+        /// The URL clients reach the server at, e.g. https://chat.example.com
+        /// (download, link, icon and avatar URLs start with it) [default: http:// and
+        /// the listening address].
+        #[arg(long, env = "HAYABUSA_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-Proto and
+        /// X-Forwarded-Host are believed; from anyone else they are ignored.
+        #[arg(long, env = "HAYABUSA_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+        trusted_proxies: Vec<ipnet::IpNet>,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -115,6 +126,44 @@ enum AccountCommand {
         #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+}
+
+/// An IP (`10.0.0.1`) or a network (`10.0.0.0/8`).
+fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
+    let raw = raw.trim();
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an IP address or CIDR network"))
+}
+
+/// Connection flags of `serve`.
+#[derive(Args)]
+struct ConnectionArgs {
+    /// Seconds a request's headers may take once its first byte has arrived.
+    #[arg(long, env = "HAYABUSA_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Seconds a request body may go without sending data (then 408, closed).
+    #[arg(long, env = "HAYABUSA_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout_secs: u64,
+    /// Seconds a connection with no request in progress is kept open.
+    #[arg(long, env = "HAYABUSA_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Most open connections, WebSockets included (lowered to fit the open-file
+    /// limit); past it the longest-idle connection is closed, or the new one gets 503.
+    #[arg(long, env = "HAYABUSA_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+}
+
+impl ConnectionArgs {
+    fn settings(&self) -> hayabusa_http::ConnectionSettings {
+        use std::time::Duration;
+        hayabusa_http::ConnectionSettings {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// Rate-limit flags of `serve`; unset ones take ChatWork's values.
@@ -211,6 +260,9 @@ async fn main() -> anyhow::Result<()> {
             rate_limits,
             max_upload_bytes,
             page_cache_rooms,
+            connections,
+            public_url,
+            trusted_proxies,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -225,6 +277,9 @@ async fn main() -> anyhow::Result<()> {
                     max_bytes: max_upload_bytes,
                 },
                 page_cache_rooms,
+                connections: connections.settings(),
+                public_url,
+                trusted_proxies,
             })
             .await?;
             server.wait(shutdown_requested()).await?;

@@ -19,7 +19,12 @@ pub async fn list(
     _params: Params,
 ) -> ApiResult<Json<Vec<dto::Contact>>> {
     let contacts = state.app.queries.contacts(caller.account_id).await?;
-    Ok(Json(contacts.iter().map(dto::Contact::from).collect()))
+    Ok(Json(
+        contacts
+            .iter()
+            .map(|c| dto::Contact::of(c, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Asks another account to become a contact (extension).
@@ -68,7 +73,10 @@ pub async fn incoming(
         .incoming_requests(caller.account_id)
         .await?;
     Ok(Json(
-        requests.iter().map(dto::IncomingRequest::from).collect(),
+        requests
+            .iter()
+            .map(|r| dto::IncomingRequest::new(r, &state.public.base_url))
+            .collect(),
     ))
 }
 
@@ -93,7 +101,11 @@ pub async fn approve(
         .await?
         .pop()
         .ok_or_else(|| ApiError::not_found("account"))?;
-    Ok(Json(dto::Contact::new(&account, room.0)))
+    Ok(Json(dto::Contact::new(
+        &account,
+        room.0,
+        &state.public.base_url,
+    )))
 }
 
 /// Rejects a request.

@@ -9,7 +9,8 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, positive_id, room_id};
-use crate::routes::{base_url, idempotency};
+use crate::public_url::BaseUrl;
+use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -79,7 +80,7 @@ pub async fn upload(
                     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         too_large(max)
                     } else {
-                        ApiError::bad_request("the file part could not be read")
+                        crate::error::body_error(&e)
                     }
                 })?;
                 if content.len() > max {
@@ -135,7 +136,10 @@ pub async fn list(
         .files(caller.account_id, room, uploader)
         .await?;
     Ok(Json(
-        files.iter().map(|f| dto::File::new(f, None)).collect(),
+        files
+            .iter()
+            .map(|f| dto::File::new(f, None, &state.public.base_url))
+            .collect(),
     ))
 }
 
@@ -144,7 +148,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     Path((room, file)): Path<(String, String)>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     params: Params,
 ) -> ApiResult<Json<dto::File>> {
     let room = room_id(&room)?;
@@ -163,13 +167,11 @@ pub async fn get(
             .secret()
             .download_signature(room.0, file.0, expires);
         format!(
-            "{}/v2/files/download/{}/{}?expires={expires}&signature={signature}",
-            base_url(&headers),
-            room.0,
-            file.0
+            "{base}/v2/files/download/{}/{}?expires={expires}&signature={signature}",
+            room.0, file.0
         )
     });
-    Ok(Json(dto::File::new(&view, url)))
+    Ok(Json(dto::File::new(&view, url, &state.public.base_url)))
 }
 
 /// RFC 6266/5987 `Content-Disposition` that no file name can break out of.

@@ -5,11 +5,11 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, positive_id, room_id};
-use crate::routes::base_url;
+use crate::public_url::BaseUrl;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use hayabusa_app::{Joined, LinkSettings};
 use hayabusa_domain::AccountId;
 use hayabusa_domain::room::validate_link_code;
@@ -48,10 +48,10 @@ async fn answer(
     state: &AppState,
     caller: AccountId,
     room: hayabusa_domain::RoomId,
-    headers: &HeaderMap,
+    base: &str,
 ) -> ApiResult<Json<dto::Link>> {
     let link = state.app.queries.link(caller, room).await?;
-    Ok(Json(dto::Link::new(link.as_ref(), &base_url(headers))))
+    Ok(Json(dto::Link::new(link.as_ref(), base)))
 }
 
 /// The room's link (`{"public": false}` if none).
@@ -59,11 +59,11 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     Path(room): Path<String>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     _params: Params,
 ) -> ApiResult<Json<dto::Link>> {
     let room = room_id(&room)?;
-    answer(&state, caller.account_id, room, &headers).await
+    answer(&state, caller.account_id, room, &base).await
 }
 
 /// Creates the link (admins).
@@ -71,7 +71,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     Path(room): Path<String>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     params: Params,
 ) -> ApiResult<Json<dto::Link>> {
     let room = room_id(&room)?;
@@ -81,7 +81,7 @@ pub async fn create(
         .commands
         .create_link(caller.account_id, room, settings)
         .await?;
-    answer(&state, caller.account_id, room, &headers).await
+    answer(&state, caller.account_id, room, &base).await
 }
 
 /// Changes the link (admins).
@@ -89,7 +89,7 @@ pub async fn update(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     Path(room): Path<String>,
-    headers: HeaderMap,
+    BaseUrl(base): BaseUrl,
     params: Params,
 ) -> ApiResult<Json<dto::Link>> {
     let room = room_id(&room)?;
@@ -99,7 +99,7 @@ pub async fn update(
         .commands
         .update_link(caller.account_id, room, settings)
         .await?;
-    answer(&state, caller.account_id, room, &headers).await
+    answer(&state, caller.account_id, room, &base).await
 }
 
 /// Removes the link (admins).

@@ -10,8 +10,12 @@ use axum::extract::State;
 use std::sync::Arc;
 
 /// The caller's own account.
-pub async fn me(Caller(caller): Caller, _params: Params) -> Json<dto::Me> {
-    Json(dto::Me::from(caller.as_ref()))
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    _params: Params,
+) -> Json<dto::Me> {
+    Json(dto::Me::new(caller.as_ref(), &state.public.base_url))
 }
 
 /// Unread and mention totals.

@@ -21,7 +21,12 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<dto::Member>>> {
     let room = room_id(&room)?;
     let members = state.app.queries.members(caller.account_id, room).await?;
-    Ok(Json(members.iter().map(dto::Member::from).collect()))
+    Ok(Json(
+        members
+            .iter()
+            .map(|m| dto::Member::new(m, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Replaces the member list (admins).

@@ -29,11 +29,13 @@ pub async fn list(
     let queries = &state.app.queries;
     let page = if params.flag("force", false)? {
         queries
-            .latest_page(caller.account_id, room, render_messages)
+            .latest_page(caller.account_id, room, |messages| {
+                render_messages(messages, &state.public.base_url)
+            })
             .await?
     } else {
         let messages = queries.new_messages(caller.account_id, room).await?;
-        (!messages.is_empty()).then(|| render_messages(&messages))
+        (!messages.is_empty()).then(|| render_messages(&messages, &state.public.base_url))
     };
     Ok(match page {
         Some(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
@@ -42,8 +44,11 @@ pub async fn list(
 }
 
 /// A message list as the JSON array the API returns.
-fn render_messages(messages: &[MessageView]) -> Bytes {
-    let body: Vec<dto::Message> = messages.iter().map(dto::Message::from).collect();
+fn render_messages(messages: &[MessageView], base: &str) -> Bytes {
+    let body: Vec<dto::Message> = messages
+        .iter()
+        .map(|m| dto::Message::new(m, base))
+        .collect();
     serde_json::to_vec(&body)
         .expect("messages serialize to JSON")
         .into()
@@ -139,7 +144,7 @@ pub async fn get(
         .queries
         .message(caller.account_id, room, message)
         .await?;
-    Ok(Json(dto::Message::from(&view)))
+    Ok(Json(dto::Message::new(&view, &state.public.base_url)))
 }
 
 /// Edits one's own message.

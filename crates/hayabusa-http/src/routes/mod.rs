@@ -14,7 +14,7 @@ pub mod tasks;
 
 use crate::error::ApiError;
 use crate::params::Params;
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{HeaderMap, Method, Uri};
 use hayabusa_app::idempotency::idempotency_key;
 use hayabusa_domain::AccountId;
 use hayabusa_store::IdempotencyKey;
@@ -41,19 +41,4 @@ pub fn idempotency(
     idempotency_key(caller, key, &parts)
         .map(Some)
         .map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
-/// `http://HOST` of the request, for absolute URLs in answers (link and download
-/// URLs). A `Host` that is not a plain host name falls back to `localhost`.
-pub fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-        })
-        .unwrap_or("localhost");
-    format!("http://{host}")
 }

@@ -21,7 +21,12 @@ pub async fn list(
     _params: Params,
 ) -> ApiResult<Json<Vec<dto::Room>>> {
     let rooms = state.app.queries.rooms(caller.account_id).await?;
-    Ok(Json(rooms.iter().map(dto::Room::summary).collect()))
+    Ok(Json(
+        rooms
+            .iter()
+            .map(|r| dto::Room::summary(r, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Reads `members_admin_ids` (required, ≥ 1), `members_member_ids`, `members_readonly_ids`.
@@ -105,7 +110,7 @@ pub async fn get(
 ) -> ApiResult<Json<dto::Room>> {
     let room = room_id(&room)?;
     let view = state.app.queries.room(caller.account_id, room).await?;
-    Ok(Json(dto::Room::detail(&view)))
+    Ok(Json(dto::Room::detail(&view, &state.public.base_url)))
 }
 
 /// Changes name, description or icon (admins of group rooms).

@@ -9,11 +9,13 @@
 use crate::auth::token_of;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
+use crate::public_url;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use hayabusa_app::sync::Batch;
 use hayabusa_app::sync::{
@@ -136,20 +138,20 @@ fn limit_of(params: &Params) -> ApiResult<usize> {
     }
 }
 
-fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+/// Whether a browser page of `Origin` may open the WebSocket: no `Origin` (not a
+/// browser), a configured origin, or the server's own origin, scheme included: that
+/// of its public URL (as a trusted proxy forwards it). The `Host` header does not
+/// count (DNS rebinding makes it the attacker's name).
+fn origin_allowed(parts: &Parts, state: &AppState) -> bool {
+    let Some(origin) = parts.headers.get("origin").and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    let allowed = &state.sync.allowed_origins;
     if allowed.iter().any(|a| a == origin || a == "*") {
         return true;
     }
-    // Same origin: the page was served by this host.
-    let host = headers
-        .get("host")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+    let base = public_url::base_url_for(&state.public, &parts.headers, public_url::peer_of(parts));
+    origin.eq_ignore_ascii_case(public_url::origin_of(&base))
 }
 
 /// WebSocket upgrade.
@@ -162,7 +164,7 @@ pub async fn websocket(State(state): State<Arc<AppState>>, request: Request) -> 
 
 async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> {
     let (mut parts, _body) = request.into_parts();
-    if !origin_allowed(&parts.headers, &state.sync.allowed_origins) {
+    if !origin_allowed(&parts, &state) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "this Origin may not open a sync WebSocket",

@@ -42,7 +42,12 @@ pub async fn list(
         .queries
         .tasks(caller.account_id, room, &filter_of(&params)?)
         .await?;
-    Ok(Json(tasks.iter().map(dto::Task::in_room).collect()))
+    Ok(Json(
+        tasks
+            .iter()
+            .map(|t| dto::Task::in_room(t, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Tasks assigned to the caller.
@@ -60,7 +65,12 @@ pub async fn mine(
         .queries
         .my_tasks(caller.account_id, &filter)
         .await?;
-    Ok(Json(tasks.iter().map(dto::Task::mine).collect()))
+    Ok(Json(
+        tasks
+            .iter()
+            .map(|t| dto::Task::mine(t, &state.public.base_url))
+            .collect(),
+    ))
 }
 
 /// Assigns tasks.
@@ -127,7 +137,7 @@ pub async fn get(
         .queries
         .task(caller.account_id, room, task)
         .await?;
-    Ok(Json(dto::Task::in_room(&view)))
+    Ok(Json(dto::Task::in_room(&view, &state.public.base_url)))
 }
 
 /// Marks a task open or done.

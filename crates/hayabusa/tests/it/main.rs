@@ -11,6 +11,7 @@ mod crash;
 mod files;
 mod links;
 mod messages;
+mod network;
 mod persistence;
 mod rate_limits;
 mod rooms;

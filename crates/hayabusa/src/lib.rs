@@ -32,6 +32,13 @@ pub struct Config {
     pub uploads: UploadSettings,
     /// Rooms whose latest-messages page is kept rendered in memory (0: none).
     pub page_cache_rooms: usize,
+    /// How long a read waits for the projector to reach the writes acknowledged
+    /// before it; past it the read is answered 503 with `Retry-After`.
+    pub max_read_wait: std::time::Duration,
+    /// A pause before each projection batch, adjustable while the server runs, so
+    /// that tests can make the read models lag (zero by default).
+    #[doc(hidden)]
+    pub projector_delay: hayabusa_app::ProjectorDelay,
 }
 
 impl Config {
@@ -46,6 +53,8 @@ impl Config {
             rate_limits: RateLimits::default(),
             uploads: UploadSettings::default(),
             page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+            max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
+            projector_delay: hayabusa_app::ProjectorDelay::default(),
         }
     }
 }
@@ -126,6 +135,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         hub: Arc::new(InProcessHub::new()),
         blobs: stores.blobs,
         page_cache_rooms: config.page_cache_rooms,
+        max_read_wait: config.max_read_wait,
+        projector_delay: config.projector_delay.clone(),
     })
     .await
     .context("building the application")?;

@@ -48,6 +48,11 @@ enum Command {
         /// `GET /rooms/{id}/messages?force=1` (about 30 KB each; 0 turns it off).
         #[arg(long, env = "HAYABUSA_PAGE_CACHE_ROOMS", default_value_t = hayabusa_app::page_cache::DEFAULT_CAPACITY)]
         page_cache_rooms: usize,
+        /// Longest a read waits for the read models to reach the writes acknowledged
+        /// before it, in milliseconds; past it the read is answered 503 with
+        /// `Retry-After` (never stale).
+        #[arg(long, env = "HAYABUSA_MAX_READ_WAIT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_read_wait_ms: u64,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -190,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limits,
             max_upload_bytes,
             page_cache_rooms,
+            max_read_wait_ms,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -204,6 +210,8 @@ async fn main() -> anyhow::Result<()> {
                     max_bytes: max_upload_bytes,
                 },
                 page_cache_rooms,
+                max_read_wait: std::time::Duration::from_millis(max_read_wait_ms),
+                projector_delay: hayabusa_app::ProjectorDelay::default(),
             })
             .await?;
             server.wait(shutdown_requested()).await?;

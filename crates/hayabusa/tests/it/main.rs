@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod consistency;
 mod contacts;
 mod conventions;
 mod crash;

@@ -86,9 +86,7 @@ impl Queries {
 
     /// Waits for the writes an account-wide read of `caller` shows.
     async fn settle_account(&self, caller: AccountId) -> Result<(), AppError> {
-        self.writes
-            .settle_account(self.read.as_ref(), caller)
-            .await
+        self.writes.settle_account(self.read.as_ref(), caller).await
     }
 
     /// Totals for `/my/status`.

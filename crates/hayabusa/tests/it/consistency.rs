@@ -24,10 +24,7 @@ const SLOW_PROJECTOR: Duration = Duration::from_millis(2);
 
 /// A server whose projector pauses `delay` before each batch (adjustable through the
 /// returned handle) and whose reads wait at most `max_read_wait`.
-async fn spawn_slow_app(
-    delay: Duration,
-    max_read_wait: Duration,
-) -> (TestApp, ProjectorDelay) {
+async fn spawn_slow_app(delay: Duration, max_read_wait: Duration) -> (TestApp, ProjectorDelay) {
     let dir = tempfile::tempdir().expect("temp dir");
     let projector_delay = ProjectorDelay::new(delay);
     let server = hayabusa::start(Config {
@@ -51,7 +48,9 @@ async fn spawn_slow_app(
 }
 
 async fn slow_app() -> TestApp {
-    spawn_slow_app(SLOW_PROJECTOR, Duration::from_secs(5)).await.0
+    spawn_slow_app(SLOW_PROJECTOR, Duration::from_secs(5))
+        .await
+        .0
 }
 
 /// Counts, per kind of read, the rounds whose read missed the write, with the first
@@ -288,7 +287,11 @@ async fn contact_requests_and_approvals_are_seen_by_the_other_side_at_once() {
             );
             let (status, approved) = olga
                 .client
-                .send(Method::PUT, &format!("/v2/incoming_requests/{request}"), &[])
+                .send(
+                    Method::PUT,
+                    &format!("/v2/incoming_requests/{request}"),
+                    &[],
+                )
                 .await;
             assert_eq!(status, StatusCode::OK, "round {i}: {approved}");
             let (status, contacts) = alice.client.get("/v2/contacts").await;
@@ -448,7 +451,10 @@ async fn a_stuck_projector_gets_a_503_with_retry_after_and_idle_rooms_are_served
     let bob = app.account("Bob").await;
     let room = app.room(&alice, &[&bob], &[]).await;
     alice.post(room, "before").await;
-    let (status, _) = bob.client.get(&format!("/v2/rooms/{room}/messages?force=1")).await;
+    let (status, _) = bob
+        .client
+        .get(&format!("/v2/rooms/{room}/messages?force=1"))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     // The projector stops (it reads the pause before its next batch, so it may still
@@ -474,7 +480,10 @@ async fn a_stuck_projector_gets_a_503_with_retry_after_and_idle_rooms_are_served
             "{path}: never a stale answer"
         );
         assert_eq!(
-            response.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+            response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
             Some("1"),
             "{path}"
         );
@@ -483,7 +492,10 @@ async fn a_stuck_projector_gets_a_503_with_retry_after_and_idle_rooms_are_served
             "application/json",
             "{path}"
         );
-        assert!(elapsed >= max_read_wait, "{path} answered after {elapsed:?}");
+        assert!(
+            elapsed >= max_read_wait,
+            "{path} answered after {elapsed:?}"
+        );
         let (_, body) = read(response).await;
         assert_error(
             &(StatusCode::SERVICE_UNAVAILABLE, body),

@@ -19,6 +19,16 @@ pub enum AppError {
     /// The command kept conflicting with concurrent writers.
     #[error("too much contention on {0}, try again")]
     Contention(String),
+    /// The read models did not reach an acknowledged write within the read-wait bound
+    /// (the projector is stuck or far behind): the read is refused rather than
+    /// answered stale.
+    #[error("the read models are at position {projected}, behind the acknowledged {needed}")]
+    Lagging {
+        /// The position the read needed.
+        needed: hayabusa_store::Position,
+        /// The position the read models had reached.
+        projected: hayabusa_store::Position,
+    },
 }
 
 impl AppError {

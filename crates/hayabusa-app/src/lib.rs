@@ -1,5 +1,5 @@
 //! Hayabusa's application layer: command handling, the projector, queries and
-//! read-your-writes. It talks to storage through the ports of `hayabusa-store` only
+//! read-after-acknowledged-write. It talks to storage through the ports of `hayabusa-store` only
 //! and knows nothing of HTTP or SQL.
 
 pub mod clock;
@@ -21,11 +21,11 @@ pub use commands::{
     CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,
     Written,
 };
-pub use consistency::WriteTracker;
+pub use consistency::AckTracker;
 pub use error::AppError;
 pub use hub::{InProcessHub, WakeupHub};
 pub use page_cache::PageCache;
-pub use projector::{ProjectionWatch, Projector, rebuild};
+pub use projector::{ProjectionWatch, Projector, ProjectorDelay, rebuild};
 pub use queries::{LIST_LIMIT, Queries};
 pub use sync::SyncService;
 pub use tokens::{TokenSecret, hash_token};
@@ -39,8 +39,8 @@ pub struct App {
     pub commands: CommandHandler,
     /// The read side.
     pub queries: Queries,
-    /// Read-your-writes bookkeeping.
-    pub writes: Arc<WriteTracker>,
+    /// Acknowledged writes, and the waits that make every reader see them.
+    pub writes: Arc<AckTracker>,
     /// The sync gateway.
     pub sync: SyncService,
     /// File contents (downloads read them directly).
@@ -67,6 +67,12 @@ pub struct AppParts {
     pub blobs: Arc<dyn BlobStore>,
     /// Rooms whose latest-messages page is kept rendered in memory (0: none).
     pub page_cache_rooms: usize,
+    /// How long a read waits for the projector to reach the writes acknowledged
+    /// before it, before answering 503 ([`consistency::DEFAULT_MAX_READ_WAIT`]).
+    pub max_read_wait: std::time::Duration,
+    /// A pause before each live projection batch (tests only; zero by default).
+    #[doc(hidden)]
+    pub projector_delay: ProjectorDelay,
 }
 
 impl App {
@@ -74,10 +80,11 @@ impl App {
     pub async fn build(parts: AppParts) -> Result<(App, Projector), AppError> {
         let projector = Projector::new(parts.log.clone(), parts.read.clone())
             .await?
-            .with_hub(parts.hub.clone());
+            .with_hub(parts.hub.clone())
+            .with_delay(parts.projector_delay);
         let pages = Arc::new(PageCache::new(parts.page_cache_rooms, projector.watch()));
         let projector = projector.with_page_cache(pages.clone());
-        let writes = Arc::new(WriteTracker::new(projector.watch()));
+        let writes = Arc::new(AckTracker::new(projector.watch(), parts.max_read_wait));
         let commands = CommandHandler::new(
             parts.log.clone(),
             parts.read.clone(),

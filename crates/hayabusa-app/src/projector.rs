@@ -3,7 +3,7 @@
 //! each batch together with its checkpoint in one transaction.
 //!
 //! After every batch it publishes the position it reached on a watch channel, which
-//! is what read-your-writes waits on (and what the sync gateway's wake-ups will use).
+//! is what reads wait on to see every acknowledged write ([`crate::consistency`]).
 
 use crate::error::AppError;
 use crate::hub::{WakeupHub, wakeups_for};
@@ -14,6 +14,7 @@ use hayabusa_store::{
     ReadModelWriter, RecordedEvent, RoomRow, StoreError, TaskRow,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -360,6 +361,33 @@ impl ProjectionWatch {
     }
 }
 
+/// A pause the live projector takes before each batch, adjustable while it runs: a
+/// test-only way to make the projection lag behind acknowledged writes (zero, no
+/// pause, unless a test sets it).
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct ProjectorDelay(Arc<AtomicU64>);
+
+impl ProjectorDelay {
+    /// A delay of `delay`.
+    pub fn new(delay: Duration) -> Self {
+        let this = ProjectorDelay::default();
+        this.set(delay);
+        this
+    }
+
+    /// Changes the delay (from the next batch on).
+    pub fn set(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    /// The delay now.
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
+
 /// A decoded batch, ready to apply.
 struct Batch {
     last: Position,
@@ -407,6 +435,7 @@ pub struct Projector {
     hub: Option<Arc<dyn WakeupHub>>,
     pages: Option<Arc<PageCache>>,
     min_batch_interval: Duration,
+    delay: ProjectorDelay,
 }
 
 impl Projector {
@@ -424,6 +453,7 @@ impl Projector {
             hub: None,
             pages: None,
             min_batch_interval: MIN_BATCH_INTERVAL,
+            delay: ProjectorDelay::default(),
         })
     }
 
@@ -443,6 +473,13 @@ impl Projector {
     /// [`MIN_BATCH_INTERVAL`]).
     pub fn with_min_batch_interval(mut self, interval: Duration) -> Self {
         self.min_batch_interval = interval;
+        self
+    }
+
+    /// Pauses for `delay` before each live batch (tests only).
+    #[doc(hidden)]
+    pub fn with_delay(mut self, delay: ProjectorDelay) -> Self {
+        self.delay = delay;
         self
     }
 
@@ -514,6 +551,13 @@ impl Projector {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(10);
         loop {
+            let delay = self.delay.get();
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = &mut shutdown => return,
+                }
+            }
             let started = tokio::time::Instant::now();
             match self.step().await {
                 Ok(Some(events)) => {

@@ -1,7 +1,12 @@
 //! The query side: authentication and the reads the API serves, with every room
 //! read checked against the caller's membership.
+//!
+//! Every read first waits until the writes acknowledged before it that it could show
+//! are projected ([`AckTracker`]): a room-scoped read waits for its room, an
+//! account-wide one for the account and its rooms. With nothing in flight for them,
+//! reads do not wait at all.
 
-use crate::consistency::WriteTracker;
+use crate::consistency::{AckTracker, Key};
 use crate::error::AppError;
 use crate::page_cache::PageCache;
 use crate::tokens::hash_token;
@@ -26,7 +31,7 @@ const AUTH_CACHE_CAPACITY: usize = 100_000;
 pub struct Queries {
     read: Arc<dyn ReadModelQueries>,
     log: Arc<dyn EventReader>,
-    writes: Arc<WriteTracker>,
+    writes: Arc<AckTracker>,
     auth_cache: Mutex<HashMap<String, Arc<AccountRow>>>,
     pages: Arc<PageCache>,
 }
@@ -36,7 +41,7 @@ impl Queries {
     pub fn new(
         read: Arc<dyn ReadModelQueries>,
         log: Arc<dyn EventReader>,
-        writes: Arc<WriteTracker>,
+        writes: Arc<AckTracker>,
         pages: Arc<PageCache>,
     ) -> Self {
         Queries {
@@ -79,25 +84,26 @@ impl Queries {
         Ok(account)
     }
 
-    async fn settle(&self, caller: AccountId) {
-        self.writes.wait_for_own_writes(caller, 0).await;
+    /// Waits for the writes an account-wide read of `caller` shows.
+    async fn settle_account(&self, caller: AccountId) -> Result<(), AppError> {
+        self.writes.settle_account(self.read.as_ref(), caller).await
     }
 
     /// Totals for `/my/status`.
     pub async fn status(&self, caller: AccountId) -> Result<StatusCounts, AppError> {
-        self.settle(caller).await;
+        self.settle_account(caller).await?;
         Ok(self.read.status(caller).await?)
     }
 
     /// The caller's rooms.
     pub async fn rooms(&self, caller: AccountId) -> Result<Vec<RoomView>, AppError> {
-        self.settle(caller).await;
+        self.settle_account(caller).await?;
         Ok(self.read.rooms_of(caller).await?)
     }
 
     /// One room, if the caller is a member (404 otherwise).
     pub async fn room(&self, caller: AccountId, room: RoomId) -> Result<RoomView, AppError> {
-        self.settle(caller).await;
+        self.writes.settle_room(room).await?;
         self.read
             .room_of(caller, room)
             .await?
@@ -138,7 +144,9 @@ impl Queries {
         room: RoomId,
         render: impl FnOnce(&[MessageView]) -> Bytes,
     ) -> Result<Option<Bytes>, AppError> {
-        self.settle(caller).await;
+        // The projector invalidates a room's page before announcing a position, so
+        // once the room's acknowledged writes are projected a cached page has them.
+        self.writes.settle_room(room).await?;
         let entry = match self.pages.get(room) {
             Some(entry) => entry,
             None => {
@@ -214,7 +222,7 @@ impl Queries {
         caller: AccountId,
         filter: &TaskFilter,
     ) -> Result<Vec<TaskView>, AppError> {
-        self.settle(caller).await;
+        self.settle_account(caller).await?;
         Ok(self
             .read
             .tasks_of_account(caller, filter, LIST_LIMIT)
@@ -245,6 +253,7 @@ impl Queries {
 
     /// One file, without a membership check (for signed downloads).
     pub async fn file_unchecked(&self, room: RoomId, file: FileId) -> Result<FileView, AppError> {
+        self.writes.settle_room(room).await?;
         self.read
             .file(room, file)
             .await?
@@ -253,7 +262,7 @@ impl Queries {
 
     /// The caller's contacts.
     pub async fn contacts(&self, caller: AccountId) -> Result<Vec<ContactView>, AppError> {
-        self.settle(caller).await;
+        self.writes.settle([Key::Account(caller)]).await?;
         Ok(self.read.contacts(caller).await?)
     }
 
@@ -262,7 +271,7 @@ impl Queries {
         &self,
         caller: AccountId,
     ) -> Result<Vec<ContactRequestView>, AppError> {
-        self.settle(caller).await;
+        self.writes.settle([Key::Account(caller)]).await?;
         Ok(self.read.incoming_requests(caller).await?)
     }
 
@@ -284,6 +293,9 @@ impl Queries {
 
     /// Accounts by id.
     pub async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, AppError> {
+        self.writes
+            .settle(ids.iter().map(|id| Key::Account(*id)))
+            .await?;
         Ok(self.read.accounts(ids).await?)
     }
 }

@@ -9,13 +9,12 @@
 //! When the log is partitioned a revision becomes a vector of partition positions with
 //! a distinct syntax, and these stay parseable.
 
-use crate::consistency::WriteTracker;
+use crate::consistency::AckTracker;
 use crate::error::AppError;
 use crate::hub::{Subscription, WakeupHub};
 use hayabusa_domain::{AccountId, RoomId};
 use hayabusa_store::{EventReader, OpRecord, Position, ReadModelQueries};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Default and maximum long-poll wait, seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
@@ -144,7 +143,7 @@ pub struct Batch {
 pub struct SyncService {
     read: Arc<dyn ReadModelQueries>,
     log: Arc<dyn EventReader>,
-    writes: Arc<WriteTracker>,
+    writes: Arc<AckTracker>,
     hub: Arc<dyn WakeupHub>,
 }
 
@@ -153,7 +152,7 @@ impl SyncService {
     pub fn new(
         read: Arc<dyn ReadModelQueries>,
         log: Arc<dyn EventReader>,
-        writes: Arc<WriteTracker>,
+        writes: Arc<AckTracker>,
         hub: Arc<dyn WakeupHub>,
     ) -> Self {
         SyncService {
@@ -176,15 +175,20 @@ impl SyncService {
             return Ok(Err(SyncError::Future(since.to_string())));
         }
         if since.position > self.current() {
-            self.writes
-                .projection()
-                .wait_for(since.position, Duration::from_secs(5))
-                .await;
+            self.writes.wait_for(since.position).await?;
         }
         if since.position < self.read.ops_retained_from().await? {
             return Ok(Err(SyncError::Gone(since.to_string())));
         }
         Ok(Ok(()))
+    }
+
+    /// Waits until every write acknowledged before now that `account`'s op stream
+    /// shows is projected (call it before the first fetch of a request).
+    pub async fn settle(&self, account: AccountId) -> Result<(), AppError> {
+        self.writes
+            .settle_account(self.read.as_ref(), account)
+            .await
     }
 
     /// Ops after `since`, at once (possibly none).
@@ -233,7 +237,7 @@ impl SyncService {
         &self,
         account: AccountId,
         since: Revision,
-        timeout: Duration,
+        timeout: std::time::Duration,
         limit: usize,
     ) -> Result<Batch, AppError> {
         let deadline = tokio::time::Instant::now() + timeout;

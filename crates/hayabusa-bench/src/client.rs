@@ -181,6 +181,52 @@ impl Api {
         drain(response).await
     }
 
+    /// `POST /v2/rooms/{room}/messages`, returning the new message's id.
+    pub async fn post_message_id(&self, token: &str, room: u64, body: &str) -> Result<u64, String> {
+        let response = self
+            .http
+            .post(format!("{}/v2/rooms/{room}/messages", self.base))
+            .header("X-ChatWorkToken", token)
+            .form(&[("body", body)])
+            .send()
+            .await;
+        let (_, body) = answer(response).await?;
+        let answer: Value =
+            serde_json::from_slice(&body).map_err(|error| format!("not JSON: {error}"))?;
+        answer["message_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| format!("no message_id in {answer}"))
+    }
+
+    /// A GET on `path`, returning the status and body of any answer, 2xx or 4xx;
+    /// transport failures and 5xx are errors.
+    pub async fn get_answer(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("X-ChatWorkToken", token)
+            .send()
+            .await;
+        let response = response.map_err(|error| format!("transport: {error}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| format!("reading the answer: {error}"))?;
+        if status.is_server_error() {
+            return Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ));
+        }
+        Ok((status, body))
+    }
+
     /// `GET /v2/sync` without `since`: the caller's current revision.
     pub async fn sync_revision(&self, token: &str) -> anyhow::Result<String> {
         let answer = json_of(
@@ -240,6 +286,13 @@ impl Api {
 
 /// Reads a whole answer; Ok only for a 2xx.
 async fn drain(response: reqwest::Result<Response>) -> Result<(), String> {
+    answer(response).await.map(|_| ())
+}
+
+/// Reads a whole answer, returning its status and body; Ok only for a 2xx.
+async fn answer(
+    response: reqwest::Result<Response>,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), String> {
     let response = response.map_err(|error| format!("transport: {error}"))?;
     let status = response.status();
     let body = response
@@ -247,7 +300,7 @@ async fn drain(response: reqwest::Result<Response>) -> Result<(), String> {
         .await
         .map_err(|error| format!("reading the answer: {error}"))?;
     if status.is_success() {
-        Ok(())
+        Ok((status, body))
     } else {
         Err(format!(
             "{status}: {}",

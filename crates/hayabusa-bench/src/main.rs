@@ -55,6 +55,9 @@ pub enum Scenario {
     Post,
     /// GET /v2/rooms/{id}/messages?force=1 across many rooms, stepped rates.
     Read,
+    /// Read latency of other members' just-acknowledged messages, quiet and while
+    /// posting at a fixed rate.
+    ReadAfterWrite,
     /// Post → receipt on every member's sync WebSocket.
     Deliver,
     /// Server memory per idle authenticated sync WebSocket.
@@ -109,6 +112,17 @@ pub struct RunArgs {
     /// Rooms the post and read scenarios spread their requests over (default: 100, quick 4).
     #[arg(long)]
     pub rooms: Option<usize>,
+    /// Posts per second during the read-after-write scenario's busy phase (default:
+    /// 5000, quick 50).
+    #[arg(long)]
+    pub raw_post_rate: Option<f64>,
+    /// Reads per second of each kind (list, by id) in the read-after-write scenario
+    /// (default: 1000, quick 20).
+    #[arg(long)]
+    pub raw_read_rate: Option<f64>,
+    /// Seconds of each read-after-write phase (default: 10, quick 2).
+    #[arg(long)]
+    pub raw_secs: Option<f64>,
     /// Posts per second of the deliver scenario (default: 1000, quick 20).
     #[arg(long)]
     pub deliver_rate: Option<f64>,
@@ -150,6 +164,9 @@ impl RunArgs {
             bisections: if quick { 0 } else { 2 },
             rooms: self.pick(self.rooms, 100, 4),
             read_seed_messages: if quick { 10 } else { 100 },
+            raw_post_rate: self.pick(self.raw_post_rate, 5000.0, 50.0),
+            raw_read_rate: self.pick(self.raw_read_rate, 1000.0, 20.0),
+            raw_duration: Duration::from_secs_f64(self.pick(self.raw_secs, 10.0, 2.0)),
             deliver_rate: self.pick(self.deliver_rate, 1000.0, 20.0),
             deliver_duration: Duration::from_secs(if quick { 2 } else { 10 }),
             deliver_rooms: self.pick(self.deliver_rooms, 20, 2),
@@ -181,6 +198,12 @@ pub struct Sizes {
     pub rooms: usize,
     /// Messages posted to each room before the read scenario.
     pub read_seed_messages: usize,
+    /// Posts/s during the read-after-write scenario's busy phase.
+    pub raw_post_rate: f64,
+    /// Reads/s of each kind in the read-after-write scenario.
+    pub raw_read_rate: f64,
+    /// Duration of each read-after-write phase.
+    pub raw_duration: Duration,
     /// Posts/s of the deliver scenario.
     pub deliver_rate: f64,
     /// How long the deliver scenario posts.

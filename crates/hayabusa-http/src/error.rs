@@ -1,7 +1,8 @@
 //! The one API error: a status and ChatWork's `{"errors":[…]}` body. Internals never
 //! leak: store failures are logged and answered with a generic message.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hayabusa_app::AppError;
 use hayabusa_domain::DomainError;
@@ -42,9 +43,20 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "errors": self.errors }))).into_response()
+        let mut response =
+            (self.status, axum::Json(json!({ "errors": self.errors }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is temporary (contention, storage, a lagging projector).
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -59,6 +71,10 @@ impl From<AppError> for ApiError {
             AppError::Contention(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many concurrent changes to the same object, try again",
+            ),
+            AppError::Lagging { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is catching up with recent writes, try again",
             ),
             AppError::Store(StoreError::IdempotencyKeyReused) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

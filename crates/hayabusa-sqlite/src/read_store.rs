@@ -2125,6 +2125,21 @@ impl ReadModelQueries for SqliteReadStore {
             .await
     }
 
+    async fn room_ids_of(&self, account: AccountId) -> Result<Vec<RoomId>, StoreError> {
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT mb.room_id FROM members mb
+                     JOIN rooms r ON r.room_id = mb.room_id
+                     WHERE mb.account_id = ?1
+                     ORDER BY mb.room_id",
+                )?
+                .query_map(params![Int(account.0)], |row| Ok(RoomId(get_u64(row, 0)?)))?
+                .collect()
+        })
+        .await
+    }
+
     async fn room_of(
         &self,
         account: AccountId,

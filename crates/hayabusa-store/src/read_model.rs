@@ -488,6 +488,17 @@ pub trait ReadModelQueries: Send + Sync {
     async fn accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, StoreError>;
     /// Rooms `account` is a member of, by room id.
     async fn rooms_of(&self, account: AccountId) -> Result<Vec<RoomView>, StoreError>;
+    /// The ids of the rooms `account` is a member of, by room id (what
+    /// [`ReadModelQueries::rooms_of`] lists, without the counts; adapters override it
+    /// with a cheaper query).
+    async fn room_ids_of(&self, account: AccountId) -> Result<Vec<RoomId>, StoreError> {
+        Ok(self
+            .rooms_of(account)
+            .await?
+            .into_iter()
+            .map(|view| view.room.room_id)
+            .collect())
+    }
     /// One room as `account` sees it; None if it is not a member.
     async fn room_of(
         &self,

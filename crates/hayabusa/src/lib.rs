@@ -44,6 +44,13 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Proxies whose `X-Forwarded-Proto` / `X-Forwarded-Host` are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a read waits for the projector to reach the writes acknowledged
+    /// before it; past it the read is answered 503 with `Retry-After`.
+    pub max_read_wait: std::time::Duration,
+    /// A pause before each projection batch, adjustable while the server runs, so
+    /// that tests can make the read models lag (zero by default).
+    #[doc(hidden)]
+    pub projector_delay: hayabusa_app::ProjectorDelay,
 }
 
 impl Config {
@@ -61,6 +68,8 @@ impl Config {
             connections: ConnectionSettings::default(),
             public_url: None,
             trusted_proxies: Vec::new(),
+            max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
+            projector_delay: hayabusa_app::ProjectorDelay::default(),
         }
     }
 }
@@ -141,6 +150,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         hub: Arc::new(InProcessHub::new()),
         blobs: stores.blobs,
         page_cache_rooms: config.page_cache_rooms,
+        max_read_wait: config.max_read_wait,
+        projector_delay: config.projector_delay.clone(),
     })
     .await
     .context("building the application")?;

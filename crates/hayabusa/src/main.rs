@@ -60,6 +60,11 @@ enum Command {
         /// X-Forwarded-Host are believed; from anyone else they are ignored.
         #[arg(long, env = "HAYABUSA_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
         trusted_proxies: Vec<ipnet::IpNet>,
+        /// Longest a read waits for the read models to reach the writes acknowledged
+        /// before it, in milliseconds; past it the read is answered 503 with
+        /// `Retry-After` (never stale).
+        #[arg(long, env = "HAYABUSA_MAX_READ_WAIT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+        max_read_wait_ms: u64,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -263,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
             connections,
             public_url,
             trusted_proxies,
+            max_read_wait_ms,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -280,6 +286,8 @@ async fn main() -> anyhow::Result<()> {
                 connections: connections.settings(),
                 public_url,
                 trusted_proxies,
+                max_read_wait: std::time::Duration::from_millis(max_read_wait_ms),
+                projector_delay: hayabusa_app::ProjectorDelay::default(),
             })
             .await?;
             server.wait(shutdown_requested()).await?;

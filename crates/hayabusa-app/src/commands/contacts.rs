@@ -1,7 +1,8 @@
 //! Contacts: a request from one account to another, approved (they become contacts
 //! with a direct room) or rejected; either side may remove the contact.
 
-use super::{CommandHandler, MAX_ATTEMPTS, READ_MODEL_WAIT, Written};
+use super::{CommandHandler, MAX_ATTEMPTS, Written};
+use crate::consistency::Key;
 use crate::error::AppError;
 use crate::streams;
 use hayabusa_domain::{
@@ -49,7 +50,6 @@ impl CommandHandler {
             };
             match self.append(stream.clone(), expected, &events, None).await {
                 Ok(appended) => {
-                    self.writes.record(actor, appended.position);
                     return Ok(Written {
                         value: events,
                         position: appended.position,
@@ -128,15 +128,11 @@ impl CommandHandler {
         caller: AccountId,
         request: RequestId,
     ) -> Result<ContactRequestRow, AppError> {
-        let mut found = self.read.contact_request(request).await?;
-        if found.is_none() {
-            self.writes
-                .projection()
-                .wait_for(self.log.head(), READ_MODEL_WAIT)
-                .await;
-            found = self.read.contact_request(request).await?;
-        }
-        found
+        // Requests to the caller, and their resolutions, acknowledged before this.
+        self.writes.settle([Key::Account(caller)]).await?;
+        self.read
+            .contact_request(request)
+            .await?
             .filter(|r| r.to == caller)
             .ok_or(AppError::Domain(DomainError::NotFound("request")))
     }

@@ -2,7 +2,8 @@
 //! room uses it and released when the room stops using it; joining by link adds the
 //! account, or files a join request that an admin resolves.
 
-use super::{CommandHandler, MAX_ATTEMPTS, READ_MODEL_WAIT, Written};
+use super::{CommandHandler, MAX_ATTEMPTS, Written};
+use crate::consistency::Key;
 use crate::error::AppError;
 use crate::streams;
 use hayabusa_domain::room::validate_link_code;
@@ -105,6 +106,7 @@ impl CommandHandler {
             }),
             Err(error) => {
                 // Give the code back unless the room already uses it.
+                self.writes.settle_room(room).await?;
                 if self
                     .read
                     .link_of_room(room)
@@ -126,7 +128,7 @@ impl CommandHandler {
         settings: LinkSettings,
     ) -> Result<Written<()>, AppError> {
         self.require_admin(room, caller, LINK_ADMINS_ONLY).await?;
-        self.writes.wait_for_own_writes(caller, 0).await;
+        self.writes.settle_room(room).await?;
         let current = self
             .read
             .link_of_room(room)
@@ -189,15 +191,12 @@ impl CommandHandler {
         code: &str,
     ) -> Result<Written<Joined>, AppError> {
         validate_link_code(code).map_err(|_| AppError::Domain(DomainError::NotFound("link")))?;
-        let mut link = self.read.link_by_code(code).await?;
-        if link.is_none() {
-            self.writes
-                .projection()
-                .wait_for(self.log.head(), READ_MODEL_WAIT)
-                .await;
-            link = self.read.link_by_code(code).await?;
-        }
-        let room = link
+        // Links set, changed or removed before this command count.
+        self.writes.settle([Key::link_code(code)]).await?;
+        let room = self
+            .read
+            .link_by_code(code)
+            .await?
             .ok_or(AppError::Domain(DomainError::NotFound("link")))?
             .room_id;
         let command = RoomCommand::JoinByLink {

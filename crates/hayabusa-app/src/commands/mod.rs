@@ -5,6 +5,10 @@
 //! mutex, so a command costs O(1) reads however long the room's history is: the
 //! cached state is appended against with `Exactly(version)`; only a conflict (another
 //! writer process) or a cold cache reads the stream, and then only what is new.
+//!
+//! Every append is recorded in the [`AckTracker`] before the command returns, so that
+//! every read that starts after the answer sees it ([`crate::consistency`]); commands
+//! that consult the read store wait the same way for what they read.
 
 mod contacts;
 mod files;
@@ -16,7 +20,7 @@ pub use links::{Joined, LinkSettings};
 pub use tasks::NewTasks;
 
 use crate::clock::{Clock, IdGenerator};
-use crate::consistency::WriteTracker;
+use crate::consistency::{AckTracker, Key};
 use crate::error::AppError;
 use crate::projector::decode;
 use crate::streams;
@@ -32,14 +36,11 @@ use hayabusa_store::{
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How many times a command is re-decided after a concurrency conflict.
 const MAX_ATTEMPTS: usize = 5;
 /// How many rooms the write-side cache keeps before evicting idle ones.
 const ROOM_CACHE_CAPACITY: usize = 50_000;
-/// How long a command waits for the read models when it needs facts from them.
-const READ_MODEL_WAIT: Duration = Duration::from_secs(5);
 
 /// The result of a write: a value and the log position that makes it visible.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +102,7 @@ struct CachedRoom {
 pub struct CommandHandler {
     log: Arc<dyn EventLog>,
     read: Arc<dyn ReadModelQueries>,
-    writes: Arc<WriteTracker>,
+    writes: Arc<AckTracker>,
     clock: Arc<dyn Clock>,
     ids: Arc<IdGenerator>,
     secret: TokenSecret,
@@ -132,7 +133,7 @@ impl CommandHandler {
     pub fn new(
         log: Arc<dyn EventLog>,
         read: Arc<dyn ReadModelQueries>,
-        writes: Arc<WriteTracker>,
+        writes: Arc<AckTracker>,
         clock: Arc<dyn Clock>,
         ids: Arc<IdGenerator>,
         secret: TokenSecret,
@@ -155,6 +156,8 @@ impl CommandHandler {
         &self.secret
     }
 
+    /// Appends `events` and records them as acknowledged (every append goes through
+    /// here, so that every acknowledged write is tracked before its answer).
     async fn append(
         &self,
         stream: String,
@@ -162,14 +165,28 @@ impl CommandHandler {
         events: &[Event],
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Appended, StoreError> {
-        self.log
+        let appended = self
+            .log
             .append(AppendRequest {
                 stream,
                 expected,
                 events: new_events(events),
                 idempotency,
             })
-            .await
+            .await?;
+        if appended.duplicate {
+            // The first attempt's events, which may be answered now for the first time
+            // (a concurrent retry). An undecodable one is refused by the caller.
+            let first: Vec<Event> = appended
+                .events
+                .iter()
+                .filter_map(|recorded| decode(recorded).ok())
+                .collect();
+            self.writes.record(&first, appended.position);
+        } else {
+            self.writes.record(events, appended.position);
+        }
+        Ok(appended)
     }
 
     /// Creates an account (and its "my" room). `creator` is None only for the
@@ -269,11 +286,6 @@ impl CommandHandler {
         };
         let token = self.secret.token_for(created.account_id);
         let position = room_appended.max(appended.position);
-        if let Some(creator) = creator {
-            self.writes.record(creator.account_id, position);
-        }
-        // The new account's first reads must see its own account and "my" room too.
-        self.writes.record(created.account_id, position);
         Ok(Written {
             value: CreatedAccount {
                 account: created,
@@ -316,16 +328,18 @@ impl CommandHandler {
         Err(AppError::Contention(stream))
     }
 
-    /// Accounts by id, waiting for the projection to reach the log's head if some are
-    /// missing (they may have been created a moment ago). Unknown ids → 400.
+    /// Accounts by id; unknown ids → 400. Accounts are never changed once created, so
+    /// only missing ones are waited for (an acknowledged creation not projected yet).
     async fn known_accounts(&self, ids: &[AccountId]) -> Result<Vec<AccountRow>, AppError> {
+        let read_at = self.writes.projection().current();
         let mut found = self.read.accounts(ids).await?;
         if found.len() < ids.len() {
             self.writes
-                .projection()
-                .wait_for(self.log.head(), READ_MODEL_WAIT)
-                .await;
-            found = self.read.accounts(ids).await?;
+                .settle(ids.iter().map(|id| Key::Account(*id)))
+                .await?;
+            if self.writes.projection().current() > read_at {
+                found = self.read.accounts(ids).await?;
+            }
         }
         if found.len() < ids.len() {
             let known: Vec<AccountId> = found.iter().map(|a| a.account_id).collect();
@@ -357,6 +371,10 @@ impl CommandHandler {
             .iter()
             .any(|a| a.organization_id != caller.organization_id)
         {
+            // Contact approvals and removals acknowledged before this command count.
+            self.writes
+                .settle([Key::Account(caller.account_id)])
+                .await?;
             self.read
                 .contacts(caller.account_id)
                 .await?
@@ -530,7 +548,6 @@ impl CommandHandler {
                         .iter()
                         .map(decode)
                         .collect::<Result<Vec<_>, _>>()?;
-                    self.writes.record(actor, appended.position);
                     return Ok(Written {
                         value: events,
                         position: appended.position,
@@ -540,7 +557,6 @@ impl CommandHandler {
                     let state = std::mem::take(&mut cached.state);
                     cached.state = events.iter().fold(state, Room::evolve);
                     cached.version = appended.stream_version;
-                    self.writes.record(actor, appended.position);
                     return Ok(Written {
                         value: events,
                         position: appended.position,

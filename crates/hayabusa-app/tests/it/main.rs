@@ -24,6 +24,8 @@ async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
         hub: Arc::new(InProcessHub::new()),
         blobs: Arc::new(MemoryBlobStore::default()),
         page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+        max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
+        projector_delay: Default::default(),
     })
     .await
     .unwrap();

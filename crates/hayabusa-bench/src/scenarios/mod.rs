@@ -12,6 +12,7 @@ pub mod deliver;
 pub mod idle;
 pub mod post;
 pub mod read;
+pub mod read_after_write;
 pub mod recover;
 
 use crate::client::Api;
@@ -100,6 +101,7 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
             Scenario::Baseline,
             Scenario::Post,
             Scenario::Read,
+            Scenario::ReadAfterWrite,
             Scenario::Deliver,
             Scenario::Idle,
             Scenario::Append,
@@ -163,6 +165,12 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
         rows.push(row_of(
             "read",
             measured("read", read::run(&context, base_read)).await,
+        ));
+    }
+    if has(Scenario::ReadAfterWrite) {
+        rows.push(row_of(
+            "read-after-write",
+            measured("read-after-write", read_after_write::run(&context)).await,
         ));
     }
     if has(Scenario::Deliver) {

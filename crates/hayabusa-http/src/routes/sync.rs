@@ -105,11 +105,7 @@ pub async fn long_poll(
             })?,
     };
     let limit = limit_of(&params)?;
-    state
-        .app
-        .writes
-        .wait_for_own_writes(caller.account_id, 0)
-        .await;
+    state.app.sync.settle(caller.account_id).await?;
     let Some(since) = since_of(&state, &params).await? else {
         let current = Revision::at(state.app.sync.current());
         return Ok(Json(json!({ "revision": current.to_string(), "ops": [] })));
@@ -175,11 +171,7 @@ async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> 
         .or_else(|| params.get("token").map(str::to_string))
         .ok_or_else(ApiError::unauthorized)?;
     let caller = state.app.queries.authenticate(&token).await?;
-    state
-        .app
-        .writes
-        .wait_for_own_writes(caller.account_id, 0)
-        .await;
+    state.app.sync.settle(caller.account_id).await?;
     let since = match since_of(&state, &params).await? {
         Some(since) => since,
         None => Revision::at(state.app.sync.current()),

@@ -901,6 +901,17 @@ pub async fn rooms_are_listed_by_room_id_with_the_viewers_role<S: ReadStore>(sto
         2,
         "a membership in a room without a room row is left out of rooms_of"
     );
+    for who in [ALICE, BOB, CAROL, DAVE] {
+        let listed: Vec<RoomId> = ok(store.rooms_of(who).await, "rooms_of")
+            .into_iter()
+            .map(|view| view.room.room_id)
+            .collect();
+        assert_eq!(
+            ok(store.room_ids_of(who).await, "room_ids_of"),
+            listed,
+            "room_ids_of lists the rooms of rooms_of"
+        );
+    }
     let members: Vec<AccountId> = ok(store.members(ROOM_A).await, "members")
         .into_iter()
         .map(|member| member.account.account_id)

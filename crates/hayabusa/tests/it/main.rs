@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod backup;
+mod consistency;
 mod contacts;
 mod conventions;
 mod crash;

@@ -2,6 +2,7 @@
 //! read-your-writes. It talks to storage through the ports of `hayabusa-store` only
 //! and knows nothing of HTTP or SQL.
 
+pub mod auth_cache;
 pub mod clock;
 pub mod commands;
 pub mod consistency;
@@ -16,6 +17,7 @@ pub mod streams;
 pub mod sync;
 pub mod tokens;
 
+pub use auth_cache::AuthCache;
 pub use clock::{Clock, IdGenerator, SystemClock};
 pub use commands::{
     CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,
@@ -77,6 +79,11 @@ impl App {
             .with_hub(parts.hub.clone());
         let pages = Arc::new(PageCache::new(parts.page_cache_rooms, projector.watch()));
         let projector = projector.with_page_cache(pages.clone());
+        let auth_cache = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            projector.watch(),
+        ));
+        let projector = projector.with_auth_cache(auth_cache.clone());
         let writes = Arc::new(WriteTracker::new(projector.watch()));
         let commands = CommandHandler::new(
             parts.log.clone(),
@@ -86,14 +93,16 @@ impl App {
             parts.ids,
             parts.secret,
             parts.blobs.clone(),
-        );
+        )
+        .with_auth_cache(auth_cache.clone());
         let sync = SyncService::new(
             parts.read.clone(),
             parts.log.clone(),
             writes.clone(),
             parts.hub,
         );
-        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages);
+        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages)
+            .with_auth_cache(auth_cache);
         Ok((
             App {
                 commands,

@@ -67,6 +67,7 @@ pub fn touched_by(changes: &[Change]) -> Touched {
                 rooms.insert(message.room_id);
             }
             Change::SetReadCursor { .. }
+            | Change::SetTokenHash { .. }
             | Change::PutTask(_)
             | Change::SetTaskStatus { .. }
             | Change::PutFile(_)

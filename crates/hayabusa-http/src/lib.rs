@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let v2 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/me", get(me::me))
+        .route("/me/token", post(me::rotate_token))
         .route("/my/status", get(me::status))
         .route("/my/tasks", get(tasks::mine))
         .route("/contacts", get(contacts::list))
@@ -87,6 +88,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/links/{code}/join", post(links::join))
         .route("/accounts", post(accounts::create))
+        .route(
+            "/accounts/{account_id}/token",
+            post(accounts::issue_token).delete(accounts::revoke_token),
+        )
         .route("/rooms", get(rooms::list).post(rooms::create))
         .route(
             "/rooms/{room_id}",

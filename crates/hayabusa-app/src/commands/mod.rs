@@ -10,11 +10,13 @@ mod contacts;
 mod files;
 mod links;
 mod tasks;
+mod tokens;
 
 pub use files::{MAX_FILENAME_CHARS, NewFile, sanitize_filename};
 pub use links::{Joined, LinkSettings};
 pub use tasks::NewTasks;
 
+use crate::auth_cache::{self, AuthCache};
 use crate::clock::{Clock, IdGenerator};
 use crate::consistency::WriteTracker;
 use crate::error::AppError;
@@ -106,6 +108,7 @@ pub struct CommandHandler {
     ids: Arc<IdGenerator>,
     secret: TokenSecret,
     blobs: Arc<dyn BlobStore>,
+    auth: Arc<AuthCache>,
     rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<CachedRoom>>>>,
 }
 
@@ -138,6 +141,10 @@ impl CommandHandler {
         secret: TokenSecret,
         blobs: Arc<dyn BlobStore>,
     ) -> Self {
+        let auth = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            writes.projection().clone(),
+        ));
         CommandHandler {
             log,
             read,
@@ -146,8 +153,16 @@ impl CommandHandler {
             ids,
             secret,
             blobs,
+            auth,
             rooms: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records token rotations in `cache` (the queries' authentication cache) before
+    /// acknowledging them.
+    pub fn with_auth_cache(mut self, cache: Arc<AuthCache>) -> Self {
+        self.auth = cache;
+        self
     }
 
     /// The token secret (to recompute a token).

@@ -15,3 +15,4 @@ mod rate_limits;
 mod rooms;
 mod sync;
 mod tasks;
+mod tokens;

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::ServiceExt;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, post, put};
 use std::future::Future;
@@ -35,6 +36,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     let upload_limit = state.uploads.max_bytes + 64 * 1024;
     let rate_limiter = Arc::new(rate_limit::RateLimiter::new(&state.rate_limits));
+    // Posting routes count against their room's limit (messages, tasks and files alike).
+    let room_posts =
+        axum::middleware::from_fn_with_state(rate_limiter.clone(), rate_limit::limit_room_posts);
     let v2 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/me", get(me::me))
@@ -59,7 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/rooms/{room_id}/tasks",
-            get(tasks::list).post(tasks::create),
+            get(tasks::list).post(tasks::create.layer(room_posts.clone())),
         )
         .route("/rooms/{room_id}/tasks/{task_id}", get(tasks::get))
         .route(
@@ -69,7 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/rooms/{room_id}/files",
             get(files::list)
-                .post(files::upload)
+                .post(files::upload.layer(room_posts.clone()))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/rooms/{room_id}/files/{file_id}", get(files::get))
@@ -103,7 +107,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/rooms/{room_id}/messages",
-            get(messages::list).post(messages::post),
+            get(messages::list).post(messages::post.layer(room_posts)),
         )
         .route("/sync", get(sync::long_poll))
         .route("/sync/ws", get(sync::websocket))
@@ -127,7 +131,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
-            rate_limiter,
+            (rate_limiter, state.clone()),
             rate_limit::enforce,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
@@ -161,7 +165,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = MapRequestLayer::new(override_method).layer(router(state));
-    axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address keys the rate limit of requests without a valid token.
+    axum::serve(
+        listener,
+        ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(service),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

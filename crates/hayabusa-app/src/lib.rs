@@ -49,6 +49,9 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     /// The event log (for health and head position).
     pub log: Arc<dyn EventLog>,
+    /// The rendered latest-messages pages (the queries fill it, the projector
+    /// invalidates it); here for tests and metrics.
+    pub pages: Arc<PageCache>,
 }
 
 /// The ports and sources an [`App`] is built from.
@@ -101,7 +104,7 @@ impl App {
             writes.clone(),
             parts.hub,
         );
-        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages)
+        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages.clone())
             .with_auth_cache(auth_cache);
         Ok((
             App {
@@ -111,6 +114,7 @@ impl App {
                 sync,
                 blobs: parts.blobs,
                 log: parts.log,
+                pages,
             },
             projector,
         ))

@@ -461,8 +461,11 @@ impl CommandHandler {
     async fn role_in(&self, room: RoomId, account: AccountId) -> Result<Option<Role>, AppError> {
         let entry = self.room_entry(room);
         let mut cached = entry.lock().await;
-        self.refresh(room, &mut cached).await?;
-        Ok(cached.state.role_of(account))
+        let refreshed = self.refresh(room, &mut cached).await;
+        let role = cached.state.role_of(account);
+        self.forget_if_absent(room, &entry, &cached);
+        refreshed?;
+        Ok(role)
     }
 
     /// Passes if `account` is an admin of `room`; 404 for a non-member, 403 with
@@ -517,9 +520,25 @@ impl CommandHandler {
     ) -> Result<Written<Vec<Event>>, AppError> {
         let entry = self.room_entry(room);
         let mut cached = entry.lock().await;
+        let result = self
+            .execute_locked(room, &mut cached, actor, command, idempotency)
+            .await;
+        self.forget_if_absent(room, &entry, &cached);
+        result
+    }
+
+    /// [`CommandHandler::execute`] with the room's cache entry locked.
+    async fn execute_locked(
+        &self,
+        room: RoomId,
+        cached: &mut CachedRoom,
+        actor: AccountId,
+        command: RoomCommand,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<Vec<Event>>, AppError> {
         let stream = streams::room(room);
         for _ in 0..MAX_ATTEMPTS {
-            self.refresh(room, &mut cached).await?;
+            self.refresh(room, cached).await?;
             let events = cached
                 .state
                 .decide(actor, command.clone(), self.clock.now_secs())?;
@@ -581,6 +600,33 @@ impl CommandHandler {
             rooms.retain(|_, entry| Arc::strong_count(entry) > 1);
         }
         rooms.entry(room).or_default().clone()
+    }
+
+    /// Drops `room`'s cache entry if the room has no stream (a command or check for a
+    /// room id that does not exist, or a creation that failed) and nobody else is
+    /// using the entry: only rooms that exist are cached, whatever ids callers send.
+    fn forget_if_absent(
+        &self,
+        room: RoomId,
+        entry: &Arc<tokio::sync::Mutex<CachedRoom>>,
+        cached: &CachedRoom,
+    ) {
+        if cached.version != 0 {
+            return;
+        }
+        let mut rooms = self.rooms.lock();
+        // Two references: the map's and the caller's; more means someone waits for it.
+        if rooms
+            .get(&room)
+            .is_some_and(|kept| Arc::ptr_eq(kept, entry) && Arc::strong_count(entry) == 2)
+        {
+            rooms.remove(&room);
+        }
+    }
+
+    /// How many rooms the write-side cache holds (for tests and metrics).
+    pub fn cached_rooms(&self) -> usize {
+        self.rooms.lock().len()
     }
 
     /// Every event of a (small) stream, decoded, and the stream's version.

@@ -487,3 +487,57 @@ async fn uploads_count_in_the_per_room_posting_limit() {
     assert_eq!(files.as_array().map(Vec::len), Some(1), "{files}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn room_ids_that_do_not_exist_take_no_cache_entries() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let state = &app.server.as_ref().unwrap().state;
+    let (rooms_before, pages_before) = (state.app.commands.cached_rooms(), state.app.pages.len());
+    for room in 1_000_000..1_000_200u64 {
+        let posted = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", "hi".to_string())],
+            )
+            .await;
+        assert_error(&posted, StatusCode::NOT_FOUND, "room not found");
+        let read = alice
+            .client
+            .send(
+                Method::GET,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("force", "1".to_string())],
+            )
+            .await;
+        assert_error(&read, StatusCode::NOT_FOUND, "room not found");
+        let members = alice
+            .client
+            .send(
+                Method::PUT,
+                &format!("/v2/rooms/{room}/members"),
+                &[("members_admin_ids", alice.id.to_string())],
+            )
+            .await;
+        assert_error(&members, StatusCode::NOT_FOUND, "room not found");
+    }
+    assert_eq!(state.app.commands.cached_rooms(), rooms_before);
+    assert_eq!(state.app.pages.len(), pages_before);
+
+    // Rooms that exist are still cached.
+    alice.post(alice.my_room, "hello").await;
+    let (status, _) = alice
+        .client
+        .send(
+            Method::GET,
+            &format!("/v2/rooms/{}/messages", alice.my_room),
+            &[("force", "1".to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state.app.commands.cached_rooms(), rooms_before + 1);
+    assert_eq!(state.app.pages.len(), pages_before + 1);
+    app.stop().await;
+}

@@ -71,6 +71,9 @@ pub fn keys_of(event: &Event, keys: &mut Vec<Key>) {
         Event::AccountCreated(created) => {
             keys.push(Key::Account(created.account_id));
         }
+        Event::AccountTokenRotated { account_id, .. } => {
+            keys.push(Key::Account(*account_id));
+        }
         Event::RoomCreated {
             room_id, members, ..
         } => {

@@ -2,6 +2,7 @@
 //! read-after-acknowledged-write. It talks to storage through the ports of `hayabusa-store` only
 //! and knows nothing of HTTP or SQL.
 
+pub mod auth_cache;
 pub mod clock;
 pub mod commands;
 pub mod consistency;
@@ -16,6 +17,7 @@ pub mod streams;
 pub mod sync;
 pub mod tokens;
 
+pub use auth_cache::AuthCache;
 pub use clock::{Clock, IdGenerator, SystemClock};
 pub use commands::{
     CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,
@@ -47,6 +49,9 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     /// The event log (for health and head position).
     pub log: Arc<dyn EventLog>,
+    /// The rendered latest-messages pages (the queries fill it, the projector
+    /// invalidates it); here for tests and metrics.
+    pub pages: Arc<PageCache>,
 }
 
 /// The ports and sources an [`App`] is built from.
@@ -84,6 +89,11 @@ impl App {
             .with_delay(parts.projector_delay);
         let pages = Arc::new(PageCache::new(parts.page_cache_rooms, projector.watch()));
         let projector = projector.with_page_cache(pages.clone());
+        let auth_cache = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            projector.watch(),
+        ));
+        let projector = projector.with_auth_cache(auth_cache.clone());
         let writes = Arc::new(AckTracker::new(projector.watch(), parts.max_read_wait));
         let commands = CommandHandler::new(
             parts.log.clone(),
@@ -93,14 +103,16 @@ impl App {
             parts.ids,
             parts.secret,
             parts.blobs.clone(),
-        );
+        )
+        .with_auth_cache(auth_cache.clone());
         let sync = SyncService::new(
             parts.read.clone(),
             parts.log.clone(),
             writes.clone(),
             parts.hub,
         );
-        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages);
+        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages.clone())
+            .with_auth_cache(auth_cache);
         Ok((
             App {
                 commands,
@@ -109,6 +121,7 @@ impl App {
                 sync,
                 blobs: parts.blobs,
                 log: parts.log,
+                pages,
             },
             projector,
         ))

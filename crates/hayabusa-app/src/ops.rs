@@ -23,7 +23,9 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
     };
     let mut changes = Vec::new();
     match event {
-        Event::OrganizationCreated { .. } | Event::AccountCreated(_) => {}
+        Event::OrganizationCreated { .. }
+        | Event::AccountCreated(_)
+        | Event::AccountTokenRotated { .. } => {}
         Event::RoomCreated {
             room_id,
             room_type,

@@ -67,6 +67,7 @@ pub fn touched_by(changes: &[Change]) -> Touched {
                 rooms.insert(message.room_id);
             }
             Change::SetReadCursor { .. }
+            | Change::SetTokenHash { .. }
             | Change::PutTask(_)
             | Change::SetTaskStatus { .. }
             | Change::PutFile(_)
@@ -168,7 +169,9 @@ impl PageCache {
     }
 
     /// Builds an entry from reads made at or after `as_of` and keeps it unless a
-    /// change to the room was projected since (it is returned either way).
+    /// change to the room was projected since or the room has no members (no such
+    /// room, or a deleted one: ids callers invent take no memory); it is returned
+    /// either way.
     pub fn fill(
         &self,
         room: RoomId,
@@ -182,7 +185,7 @@ impl PageCache {
             fetched: Mutex::new(HashSet::new()),
             as_of,
         });
-        if self.capacity == 0 {
+        if self.capacity == 0 || entry.roles.is_empty() {
             return entry;
         }
         let mut state = self.state.lock();
@@ -316,6 +319,16 @@ mod tests {
         let (off, _sender) = self::cache(0);
         off.fill(RoomId(1), 1, roles(&[1]), None);
         assert!(off.get(RoomId(1)).is_none());
+    }
+
+    #[test]
+    fn a_room_without_members_is_not_kept() {
+        let (cache, _sender) = cache(10);
+        for room in 0..100 {
+            let entry = cache.fill(RoomId(room), 1, HashMap::new(), None);
+            assert_eq!(entry.role_of(AccountId(1)), None);
+        }
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! After every batch it publishes the position it reached on a watch channel, which
 //! is what reads wait on to see every acknowledged write ([`crate::consistency`]).
 
+use crate::auth_cache::AuthCache;
 use crate::error::AppError;
 use crate::hub::{WakeupHub, wakeups_for};
 use crate::page_cache::{PageCache, Touched, touched_by};
@@ -63,6 +64,14 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
             token_hash: created.token_hash.clone(),
             created_at: created.at,
         })],
+        Event::AccountTokenRotated {
+            account_id,
+            token_hash,
+            ..
+        } => vec![Change::SetTokenHash {
+            account_id: *account_id,
+            token_hash: token_hash.clone(),
+        }],
         Event::RoomCreated {
             room_id,
             room_type,
@@ -434,6 +443,7 @@ pub struct Projector {
     sender: watch::Sender<Position>,
     hub: Option<Arc<dyn WakeupHub>>,
     pages: Option<Arc<PageCache>>,
+    auth: Option<Arc<AuthCache>>,
     min_batch_interval: Duration,
     delay: ProjectorDelay,
 }
@@ -452,6 +462,7 @@ impl Projector {
             sender,
             hub: None,
             pages: None,
+            auth: None,
             min_batch_interval: MIN_BATCH_INTERVAL,
             delay: ProjectorDelay::default(),
         })
@@ -466,6 +477,13 @@ impl Projector {
     /// Invalidates `pages` after every batch (before the position is announced).
     pub fn with_page_cache(mut self, pages: Arc<PageCache>) -> Self {
         self.pages = Some(pages);
+        self
+    }
+
+    /// Invalidates the accounts whose token changed in `cache` after every batch
+    /// (before the position is announced).
+    pub fn with_auth_cache(mut self, cache: Arc<AuthCache>) -> Self {
+        self.auth = Some(cache);
         self
     }
 
@@ -519,7 +537,21 @@ impl Projector {
     }
 
     async fn apply(&self, batch: Batch) -> Result<(), AppError> {
+        let token_changes: Vec<Change> = match &self.auth {
+            Some(_) => batch
+                .changes
+                .iter()
+                .filter(|change| {
+                    matches!(change, Change::PutAccount(_) | Change::SetTokenHash { .. })
+                })
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         self.store.apply(batch.changes, batch.last).await?;
+        if let Some(auth) = &self.auth {
+            auth.invalidate(&token_changes, batch.last);
+        }
         metrics::counter!("hayabusa_projector_batches_total").increment(1);
         metrics::counter!("hayabusa_projector_events_total").increment(batch.events as u64);
         if let Some(pages) = &self.pages {

@@ -6,6 +6,7 @@
 //! account-wide one for the account and its rooms. With nothing in flight for them,
 //! reads do not wait at all.
 
+use crate::auth_cache::{self, AuthCache};
 use crate::consistency::{AckTracker, Key};
 use crate::error::AppError;
 use crate::page_cache::PageCache;
@@ -16,7 +17,6 @@ use hayabusa_store::{
     AccountRow, ContactRequestView, ContactView, EventReader, FileView, JoinRequestView, LinkRow,
     MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts, TaskFilter, TaskView,
 };
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,15 +24,12 @@ use std::time::Duration;
 /// Most items a list returns (ChatWork's limit).
 pub const LIST_LIMIT: usize = 100;
 
-/// How many token → account entries the authentication cache keeps.
-const AUTH_CACHE_CAPACITY: usize = 100_000;
-
 /// Serves reads.
 pub struct Queries {
     read: Arc<dyn ReadModelQueries>,
     log: Arc<dyn EventReader>,
     writes: Arc<AckTracker>,
-    auth_cache: Mutex<HashMap<String, Arc<AccountRow>>>,
+    auth_cache: Arc<AuthCache>,
     pages: Arc<PageCache>,
 }
 
@@ -44,44 +41,64 @@ impl Queries {
         writes: Arc<AckTracker>,
         pages: Arc<PageCache>,
     ) -> Self {
+        let auth_cache = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            writes.projection().clone(),
+        ));
         Queries {
             read,
             log,
             writes,
-            auth_cache: Mutex::new(HashMap::new()),
+            auth_cache,
             pages,
         }
     }
 
+    /// Uses `cache` (shared with the projector and the command handler, which
+    /// invalidate it) as the authentication cache.
+    pub fn with_auth_cache(mut self, cache: Arc<AuthCache>) -> Self {
+        self.auth_cache = cache;
+        self
+    }
+
     /// The account a token belongs to. A token created a moment ago may not be
     /// projected yet: on a miss, wait for the projector to reach the log's head once.
+    /// A rotated or revoked token is refused from the moment its rotation was
+    /// acknowledged (see [`AuthCache`]).
     pub async fn authenticate(&self, token: &str) -> Result<Arc<AccountRow>, AppError> {
         if token.is_empty() || token.len() > 256 {
             return Err(AppError::Unauthenticated);
         }
         let hash = hash_token(token);
-        if let Some(account) = self.auth_cache.lock().get(&hash) {
-            return Ok(account.clone());
+        if let Some(account) = self.auth_cache.get(&hash) {
+            return Ok(account);
         }
-        let projection = self.writes.projection();
-        let projected_before = projection.current();
-        let mut found = self.read.account_by_token_hash(&hash).await?;
-        if found.is_none() {
-            // The projector may have been behind when we looked (or still be).
-            projection
-                .wait_for(self.log.head(), Duration::from_secs(2))
-                .await;
-            if projection.current() > projected_before {
-                found = self.read.account_by_token_hash(&hash).await?;
+        // A lookup that raced a token rotation (rare) is repeated: the store has the
+        // rotation by the time the cache hears of it.
+        for _ in 0..3 {
+            let epoch = self.auth_cache.fill_epoch();
+            let projection = self.writes.projection();
+            let projected_before = projection.current();
+            let mut found = self.read.account_by_token_hash(&hash).await?;
+            if found.is_none() {
+                // The projector may have been behind when we looked (or still be).
+                projection
+                    .wait_for(self.log.head(), Duration::from_secs(2))
+                    .await;
+                if projection.current() > projected_before {
+                    found = self.read.account_by_token_hash(&hash).await?;
+                }
+            }
+            let account = Arc::new(
+                found
+                    .filter(|account| self.auth_cache.accepts(account))
+                    .ok_or(AppError::Unauthenticated)?,
+            );
+            if self.auth_cache.fill(epoch, account.clone()) {
+                return Ok(account);
             }
         }
-        let account = Arc::new(found.ok_or(AppError::Unauthenticated)?);
-        let mut cache = self.auth_cache.lock();
-        if cache.len() >= AUTH_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(hash, account.clone());
-        Ok(account)
+        Err(AppError::Contention("authentication".into()))
     }
 
     /// Waits for the writes an account-wide read of `caller` shows.

@@ -7,6 +7,12 @@
 //! own file) cannot compute a token. Tokens are 256-bit, so a fast hash is the right
 //! tool for looking them up (a password hash like argon2 buys nothing here and would
 //! cost milliseconds per request).
+//!
+//! Each account has a token *generation*, moved on by an `account_token_rotated`
+//! event (`POST /v2/me/token`, or an administrator's revocation): the token is derived
+//! from the secret, the account and the generation, so a new generation makes the old
+//! token worthless. Generation 0 is derived exactly as before generations existed, so
+//! the tokens of existing data directories stay valid.
 
 use hayabusa_domain::AccountId;
 use hmac::{Hmac, Mac};
@@ -41,11 +47,25 @@ impl TokenSecret {
         &self.0
     }
 
-    /// The API token of `account`: 64 hex characters.
+    /// The API token of `account` at generation 0 (the one its creation hands out):
+    /// 64 hex characters.
     pub fn token_for(&self, account: AccountId) -> String {
+        self.token_at(account, 0)
+    }
+
+    /// The API token of `account` at `generation`: 64 hex characters. Generation 0
+    /// is `HMAC(secret, "hayabusa api token v1:" ‖ account)`, as before generations
+    /// existed; later ones add the generation under a label of their own.
+    pub fn token_at(&self, account: AccountId, generation: u64) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
-        mac.update(b"hayabusa api token v1:");
-        mac.update(&account.0.to_be_bytes());
+        if generation == 0 {
+            mac.update(b"hayabusa api token v1:");
+            mac.update(&account.0.to_be_bytes());
+        } else {
+            mac.update(b"hayabusa api token v2:");
+            mac.update(&account.0.to_be_bytes());
+            mac.update(&generation.to_be_bytes());
+        }
         hex::encode(mac.finalize().into_bytes())
     }
 }
@@ -106,5 +126,31 @@ mod tests {
         assert_eq!(a.token_for(AccountId(1)).len(), 64);
         assert_eq!(hash_token("x"), hash_token("x"));
         assert_ne!(hash_token("x"), a.token_for(AccountId(1)));
+    }
+
+    #[test]
+    fn generation_zero_is_the_token_of_old_data_directories_and_later_ones_differ() {
+        let secret = TokenSecret::new(vec![1; 32]);
+        // HMAC-SHA256(secret, "hayabusa api token v1:" ‖ be64(1)), as computed before
+        // generations existed.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[1; 32]).unwrap();
+        mac.update(b"hayabusa api token v1:");
+        mac.update(&1u64.to_be_bytes());
+        let old = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(secret.token_at(AccountId(1), 0), old);
+        assert_eq!(secret.token_for(AccountId(1)), old);
+        let tokens: std::collections::HashSet<String> = (0..4)
+            .map(|generation| secret.token_at(AccountId(1), generation))
+            .chain((0..4).map(|generation| secret.token_at(AccountId(2), generation)))
+            .collect();
+        assert_eq!(
+            tokens.len(),
+            8,
+            "every account and generation has its own token"
+        );
+        assert_eq!(
+            secret.token_at(AccountId(1), 3),
+            secret.token_at(AccountId(1), 3)
+        );
     }
 }

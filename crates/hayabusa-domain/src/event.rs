@@ -24,6 +24,21 @@ pub enum Event {
     },
     /// An account was created, with the hash of its API token.
     AccountCreated(AccountCreated),
+    /// An account's API token was replaced by the one of a new generation (stream
+    /// `account-{id}`): the token it had stops working. A rotation by the account
+    /// itself hands the new token out; an administrator's revocation does not.
+    AccountTokenRotated {
+        /// The account.
+        account_id: AccountId,
+        /// The new generation (the creation's token is generation 0).
+        generation: u64,
+        /// Hex SHA-256 of the new generation's token; the token itself is never stored.
+        token_hash: String,
+        /// Who rotated it: the account itself, or the administrator who revoked it.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
     /// A room was created with its initial members.
     RoomCreated {
         /// The room.
@@ -334,6 +349,7 @@ impl Event {
         match self {
             Event::OrganizationCreated { .. } => "organization_created",
             Event::AccountCreated(_) => "account_created",
+            Event::AccountTokenRotated { .. } => "account_token_rotated",
             Event::RoomCreated { .. } => "room_created",
             Event::RoomUpdated { .. } => "room_updated",
             Event::MembersChanged { .. } => "members_changed",
@@ -493,6 +509,28 @@ mod tests {
         assert_eq!(back, event);
         assert!(decode_event("message_edited", 1, &bytes).is_err());
         assert!(decode_event("message_posted", 2, &bytes).is_err());
+    }
+
+    #[test]
+    fn a_token_rotation_has_a_stable_stored_form() {
+        let event = Event::AccountTokenRotated {
+            account_id: AccountId(5),
+            generation: 2,
+            token_hash: "ab".into(),
+            by: AccountId(1),
+            at: 7,
+        };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({
+                "type": "account_token_rotated", "account_id": 5, "generation": 2,
+                "token_hash": "ab", "by": 1, "at": 7
+            })
+        );
+        assert_eq!(
+            decode_event("account_token_rotated", 1, &event.encode()).unwrap(),
+            event
+        );
     }
 
     #[test]

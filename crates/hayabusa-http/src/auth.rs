@@ -34,6 +34,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        // The rate limiter authenticated the request already (it keys limits by account).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let token = token_of(parts).ok_or_else(ApiError::unauthorized)?;
         let account = state.app.queries.authenticate(&token).await?;
         Ok(Caller(account))

@@ -23,6 +23,7 @@ pub use state::{
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
 use axum::routing::{delete, get, post, put};
 use std::future::Future;
@@ -40,9 +41,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     };
     let upload_limit = state.uploads.max_bytes + 64 * 1024;
     let rate_limiter = Arc::new(rate_limit::RateLimiter::new(&state.rate_limits));
+    // Posting routes count against their room's limit (messages, tasks and files alike).
+    let room_posts =
+        axum::middleware::from_fn_with_state(rate_limiter.clone(), rate_limit::limit_room_posts);
     let v2 = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .route("/me", get(me::me))
+        .route("/me/token", post(me::rotate_token))
         .route("/my/status", get(me::status))
         .route("/my/tasks", get(tasks::mine))
         .route("/contacts", get(contacts::list))
@@ -63,7 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/rooms/{room_id}/tasks",
-            get(tasks::list).post(tasks::create),
+            get(tasks::list).post(tasks::create.layer(room_posts.clone())),
         )
         .route("/rooms/{room_id}/tasks/{task_id}", get(tasks::get))
         .route(
@@ -73,7 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/rooms/{room_id}/files",
             get(files::list)
-                .post(files::upload)
+                .post(files::upload.layer(room_posts.clone()))
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/rooms/{room_id}/files/{file_id}", get(files::get))
@@ -92,6 +97,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/links/{code}/join", post(links::join))
         .route("/accounts", post(accounts::create))
+        .route(
+            "/accounts/{account_id}/token",
+            post(accounts::issue_token).delete(accounts::revoke_token),
+        )
         .route("/rooms", get(rooms::list).post(rooms::create))
         .route(
             "/rooms/{room_id}",
@@ -103,7 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/rooms/{room_id}/messages",
-            get(messages::list).post(messages::post),
+            get(messages::list).post(messages::post.layer(room_posts)),
         )
         .route("/sync", get(sync::long_poll))
         .route("/sync/ws", get(sync::websocket))
@@ -127,7 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(
-            rate_limiter,
+            (rate_limiter, state.clone()),
             rate_limit::enforce,
         ))
         .layer(axum::middleware::from_fn_with_state(

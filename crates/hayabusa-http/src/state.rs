@@ -131,13 +131,19 @@ pub struct RateLimit {
 /// Rate limits of the API; `None` switches a limit off (e.g. for benchmarks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Requests per API token (ChatWork: 300 per 5 minutes). Every response to a
-    /// request carrying a token has the `x-ratelimit-*` headers of this limit.
+    /// Requests per account, i.e. per valid API token (ChatWork: 300 per 5 minutes).
+    /// Every response to a request with a valid token has the `x-ratelimit-*` headers
+    /// of this limit.
     pub per_token: Option<RateLimit>,
+    /// Requests without a valid API token (none, or an invalid one) per peer address
+    /// (an IPv6 peer by its /64); default 300 per 5 minutes. Their responses have the
+    /// `x-ratelimit-*` headers of this limit. `/healthz` is not counted.
+    pub per_peer: Option<RateLimit>,
     /// Messages and tasks posted per room, by anyone (ChatWork: 10 per 10 seconds).
     pub room_posts: Option<RateLimit>,
-    /// Most keys (tokens, rooms) each limit tracks at once; beyond it the oldest
-    /// window is forgotten, which bounds memory whatever callers send.
+    /// Most keys (accounts, peers, rooms) each limit tracks at once, which bounds
+    /// memory whatever callers send: when every window is open, a new key is refused
+    /// (429) until the oldest ends; a live window is never forgotten.
     pub max_tracked_keys: usize,
 }
 
@@ -146,6 +152,7 @@ impl RateLimits {
     pub fn off() -> Self {
         RateLimits {
             per_token: None,
+            per_peer: None,
             room_posts: None,
             ..RateLimits::default()
         }
@@ -157,6 +164,10 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             per_token: Some(RateLimit {
+                requests: 300,
+                window: Duration::from_secs(5 * 60),
+            }),
+            per_peer: Some(RateLimit {
                 requests: 300,
                 window: Duration::from_secs(5 * 60),
             }),

@@ -1382,6 +1382,14 @@ fn apply_change(transaction: &Transaction<'_>, change: &Change) -> rusqlite::Res
                     account.created_at,
                 ])?;
         }
+        Change::SetTokenHash {
+            account_id,
+            token_hash,
+        } => {
+            transaction
+                .prepare_cached("UPDATE accounts SET token_hash = ?2 WHERE account_id = ?1")?
+                .execute(params![Int(account_id.0), token_hash])?;
+        }
         Change::PutRoom(room) => {
             transaction
                 .prepare_cached(

@@ -175,6 +175,14 @@ impl Models {
             Change::PutAccount(account) => {
                 self.accounts.insert(account.account_id, account);
             }
+            Change::SetTokenHash {
+                account_id,
+                token_hash,
+            } => {
+                if let Some(account) = self.accounts.get_mut(&account_id) {
+                    account.token_hash = token_hash;
+                }
+            }
             Change::PutRoom(room) => {
                 self.rooms.insert(room.room_id, room);
             }

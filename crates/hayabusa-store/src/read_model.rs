@@ -304,6 +304,14 @@ pub struct OpRecord {
 pub enum Change {
     /// Insert an account (replaces one with the same id).
     PutAccount(AccountRow),
+    /// Replace an account's token hash (its token was rotated or revoked): the old
+    /// hash finds nobody from then on. Nothing happens for an unknown account.
+    SetTokenHash {
+        /// The account.
+        account_id: AccountId,
+        /// Hex SHA-256 of its current token.
+        token_hash: String,
+    },
     /// Insert a room (replaces one with the same id).
     PutRoom(RoomRow),
     /// Change room metadata; `None` fields stay.

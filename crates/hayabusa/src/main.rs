@@ -174,13 +174,20 @@ impl ConnectionArgs {
 /// Rate-limit flags of `serve`; unset ones take ChatWork's values.
 #[derive(Args)]
 struct RateLimitArgs {
-    /// Requests allowed per API token in each window [default: 300].
+    /// Requests allowed per account (its API token) in each window [default: 300].
     #[arg(long, env = "HAYABUSA_RATE_LIMIT_REQUESTS", value_parser = clap::value_parser!(u32).range(1..))]
     rate_limit_requests: Option<u32>,
     /// Length of the per-token window in seconds [default: 300].
     #[arg(long, env = "HAYABUSA_RATE_LIMIT_WINDOW_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     rate_limit_window_secs: Option<u64>,
-    /// Messages plus tasks that may be posted per room in each window [default: 10].
+    /// Requests without a valid API token (none, or an invalid one) allowed per peer
+    /// address (an IPv6 peer by its /64) in each window [default: 300].
+    #[arg(long, env = "HAYABUSA_PEER_RATE_LIMIT_REQUESTS", value_parser = clap::value_parser!(u32).range(1..))]
+    peer_rate_limit_requests: Option<u32>,
+    /// Length of the per-address window in seconds [default: 300].
+    #[arg(long, env = "HAYABUSA_PEER_RATE_LIMIT_WINDOW_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    peer_rate_limit_window_secs: Option<u64>,
+    /// Messages, tasks and files that may be posted per room in each window [default: 10].
     #[arg(long, env = "HAYABUSA_ROOM_POST_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     room_post_limit: Option<u32>,
     /// Length of the per-room posting window in seconds [default: 10].
@@ -210,6 +217,11 @@ impl RateLimitArgs {
                 defaults.per_token,
                 self.rate_limit_requests,
                 self.rate_limit_window_secs,
+            ),
+            per_peer: adjust(
+                defaults.per_peer,
+                self.peer_rate_limit_requests,
+                self.peer_rate_limit_window_secs,
             ),
             room_posts: adjust(
                 defaults.room_posts,

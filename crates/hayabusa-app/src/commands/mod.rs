@@ -14,11 +14,13 @@ mod contacts;
 mod files;
 mod links;
 mod tasks;
+mod tokens;
 
 pub use files::{MAX_FILENAME_CHARS, NewFile, sanitize_filename};
 pub use links::{Joined, LinkSettings};
 pub use tasks::NewTasks;
 
+use crate::auth_cache::{self, AuthCache};
 use crate::clock::{Clock, IdGenerator};
 use crate::consistency::{AckTracker, Key};
 use crate::error::AppError;
@@ -107,6 +109,7 @@ pub struct CommandHandler {
     ids: Arc<IdGenerator>,
     secret: TokenSecret,
     blobs: Arc<dyn BlobStore>,
+    auth: Arc<AuthCache>,
     rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<CachedRoom>>>>,
 }
 
@@ -139,6 +142,10 @@ impl CommandHandler {
         secret: TokenSecret,
         blobs: Arc<dyn BlobStore>,
     ) -> Self {
+        let auth = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            writes.projection().clone(),
+        ));
         CommandHandler {
             log,
             read,
@@ -147,8 +154,16 @@ impl CommandHandler {
             ids,
             secret,
             blobs,
+            auth,
             rooms: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records token rotations in `cache` (the queries' authentication cache) before
+    /// acknowledging them.
+    pub fn with_auth_cache(mut self, cache: Arc<AuthCache>) -> Self {
+        self.auth = cache;
+        self
     }
 
     /// The token secret (to recompute a token).
@@ -464,8 +479,11 @@ impl CommandHandler {
     async fn role_in(&self, room: RoomId, account: AccountId) -> Result<Option<Role>, AppError> {
         let entry = self.room_entry(room);
         let mut cached = entry.lock().await;
-        self.refresh(room, &mut cached).await?;
-        Ok(cached.state.role_of(account))
+        let refreshed = self.refresh(room, &mut cached).await;
+        let role = cached.state.role_of(account);
+        self.forget_if_absent(room, &entry, &cached);
+        refreshed?;
+        Ok(role)
     }
 
     /// Passes if `account` is an admin of `room`; 404 for a non-member, 403 with
@@ -520,9 +538,25 @@ impl CommandHandler {
     ) -> Result<Written<Vec<Event>>, AppError> {
         let entry = self.room_entry(room);
         let mut cached = entry.lock().await;
+        let result = self
+            .execute_locked(room, &mut cached, actor, command, idempotency)
+            .await;
+        self.forget_if_absent(room, &entry, &cached);
+        result
+    }
+
+    /// [`CommandHandler::execute`] with the room's cache entry locked.
+    async fn execute_locked(
+        &self,
+        room: RoomId,
+        cached: &mut CachedRoom,
+        actor: AccountId,
+        command: RoomCommand,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Written<Vec<Event>>, AppError> {
         let stream = streams::room(room);
         for _ in 0..MAX_ATTEMPTS {
-            self.refresh(room, &mut cached).await?;
+            self.refresh(room, cached).await?;
             let events = cached
                 .state
                 .decide(actor, command.clone(), self.clock.now_secs())?;
@@ -582,6 +616,33 @@ impl CommandHandler {
             rooms.retain(|_, entry| Arc::strong_count(entry) > 1);
         }
         rooms.entry(room).or_default().clone()
+    }
+
+    /// Drops `room`'s cache entry if the room has no stream (a command or check for a
+    /// room id that does not exist, or a creation that failed) and nobody else is
+    /// using the entry: only rooms that exist are cached, whatever ids callers send.
+    fn forget_if_absent(
+        &self,
+        room: RoomId,
+        entry: &Arc<tokio::sync::Mutex<CachedRoom>>,
+        cached: &CachedRoom,
+    ) {
+        if cached.version != 0 {
+            return;
+        }
+        let mut rooms = self.rooms.lock();
+        // Two references: the map's and the caller's; more means someone waits for it.
+        if rooms
+            .get(&room)
+            .is_some_and(|kept| Arc::ptr_eq(kept, entry) && Arc::strong_count(entry) == 2)
+        {
+            rooms.remove(&room);
+        }
+    }
+
+    /// How many rooms the write-side cache holds (for tests and metrics).
+    pub fn cached_rooms(&self) -> usize {
+        self.rooms.lock().len()
     }
 
     /// Every event of a (small) stream, decoded, and the stream's version.

@@ -1,16 +1,32 @@
 //! `POST /v2/accounts` (extension): an administrator creates an account and gets its
-//! token, shown once.
+//! token, shown once; `DELETE /v2/accounts/{account_id}/token` (extension): an
+//! administrator revokes an account's token; `POST /v2/accounts/{account_id}/token`
+//! (extension): an administrator issues an account a new token.
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::params::Params;
+use crate::params::{Params, positive_id};
 use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use hayabusa_app::NewAccount;
+use hayabusa_domain::AccountId;
 use serde_json::{Value, json};
+
+/// 403 unless the caller is a server administrator (checked before anything else, so
+/// a plain member learns nothing about the account).
+fn require_admin(caller: &hayabusa_store::AccountRow, what: &str) -> ApiResult<()> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("only administrators can {what}"),
+        ))
+    }
+}
 use std::sync::Arc;
 
 /// Creates an account.
@@ -56,4 +72,34 @@ pub async fn create(
         "admin": a.admin,
         "token": created.token,
     })))
+}
+
+/// Revokes an account's API token: it moves to a new generation whose token is handed
+/// to nobody, so the account cannot authenticate until it gets a new one. 403 for a
+/// non-administrator, 404 for an unknown account.
+pub async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(account): Path<String>,
+    _params: Params,
+) -> ApiResult<StatusCode> {
+    require_admin(&caller, "revoke tokens")?;
+    let account = AccountId(positive_id(&account, "account_id")?);
+    state.app.commands.revoke_token(&caller, account).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues an account a new API token and answers it (`{"token": …}`), for an
+/// administrator to hand over; the account's previous token is refused from this
+/// answer on. 403 for a non-administrator, 404 for an unknown account.
+pub async fn issue_token(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(account): Path<String>,
+    _params: Params,
+) -> ApiResult<Json<Value>> {
+    require_admin(&caller, "issue tokens")?;
+    let account = AccountId(positive_id(&account, "account_id")?);
+    let written = state.app.commands.issue_token(&caller, account).await?;
+    Ok(Json(json!({ "token": written.value })))
 }

@@ -1,12 +1,16 @@
-//! `GET /v2/me` and `GET /v2/my/status`.
+//! `GET /v2/me`, `GET /v2/my/status` and `POST /v2/me/token` (extension: rotate the
+//! caller's API token).
 
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
 use crate::params::Params;
+use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The caller's own account.
@@ -26,4 +30,20 @@ pub async fn status(
 ) -> ApiResult<Json<dto::MyStatus>> {
     let counts = state.app.queries.status(caller.account_id).await?;
     Ok(Json(counts.into()))
+}
+
+/// Replaces the caller's API token with a new one (extension): answers the new token,
+/// and the old one is refused from this answer on.
+pub async fn rotate_token(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
+    let written = state.app.commands.rotate_token(&caller, key).await?;
+    tracing::info!(account = %caller.account_id, "API token rotated");
+    Ok(Json(json!({ "token": written.value })))
 }

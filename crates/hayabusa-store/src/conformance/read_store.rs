@@ -40,6 +40,7 @@ where
 {
     a_new_store_is_empty(&make().await).await;
     accounts_are_found_by_token_hash_and_by_id(&make().await).await;
+    a_new_token_hash_replaces_the_old_one(&make().await).await;
     rooms_are_listed_by_room_id_with_the_viewers_role(&make().await).await;
     members_are_listed_by_account_id_and_roles_change_in_place(&make().await).await;
     room_updates_keep_the_fields_that_are_not_given(&make().await).await;
@@ -832,6 +833,69 @@ pub async fn accounts_are_found_by_token_hash_and_by_id<S: ReadStore>(store: &S)
     assert_eq!(
         ok(store.accounts(&[ALICE]).await, "accounts"),
         vec![renamed]
+    );
+}
+
+/// `SetTokenHash` replaces an account's token hash and nothing else: the old hash
+/// finds nobody, the new one finds the account; an unknown account is ignored.
+pub async fn a_new_token_hash_replaces_the_old_one<S: ReadStore>(store: &S) {
+    let mut feeder = Feeder::new(store);
+    feeder
+        .apply(vec![
+            Change::PutAccount(account(ALICE, "Alice")),
+            Change::PutAccount(account(BOB, "Bob")),
+        ])
+        .await;
+    let rotated = "e".repeat(64);
+    feeder
+        .apply(vec![
+            Change::SetTokenHash {
+                account_id: ALICE,
+                token_hash: rotated.clone(),
+            },
+            Change::SetTokenHash {
+                account_id: DAVE,
+                token_hash: "d".repeat(64),
+            },
+        ])
+        .await;
+    let mut expected = account(ALICE, "Alice");
+    expected.token_hash = rotated.clone();
+    assert_eq!(
+        ok(
+            store.account_by_token_hash(&token_hash(ALICE)).await,
+            "account_by_token_hash"
+        ),
+        None,
+        "the old token hash finds nobody"
+    );
+    assert_eq!(
+        ok(
+            store.account_by_token_hash(&rotated).await,
+            "account_by_token_hash"
+        ),
+        Some(expected.clone()),
+        "the new token hash finds the account, with every other field unchanged"
+    );
+    assert_eq!(
+        ok(
+            store.account_by_token_hash(&token_hash(BOB)).await,
+            "account_by_token_hash"
+        ),
+        Some(account(BOB, "Bob")),
+        "other accounts keep their tokens"
+    );
+    assert_eq!(
+        ok(
+            store.account_by_token_hash(&"d".repeat(64)).await,
+            "account_by_token_hash"
+        ),
+        None,
+        "a token hash for an unknown account creates nothing"
+    );
+    assert_eq!(
+        ok(store.accounts(&[ALICE, DAVE]).await, "accounts"),
+        vec![expected]
     );
 }
 

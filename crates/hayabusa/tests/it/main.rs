@@ -18,3 +18,4 @@ mod rate_limits;
 mod rooms;
 mod sync;
 mod tasks;
+mod tokens;

@@ -1,6 +1,8 @@
-//! Rate limits over HTTP: the `x-ratelimit-*` headers on every answer to a request
-//! with a token (errors included), 429 beyond the per-token limit and beyond the
-//! per-room posting limit, and no limits at all when they are switched off.
+//! Rate limits over HTTP: the `x-ratelimit-*` headers on every counted answer (errors
+//! included), 429 beyond the per-account limit, beyond the per-address limit of
+//! requests without a valid token and beyond the per-room posting limit (messages,
+//! tasks and files); no window reset by flooding; and no limits at all when they are
+//! switched off.
 
 use crate::helpers::*;
 use hayabusa::{Config, RunningServer};
@@ -155,19 +157,21 @@ async fn every_answer_to_a_token_carries_the_headers_and_the_excess_is_429() {
     assert_eq!(not_allowed.remaining, Some(2));
     assert_eq!(not_allowed.reset, Some(reset), "one window, one reset time");
 
-    // An invalid token is counted under its own key; its 401 has the headers too.
+    // An invalid token and no token are counted against the peer address; their
+    // 401s have that window's headers.
     let invalid = Client::new(&app.base, "not-a-token");
     let unauthorized = answer(invalid.request(Method::GET, "/v2/me")).await;
     assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         (unauthorized.limit, unauthorized.remaining),
-        (Some(8), Some(7))
+        (Some(300), Some(299))
     );
-
-    // No token: not counted, no headers.
     let anonymous = answer(reqwest::Client::new().get(format!("{}/v2/me", app.base))).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(anonymous.limit, None);
+    assert_eq!(
+        (anonymous.limit, anonymous.remaining),
+        (Some(300), Some(298))
+    );
 
     for remaining in [1, 0] {
         let ok = answer(admin.request(Method::GET, "/v2/rooms")).await;
@@ -329,10 +333,211 @@ async fn the_openapi_document_is_served_without_a_token() {
             .get("/v2/rooms/{room_id}/messages")
             .is_some()
     );
-    assert_eq!(anonymous.limit, None);
+    assert_eq!(
+        (anonymous.limit, anonymous.remaining),
+        (Some(300), Some(299)),
+        "counted against the address"
+    );
     // With a token it is counted like any request.
     let with_token = answer(app.admin.request(Method::GET, "/v2/openapi.json")).await;
     assert_eq!(with_token.status, StatusCode::OK);
     assert_eq!(with_token.remaining, Some(4));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_limited_per_address_whatever_the_token() {
+    let mut settings = limits(Some((5, 60)), None);
+    settings.per_peer = Some(RateLimit {
+        requests: 3,
+        window: Duration::from_secs(60),
+    });
+    let app = LimitedApp::start(settings).await;
+    let alice = app.account("Alice").await;
+    // Every invented token is a failed login from the same address: one allowance.
+    for (i, remaining) in [2, 1, 0].into_iter().enumerate() {
+        let guess = Client::new(&app.base, &format!("guess-{i}"));
+        let refused = answer(guess.request(Method::GET, "/v2/me")).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+        assert_eq!(
+            (refused.limit, refused.remaining),
+            (Some(3), Some(remaining))
+        );
+    }
+    for i in 3..20 {
+        let guess = Client::new(&app.base, &format!("guess-{i}"));
+        let limited = answer(guess.request(Method::GET, "/v2/me")).await;
+        assert_error(
+            &(limited.status, limited.body.clone()),
+            StatusCode::TOO_MANY_REQUESTS,
+            "without a valid API token",
+        );
+    }
+    let anonymous =
+        answer(reqwest::Client::new().get(format!("{}/v2/openapi.json", app.base))).await;
+    assert_eq!(anonymous.status, StatusCode::TOO_MANY_REQUESTS);
+    // Valid tokens from that address are counted per account and unaffected; so is
+    // the liveness probe.
+    let me = answer(alice.client.request(Method::GET, "/v2/me")).await;
+    assert_eq!((me.status, me.limit), (StatusCode::OK, Some(5)));
+    let health = answer(reqwest::Client::new().get(format!("{}/healthz", app.base))).await;
+    assert_eq!(health.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn flooding_with_invented_tokens_does_not_reset_a_used_up_window() {
+    let mut settings = limits(Some((3, 60)), None);
+    settings.per_peer = Some(RateLimit {
+        requests: 10_000,
+        window: Duration::from_secs(60),
+    });
+    settings.max_tracked_keys = 20;
+    let app = LimitedApp::start(settings).await;
+    let alice = app.account("Alice").await;
+    for _ in 0..3 {
+        let ok = answer(alice.client.request(Method::GET, "/v2/me")).await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    let used_up = answer(alice.client.request(Method::GET, "/v2/me")).await;
+    assert_eq!(used_up.status, StatusCode::TOO_MANY_REQUESTS);
+    // Many more invented tokens than the limiter tracks keys.
+    for i in 0..100 {
+        let guess = Client::new(&app.base, &format!("flood-{i}"));
+        let refused = answer(guess.request(Method::GET, "/v2/me")).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    }
+    let still = answer(alice.client.request(Method::GET, "/v2/me")).await;
+    assert_eq!(
+        still.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the window was reset: {}",
+        still.body
+    );
+    assert_eq!((still.limit, still.remaining), (Some(3), Some(0)));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_token_keeps_its_accounts_window() {
+    let app = LimitedApp::start(limits(Some((4, 60)), None)).await;
+    let alice = app.account("Alice").await;
+    for _ in 0..3 {
+        let ok = answer(alice.client.request(Method::GET, "/v2/me")).await;
+        assert_eq!(ok.status, StatusCode::OK);
+    }
+    let rotated = answer(alice.client.request(Method::POST, "/v2/me/token")).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert_eq!(rotated.remaining, Some(0));
+    let new = Client::new(&app.base, rotated.body["token"].as_str().unwrap());
+    let limited = answer(new.request(Method::GET, "/v2/me")).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.body
+    );
+    assert_eq!((limited.limit, limited.remaining), (Some(4), Some(0)));
+    app.stop().await;
+}
+
+fn upload(client: &Client, room: u64, name: &str) -> reqwest::RequestBuilder {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name(name.to_string()),
+    );
+    client
+        .request(Method::POST, &format!("/v2/rooms/{room}/files"))
+        .multipart(form)
+}
+
+#[tokio::test]
+async fn uploads_count_in_the_per_room_posting_limit() {
+    let app = LimitedApp::start(limits(Some((1_000, 60)), Some((3, 60)))).await;
+    let alice = app.account("Alice").await;
+    let room = alice.my_room;
+    // A refused upload does not count.
+    for _ in 0..5 {
+        let refused = answer(
+            alice
+                .client
+                .request(Method::POST, &format!("/v2/rooms/{room}/files"))
+                .multipart(reqwest::multipart::Form::new().text("message", "no file")),
+        )
+        .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    }
+    let uploaded = answer(upload(&alice.client, room, "a.txt")).await;
+    assert_eq!(uploaded.status, StatusCode::OK, "{}", uploaded.body);
+    let posted = answer(post_message(&alice.client, room, "one")).await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    let task = answer(post_task(&alice.client, room, alice.id)).await;
+    assert_eq!(task.status, StatusCode::OK, "{}", task.body);
+    // The room is full: for uploads as for messages.
+    let refused = answer(upload(&alice.client, room, "b.txt")).await;
+    assert_error(
+        &(refused.status, refused.body.clone()),
+        StatusCode::TOO_MANY_REQUESTS,
+        "messages, tasks and files",
+    );
+    let refused = answer(post_message(&alice.client, room, "two")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, files) = alice.client.get(&format!("/v2/rooms/{room}/files")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(files.as_array().map(Vec::len), Some(1), "{files}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn room_ids_that_do_not_exist_take_no_cache_entries() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let state = &app.server.as_ref().unwrap().state;
+    let (rooms_before, pages_before) = (state.app.commands.cached_rooms(), state.app.pages.len());
+    for room in 1_000_000..1_000_200u64 {
+        let posted = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", "hi".to_string())],
+            )
+            .await;
+        assert_error(&posted, StatusCode::NOT_FOUND, "room not found");
+        let read = alice
+            .client
+            .send(
+                Method::GET,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("force", "1".to_string())],
+            )
+            .await;
+        assert_error(&read, StatusCode::NOT_FOUND, "room not found");
+        let members = alice
+            .client
+            .send(
+                Method::PUT,
+                &format!("/v2/rooms/{room}/members"),
+                &[("members_admin_ids", alice.id.to_string())],
+            )
+            .await;
+        assert_error(&members, StatusCode::NOT_FOUND, "room not found");
+    }
+    assert_eq!(state.app.commands.cached_rooms(), rooms_before);
+    assert_eq!(state.app.pages.len(), pages_before);
+
+    // Rooms that exist are still cached.
+    alice.post(alice.my_room, "hello").await;
+    let (status, _) = alice
+        .client
+        .send(
+            Method::GET,
+            &format!("/v2/rooms/{}/messages", alice.my_room),
+            &[("force", "1".to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(state.app.commands.cached_rooms(), rooms_before + 1);
+    assert_eq!(state.app.pages.len(), pages_before + 1);
     app.stop().await;
 }

@@ -8,6 +8,7 @@ mod contacts;
 mod conventions;
 mod crash;
 mod files;
+mod input;
 mod links;
 mod messages;
 mod persistence;

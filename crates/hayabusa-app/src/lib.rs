@@ -2,6 +2,7 @@
 //! read-your-writes. It talks to storage through the ports of `hayabusa-store` only
 //! and knows nothing of HTTP or SQL.
 
+pub mod blob_sweep;
 pub mod clock;
 pub mod commands;
 pub mod consistency;
@@ -16,6 +17,7 @@ pub mod streams;
 pub mod sync;
 pub mod tokens;
 
+pub use blob_sweep::{ORPHAN_BLOB_GRACE, SweepReport, sweep_orphan_blobs};
 pub use clock::{Clock, IdGenerator, SystemClock};
 pub use commands::{
     CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,

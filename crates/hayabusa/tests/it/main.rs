@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod at_rest;
 mod contacts;
 mod conventions;
 mod crash;

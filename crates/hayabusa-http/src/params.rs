@@ -242,3 +242,66 @@ fn decode_component(raw: &[u8]) -> Option<String> {
     let decoded: Cow<'_, [u8]> = percent_decode(&spaced).into();
     String::from_utf8(decoded.into_owned()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_plus_and_percent_and_refuse_invalid_utf8_naming_the_parameter() {
+        let pairs = parse_form(b"a=1&b=caf%C3%A9+au+lait&&c&d=&=e").unwrap();
+        let expected: Vec<(String, String)> = [
+            ("a", "1"),
+            ("b", "café au lait"),
+            ("c", ""),
+            ("d", ""),
+            ("", "e"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(pairs, expected);
+        let error = parse_form(b"ok=1&body=%FF").unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.errors[0].starts_with("body "), "{:?}", error.errors);
+        assert!(parse_form(b"na%FFme=1").is_err());
+        assert!(parse_form(&[b'x', b'=', 0xC3]).is_err(), "raw bytes too");
+        // A long name is echoed short.
+        let long = format!("{}=%FF", "n".repeat(10_000));
+        assert!(parse_form(long.as_bytes()).unwrap_err().errors[0].len() < 200);
+        // Malformed escapes are kept as they are, as browsers do.
+        assert_eq!(parse_form(b"a=%zz%4").unwrap()[0].1, "%zz%4");
+    }
+
+    #[test]
+    fn id_lists_and_ids_are_checked_against_their_kind() {
+        assert_eq!(
+            parse_id_list(" 1, 2,,3 ").unwrap(),
+            vec![AccountId(1), AccountId(2), AccountId(3)]
+        );
+        assert_eq!(parse_id_list("1,9007199254740992"), Err("9007199254740992"));
+        assert_eq!(parse_id_list("1,-1"), Err("-1"));
+        assert_eq!(
+            path_id::<RoomId>("9223372036854775808", "room_id", "room")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            path_id::<RoomId>("-1", "room_id", "room")
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            param_id::<AccountId>("18446744073709551616", "account_id")
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            message_id("9223372036854775807").unwrap(),
+            MessageId(i64::MAX as u64)
+        );
+    }
+}

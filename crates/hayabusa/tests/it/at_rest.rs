@@ -227,3 +227,41 @@ async fn every_file_and_directory_the_server_creates_is_private() {
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o755);
 }
+
+/// Modes of every entry under `dir` (not `dir` itself): (path, is_dir, mode).
+#[cfg(unix)]
+fn modes_under(dir: &Path) -> Vec<(std::path::PathBuf, bool, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let entry = entry.unwrap();
+            let is_dir = entry.file_type().unwrap().is_dir();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            if is_dir {
+                pending.push(entry.path());
+            }
+            found.push((entry.path(), is_dir, mode));
+        }
+    }
+    found
+}
+
+/// The library (`hayabusa::start`, as embedders and these tests use it) does not
+/// rely on the binary's umask: each file is created with its mode.
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_created_private_without_the_binary_s_umask() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let (status, answer) = upload(&alice, alice.my_room, "a.txt", b"x".to_vec(), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    alice.post(alice.my_room, "secret").await;
+    let found = modes_under(&app.data_dir());
+    assert!(found.len() >= 8, "{found:?}");
+    for (path, is_dir, mode) in found {
+        let wanted = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, wanted, "{} is {mode:o}", path.display());
+    }
+}

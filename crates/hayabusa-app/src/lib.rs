@@ -3,6 +3,7 @@
 //! and knows nothing of HTTP or SQL.
 
 pub mod auth_cache;
+pub mod blob_sweep;
 pub mod clock;
 pub mod commands;
 pub mod consistency;
@@ -18,6 +19,7 @@ pub mod sync;
 pub mod tokens;
 
 pub use auth_cache::AuthCache;
+pub use blob_sweep::{ORPHAN_BLOB_GRACE, SweepReport, sweep_orphan_blobs};
 pub use clock::{Clock, IdGenerator, SystemClock};
 pub use commands::{
     CommandHandler, CreatedAccount, Joined, LinkSettings, NewAccount, NewFile, NewRoom, NewTasks,

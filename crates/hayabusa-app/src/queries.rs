@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::page_cache::PageCache;
 use crate::tokens::hash_token;
 use bytes::Bytes;
-use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, RoomId, TaskId};
+use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, Role, RoomId, TaskId};
 use hayabusa_store::{
     AccountRow, ContactRequestView, ContactView, EventReader, FileView, JoinRequestView, LinkRow,
     MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts, TaskFilter, TaskView,
@@ -298,13 +298,19 @@ impl Queries {
         Ok(self.read.link_of_room(room).await?)
     }
 
-    /// Pending join requests of a room.
+    /// Pending join requests of a room: for its admins only (other members 403,
+    /// non-members 404).
     pub async fn join_requests(
         &self,
         caller: AccountId,
         room: RoomId,
     ) -> Result<Vec<JoinRequestView>, AppError> {
-        self.room(caller, room).await?;
+        let view = self.room(caller, room).await?;
+        if view.role != Role::Admin {
+            return Err(AppError::forbidden(
+                "only the room's admins can see its join requests",
+            ));
+        }
         Ok(self.read.join_requests(room).await?)
     }
 

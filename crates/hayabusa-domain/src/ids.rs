@@ -12,17 +12,37 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::str::FromStr;
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub u64);
 
+        impl $name {
+            /// The largest id of this kind the server ever makes.
+            pub const MAX: u64 = $max;
+
+            /// The id, if `value` is one the server could have made (1 to [`Self::MAX`]).
+            pub fn new(value: u64) -> Option<Self> {
+                (1..=Self::MAX).contains(&value).then_some($name(value))
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            /// Parses client input: see [`parse_id`].
+            fn from_str(raw: &str) -> Result<Self, IdError> {
+                parse_id(raw, Self::MAX).map($name)
             }
         }
     };
@@ -30,35 +50,83 @@ macro_rules! id_type {
 
 id_type!(
     /// An account (a user). JavaScript-safe.
-    AccountId
+    AccountId,
+    max = MAX_SAFE_INTEGER
 );
 id_type!(
     /// A room (chat). JavaScript-safe.
-    RoomId
+    RoomId,
+    max = MAX_SAFE_INTEGER
 );
 id_type!(
     /// A message. Uses the wide layout; shown as a string by the API.
-    MessageId
+    MessageId,
+    max = MAX_WIDE_ID
 );
 id_type!(
     /// An organization that accounts belong to. JavaScript-safe.
-    OrganizationId
+    OrganizationId,
+    max = MAX_SAFE_INTEGER
 );
 id_type!(
     /// A task. JavaScript-safe.
-    TaskId
+    TaskId,
+    max = MAX_SAFE_INTEGER
 );
 id_type!(
     /// An uploaded file. JavaScript-safe.
-    FileId
+    FileId,
+    max = MAX_SAFE_INTEGER
 );
 id_type!(
     /// A contact request. JavaScript-safe.
-    RequestId
+    RequestId,
+    max = MAX_SAFE_INTEGER
 );
 
 /// The largest integer a JavaScript number holds exactly.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// The largest id of the wide (63-bit) layout: `i64::MAX`, so every id fits a signed
+/// 64-bit column.
+pub const MAX_WIDE_ID: u64 = (1 << 63) - 1;
+
+/// Why client input is not an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Not a positive decimal integer (empty, a sign, other characters, or zero).
+    #[error("not a positive decimal integer")]
+    Malformed,
+    /// A positive decimal integer above the largest id of its kind: no such thing
+    /// can exist.
+    #[error("out of range (ids are 1 to {max})")]
+    OutOfRange {
+        /// The largest id of the kind asked for.
+        max: u64,
+    },
+}
+
+/// Parses an id from client input: ASCII digits only (leading zeros allowed), not
+/// zero, at most `max`. Pure and total: any string gives an answer in time linear in
+/// its length, never a panic.
+pub fn parse_id(raw: &str, max: u64) -> Result<u64, IdError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(IdError::Malformed);
+    }
+    let significant = raw.trim_start_matches('0');
+    if significant.is_empty() {
+        return Err(IdError::Malformed);
+    }
+    // More than 20 digits overflow u64 whatever they are.
+    let value = (significant.len() <= 20)
+        .then(|| significant.parse::<u64>().ok())
+        .flatten()
+        .ok_or(IdError::OutOfRange { max })?;
+    if value > max {
+        return Err(IdError::OutOfRange { max });
+    }
+    Ok(value)
+}
 
 /// Bit layout of a snowflake id: `timestamp | worker | sequence`, most significant first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +275,52 @@ mod tests {
         assert_eq!(seq, 1);
         assert!(second > first);
         assert!(second < (1 << 63));
+    }
+
+    #[test]
+    fn client_ids_parse_only_within_their_kind_s_range() {
+        assert_eq!("42".parse::<RoomId>(), Ok(RoomId(42)));
+        assert_eq!("007".parse::<RoomId>(), Ok(RoomId(7)));
+        assert_eq!(
+            "9007199254740991".parse::<AccountId>(),
+            Ok(AccountId(MAX_SAFE_INTEGER))
+        );
+        let js_out = IdError::OutOfRange {
+            max: MAX_SAFE_INTEGER,
+        };
+        for raw in [
+            "9007199254740992",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "100000000000000000000000000000",
+        ] {
+            assert_eq!(raw.parse::<AccountId>(), Err(js_out), "{raw}");
+        }
+        assert_eq!(
+            "9223372036854775807".parse::<MessageId>(),
+            Ok(MessageId(MAX_WIDE_ID))
+        );
+        assert_eq!(
+            "9223372036854775808".parse::<MessageId>(),
+            Err(IdError::OutOfRange { max: MAX_WIDE_ID })
+        );
+        for raw in ["", "0", "000", "-1", "+1", " 1", "1 ", "1e3", "0x10", "１"] {
+            assert_eq!(raw.parse::<TaskId>(), Err(IdError::Malformed), "{raw:?}");
+        }
+        assert_eq!(FileId::new(0), None);
+        assert_eq!(FileId::new(MAX_SAFE_INTEGER + 1), None);
+        assert_eq!(FileId::new(5), Some(FileId(5)));
+    }
+
+    #[test]
+    fn the_generators_never_make_an_id_their_kind_refuses() {
+        let mut js = Snowflake::new(SnowflakeLayout::JS_SAFE, 31).unwrap();
+        let mut wide = Snowflake::new(SnowflakeLayout::WIDE, 1023).unwrap();
+        let far_future = EPOCH_MS + (1u64 << 41) - 1;
+        assert!(RoomId::new(js.next_id(far_future)).is_some());
+        assert!(MessageId::new(wide.next_id(far_future)).is_some());
     }
 
     #[test]

@@ -10,10 +10,11 @@ pub mod notation;
 pub mod room;
 #[cfg(test)]
 mod room_tests;
+pub mod text;
 
 pub use contact::{ContactCommand, ContactPair};
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
-pub use ids::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
+pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
 pub use room::{Role, Room, RoomCommand, RoomType};

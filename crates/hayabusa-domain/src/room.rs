@@ -8,6 +8,7 @@ use crate::error::DomainError;
 use crate::event::Event;
 use crate::ids::{AccountId, FileId, MessageId, RoomId, TaskId};
 use crate::notation::parse_addressing;
+use crate::text::{clean_name, file_name};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -67,6 +68,9 @@ pub const ICON_PRESETS: &[&str] = &[
 pub const MAX_ROOM_NAME_CHARS: usize = 255;
 /// Longest message body, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 65_535;
+/// Longest room description, in characters (ChatWork documents none; the same as a
+/// message body).
+pub const MAX_DESCRIPTION_CHARS: usize = 65_535;
 
 /// What the rules know about one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,7 +310,9 @@ impl Room {
             if self.info.is_some() {
                 return Err(DomainError::Conflict("the room exists already".into()));
             }
+            let name = clean_name(&name);
             validate_room_name(&name)?;
+            validate_description(&description)?;
             validate_icon(&icon_preset)?;
             let members = validate_member_list(members)?;
             return Ok(vec![Event::RoomCreated {
@@ -339,8 +345,12 @@ impl Room {
             } => {
                 require_admin(role)?;
                 require_group(info, "change")?;
+                let name = name.map(|name| clean_name(&name));
                 if let Some(name) = &name {
                     validate_room_name(name)?;
+                }
+                if let Some(description) = &description {
+                    validate_description(description)?;
                 }
                 if let Some(icon) = &icon_preset {
                     validate_icon(icon)?;
@@ -577,13 +587,8 @@ impl Room {
                         "readonly members cannot upload files".into(),
                     ));
                 }
-                let download = format!("[download:{file_id}]{filename}[/download]");
-                let body = if message.trim().is_empty() {
-                    download
-                } else {
-                    format!("{message}\n{download}")
-                };
-                validate_body(&body)?;
+                let filename = file_name(&filename);
+                let body = attachment_body(file_id, &filename, &message)?;
                 let (mentions, to_all) = addressing_in(info, &body);
                 Ok(vec![
                     Event::MessagePosted {
@@ -923,6 +928,41 @@ fn validate_icon(icon: &str) -> Result<(), DomainError> {
             ICON_PRESETS.join(", ")
         )))
     }
+}
+
+/// Checks a room description: at most [`MAX_DESCRIPTION_CHARS`] characters.
+pub fn validate_description(description: &str) -> Result<(), DomainError> {
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(DomainError::Invalid(format!(
+            "description is {chars} characters long, at most {MAX_DESCRIPTION_CHARS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The body of the message that announces an upload of `filename` (already a
+/// [`file_name`]) with the text `message`, checked like any message body. Callers
+/// check it before storing the content, so a refused upload stores nothing.
+pub fn attachment_body(
+    file_id: FileId,
+    filename: &str,
+    message: &str,
+) -> Result<String, DomainError> {
+    let download = format!("[download:{file_id}]{filename}[/download]");
+    let body = if message.trim().is_empty() {
+        download
+    } else {
+        format!("{message}\n{download}")
+    };
+    let chars = body.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(DomainError::Invalid(format!(
+            "message is too long: with the file's download tag it is {chars} characters, \
+             at most {MAX_MESSAGE_CHARS} are allowed"
+        )));
+    }
+    Ok(body)
 }
 
 /// Checks a message body: 1–65535 characters, not only white space.

@@ -8,8 +8,12 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
-use hayabusa_domain::{AccountId, MessageId, RoomId};
+use hayabusa_domain::text::ellipsize;
+use hayabusa_domain::{AccountId, IdError, MessageId, RoomId};
+use percent_encoding::percent_decode;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 /// Largest accepted form body (a 65,535-character message is at most ~256 KB).
 pub const MAX_FORM_BYTES: usize = 1024 * 1024;
@@ -22,7 +26,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Params(mut params) = Params::from_query(request.uri().query());
+        let Params(mut params) = Params::parse_query(request.uri().query())?;
         let content_type = request
             .headers()
             .get(CONTENT_TYPE)
@@ -47,11 +51,8 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     "parameters must be sent as application/x-www-form-urlencoded",
                 ));
             }
-            if std::str::from_utf8(&body).is_err() {
-                return Err(ApiError::bad_request("the request body is not valid UTF-8"));
-            }
-            for (key, value) in form_urlencoded::parse(&body) {
-                params.insert(key.into_owned(), value.into_owned());
+            for (key, value) in parse_form(&body)? {
+                params.insert(key, value);
             }
         }
         Ok(Params(params))
@@ -59,7 +60,14 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
-    /// The parameters of a query string only.
+    /// The parameters of a query string, strictly decoded ([`parse_form`]).
+    pub fn parse_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let pairs = parse_form(query.unwrap_or("").as_bytes())?;
+        Ok(Params(pairs.into_iter().collect()))
+    }
+
+    /// The parameters of a query string, leniently decoded (invalid UTF-8 becomes
+    /// U+FFFD): for looking at a request before its handler, never for stored values.
     pub fn from_query(query: Option<&str>) -> Self {
         let mut params = BTreeMap::new();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -92,22 +100,19 @@ impl Params {
         }
     }
 
-    /// A comma-separated id list (empty or absent → empty list).
+    /// A comma-separated account id list (empty or absent → empty list). A value
+    /// that is not an account id (1 to 2^53 − 1) is refused.
     pub fn id_list(&self, name: &str) -> Result<Vec<AccountId>, ApiError> {
         let Some(raw) = self.get(name) else {
             return Ok(vec![]);
         };
-        raw.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                parse_id(s).map(AccountId).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} must be a comma-separated list of account ids"
-                    ))
-                })
-            })
-            .collect()
+        parse_id_list(raw).map_err(|bad| {
+            ApiError::bad_request(format!(
+                "{name} must be a comma-separated list of account ids (1 to {}): \"{}\" is not one",
+                AccountId::MAX,
+                ellipsize(bad)
+            ))
+        })
     }
 
     /// One of the allowed values.
@@ -123,41 +128,180 @@ impl Params {
                 }),
         }
     }
-}
 
-/// A positive decimal id.
-fn parse_id(raw: &str) -> Option<u64> {
-    if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    raw.parse::<u64>().ok().filter(|id| *id > 0)
-}
-
-/// A positive id named `name` (path segment or parameter), or a 400 saying so.
-pub fn positive_id(raw: &str, name: &str) -> Result<u64, ApiError> {
-    parse_id(raw).ok_or_else(|| ApiError::bad_request(format!("{name} must be a positive integer")))
-}
-
-impl Params {
-    /// An optional positive id parameter (absent or empty → None).
-    pub fn optional_id(&self, name: &str) -> Result<Option<u64>, ApiError> {
+    /// An optional id parameter (absent or empty → None); a value that is not an id
+    /// of its kind is a 400.
+    pub fn optional_id<T: FromStr<Err = IdError>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, ApiError> {
         self.get(name)
             .filter(|s| !s.is_empty())
-            .map(|raw| positive_id(raw, name))
+            .map(|raw| param_id(raw, name))
             .transpose()
     }
+
+    /// A required id parameter.
+    pub fn required_id<T: FromStr<Err = IdError>>(&self, name: &str) -> Result<T, ApiError> {
+        param_id(&self.required(name)?, name)
+    }
+}
+
+/// The ids of a comma-separated list (blank items skipped), or the first item that
+/// is not an account id. Pure: the fuzz target for id lists.
+pub fn parse_id_list(raw: &str) -> Result<Vec<AccountId>, &str> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<AccountId>().map_err(|_| s))
+        .collect()
+}
+
+/// An id given as the parameter `name`: 400 unless it is an id of its kind (a
+/// positive integer up to the kind's largest id, see [`hayabusa_domain::ids`]).
+pub fn param_id<T: FromStr<Err = IdError>>(raw: &str, name: &str) -> Result<T, ApiError> {
+    raw.parse::<T>().map_err(|error| match error {
+        IdError::Malformed => ApiError::bad_request(format!("{name} must be a positive integer")),
+        IdError::OutOfRange { max } => ApiError::bad_request(format!(
+            "{name} must be a positive integer of at most {max}"
+        )),
+    })
+}
+
+/// An id from the request path, named `name`, of a `what`: 400 when it is not a
+/// positive integer, 404 "`what` not found" when it is one above the kind's largest
+/// id (no such thing can exist). Nothing out of range ever reaches a store.
+pub fn path_id<T: FromStr<Err = IdError>>(
+    raw: &str,
+    name: &str,
+    what: &'static str,
+) -> Result<T, ApiError> {
+    raw.parse::<T>().map_err(|error| match error {
+        IdError::Malformed => ApiError::bad_request(format!("{name} must be a positive integer")),
+        IdError::OutOfRange { .. } => ApiError::not_found(what),
+    })
 }
 
 /// A room id from the path.
 pub fn room_id(raw: &str) -> Result<RoomId, ApiError> {
-    parse_id(raw)
-        .map(RoomId)
-        .ok_or_else(|| ApiError::bad_request("room_id must be a positive integer"))
+    path_id(raw, "room_id", "room")
 }
 
-/// A message id from the path or a parameter.
+/// A message id from the path.
 pub fn message_id(raw: &str) -> Result<MessageId, ApiError> {
-    parse_id(raw).map(MessageId).ok_or_else(|| {
-        ApiError::bad_request("message_id must be a message id (a string of digits)")
+    raw.parse::<MessageId>().map_err(|error| match error {
+        IdError::Malformed => {
+            ApiError::bad_request("message_id must be a message id (a string of digits)")
+        }
+        IdError::OutOfRange { .. } => ApiError::not_found("message"),
     })
+}
+
+/// A message id given as a parameter.
+pub fn message_id_param(raw: &str) -> Result<MessageId, ApiError> {
+    param_id(raw, "message_id")
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` string (a query string or a
+/// form body), decoded strictly: `+` is a space, `%XX` a byte, and every name and
+/// value must be UTF-8 once decoded (a 400 naming the parameter otherwise; the
+/// WHATWG parser would put U+FFFD in its place and store it). Pure: the fuzz target
+/// for parameters.
+pub fn parse_form(input: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs = Vec::new();
+    for piece in input.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match piece.iter().position(|b| *b == b'=') {
+            Some(at) => (&piece[..at], &piece[at + 1..]),
+            None => (piece, &piece[piece.len()..]),
+        };
+        let name = decode_component(name).ok_or_else(|| {
+            ApiError::bad_request("a parameter name is not valid UTF-8 once percent-decoded")
+        })?;
+        let value = decode_component(value).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{} is not valid UTF-8 once percent-decoded",
+                ellipsize(&name)
+            ))
+        })?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// One form component: `+` → space, then percent-decoding, then strict UTF-8.
+fn decode_component(raw: &[u8]) -> Option<String> {
+    let spaced: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        Cow::Owned(
+            raw.iter()
+                .map(|b| if *b == b'+' { b' ' } else { *b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let decoded: Cow<'_, [u8]> = percent_decode(&spaced).into();
+    String::from_utf8(decoded.into_owned()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_decode_plus_and_percent_and_refuse_invalid_utf8_naming_the_parameter() {
+        let pairs = parse_form(b"a=1&b=caf%C3%A9+au+lait&&c&d=&=e").unwrap();
+        let expected: Vec<(String, String)> = [
+            ("a", "1"),
+            ("b", "café au lait"),
+            ("c", ""),
+            ("d", ""),
+            ("", "e"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(pairs, expected);
+        let error = parse_form(b"ok=1&body=%FF").unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.errors[0].starts_with("body "), "{:?}", error.errors);
+        assert!(parse_form(b"na%FFme=1").is_err());
+        assert!(parse_form(&[b'x', b'=', 0xC3]).is_err(), "raw bytes too");
+        // A long name is echoed short.
+        let long = format!("{}=%FF", "n".repeat(10_000));
+        assert!(parse_form(long.as_bytes()).unwrap_err().errors[0].len() < 200);
+        // Malformed escapes are kept as they are, as browsers do.
+        assert_eq!(parse_form(b"a=%zz%4").unwrap()[0].1, "%zz%4");
+    }
+
+    #[test]
+    fn id_lists_and_ids_are_checked_against_their_kind() {
+        assert_eq!(
+            parse_id_list(" 1, 2,,3 ").unwrap(),
+            vec![AccountId(1), AccountId(2), AccountId(3)]
+        );
+        assert_eq!(parse_id_list("1,9007199254740992"), Err("9007199254740992"));
+        assert_eq!(parse_id_list("1,-1"), Err("-1"));
+        assert_eq!(
+            path_id::<RoomId>("9223372036854775808", "room_id", "room")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            path_id::<RoomId>("-1", "room_id", "room")
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            param_id::<AccountId>("18446744073709551616", "account_id")
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            message_id("9223372036854775807").unwrap(),
+            MessageId(i64::MAX as u64)
+        );
+    }
 }

@@ -1108,6 +1108,12 @@ pub(crate) fn recorded_event(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
 /// A read-write connection to `path` (created if needed) in WAL mode, with the
 /// settings every connection needs.
 fn open_wal_connection(path: &Path) -> rusqlite::Result<Connection> {
+    crate::ensure_private_file(path).map_err(|e| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("creating {}: {e}", path.display())),
+        )
+    })?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     stable_plans(&conn)?;

@@ -466,6 +466,8 @@ impl SqliteReadStore {
     /// Blocks while it opens the file: call it at startup or inside
     /// `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        crate::ensure_private_file(path)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", path.display())))?;
         let writer = Connection::open(path).map_err(store_error)?;
         configure(&writer).map_err(store_error)?;
         writer

@@ -6,6 +6,7 @@ use crate::error::StoreError;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 /// Stores and serves file contents.
 #[async_trait]
@@ -14,6 +15,13 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, content: Vec<u8>) -> Result<(), StoreError>;
     /// The content under `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes the blob under `key` (nothing if there is none).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Keys of the blobs stored before `cutoff`.
+    async fn keys_stored_before(&self, cutoff: SystemTime) -> Result<Vec<String>, StoreError>;
+    /// Removes what writes interrupted before `cutoff` left behind (temporary files);
+    /// returns how many.
+    async fn remove_leftovers(&self, cutoff: SystemTime) -> Result<usize, StoreError>;
 }
 
 /// Whether a key is one the server could have generated (defence in depth for
@@ -29,7 +37,7 @@ pub fn is_valid_key(key: &str) -> bool {
 /// Blobs in memory, for unit tests.
 #[derive(Debug, Default)]
 pub struct MemoryBlobStore {
-    blobs: Mutex<HashMap<String, Vec<u8>>>,
+    blobs: Mutex<HashMap<String, (Vec<u8>, SystemTime)>>,
 }
 
 #[async_trait]
@@ -38,12 +46,42 @@ impl BlobStore for MemoryBlobStore {
         if !is_valid_key(key) {
             return Err(StoreError::Corrupt(format!("invalid blob key {key:?}")));
         }
-        self.blobs.lock().insert(key.to_string(), content);
+        self.blobs
+            .lock()
+            .insert(key.to_string(), (content, SystemTime::now()));
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.blobs.lock().get(key).cloned())
+        Ok(self
+            .blobs
+            .lock()
+            .get(key)
+            .map(|(content, _)| content.clone()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        if !is_valid_key(key) {
+            return Err(StoreError::Corrupt(format!("invalid blob key {key:?}")));
+        }
+        self.blobs.lock().remove(key);
+        Ok(())
+    }
+
+    async fn keys_stored_before(&self, cutoff: SystemTime) -> Result<Vec<String>, StoreError> {
+        let mut keys: Vec<String> = self
+            .blobs
+            .lock()
+            .iter()
+            .filter(|(_, (_, stored))| *stored < cutoff)
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn remove_leftovers(&self, _cutoff: SystemTime) -> Result<usize, StoreError> {
+        Ok(0)
     }
 }
 
@@ -68,6 +106,35 @@ pub async fn conformance(store: &dyn BlobStore) {
             .map(|b| b.is_none())
             .unwrap_or(true)
     );
+    store.put("file-4", b"gone".to_vec()).await.expect("put");
+    let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+    let before = SystemTime::now() - std::time::Duration::from_secs(3600);
+    assert_eq!(
+        store.keys_stored_before(later).await.expect("list"),
+        vec![
+            "file-1".to_string(),
+            "file-3".to_string(),
+            "file-4".to_string()
+        ]
+    );
+    assert!(
+        store
+            .keys_stored_before(before)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    store.delete("file-4").await.expect("delete");
+    store
+        .delete("file-4")
+        .await
+        .expect("deleting twice is fine");
+    assert_eq!(store.get("file-4").await.expect("get deleted"), None);
+    assert_eq!(
+        store.keys_stored_before(later).await.expect("list"),
+        vec!["file-1".to_string(), "file-3".to_string()]
+    );
+    assert!(store.delete("../etc/passwd").await.is_err());
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
-//! The data directory: its files and how they are created safely.
+//! The data directory: its files and how they are created safely. Everything the
+//! server creates in it is readable by the server's user only: the process umask is
+//! 0o077 ([`restrict_umask`], set by every command of the binary) and each file is
+//! also created with an explicit mode 0600 (directories 0700). A directory the
+//! operator made readable by others is kept as it is, with a warning at start.
 
 use anyhow::Context;
 use hayabusa_app::TokenSecret;
@@ -19,22 +23,75 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// Present once the administrator has been created.
 pub const BOOTSTRAPPED_MARKER: &str = ".bootstrapped";
 
-/// Creates the directory (mode 0700) if needed and returns its absolute path.
+/// Sets the process umask to 0o077, so that whatever the process creates (including
+/// files SQLite creates on its own) is readable by its user only. Returns the
+/// previous umask.
+#[cfg(unix)]
+pub fn restrict_umask() -> u32 {
+    use nix::sys::stat::{Mode, umask};
+    umask(Mode::from_bits_truncate(0o077)).bits() as u32
+}
+
+/// Sets the process umask (nothing to do off Unix).
+#[cfg(not(unix))]
+pub fn restrict_umask() -> u32 {
+    0
+}
+
+/// Creates the directory (mode 0700) if needed and returns its absolute path. Warns
+/// when an existing directory is readable by the group or by everyone.
 pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
     if !dir.exists() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         set_mode(dir, 0o700)?;
     }
-    dir.canonicalize()
-        .with_context(|| format!("resolving {}", dir.display()))
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    warn_if_readable_by_others(&dir)?;
+    Ok(dir)
+}
+
+/// Logs a warning when `dir` grants any access to its group or to others.
+#[cfg(unix)]
+fn warn_if_readable_by_others(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(dir)
+        .with_context(|| format!("reading the mode of {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = %format!("{mode:o}"),
+            "the data directory is accessible to other users: every message and file is in \
+             it; restrict it with `chmod 700`"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Writes a file readable only by its owner, atomically (temp file, fsync, rename).
 pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        // A leftover temp file keeps its old mode: set it.
         set_mode(&tmp, 0o600)?;
         file.write_all(contents)?;
         file.sync_all()?;

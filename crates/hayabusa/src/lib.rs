@@ -141,6 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let secret = data_dir::load_or_create_secret(&dir)?;
     let stores = open_stores(&dir)?;
     let ids = Arc::new(IdGenerator::new(config.worker_id).context("worker id")?);
+    spawn_blob_sweep(stores.log.clone(), stores.blobs.clone());
     let (app, projector): (App, Projector) = App::build(AppParts {
         log: stores.log,
         read: stores.read,
@@ -227,6 +228,25 @@ fn connection_cap(wanted: usize) -> usize {
         );
     }
     cap
+}
+
+/// Removes, in the background, the blobs no event refers to that were stored at
+/// least [`hayabusa_app::ORPHAN_BLOB_GRACE`] before this start, and leftovers of
+/// interrupted writes (see [`hayabusa_app::sweep_orphan_blobs`]).
+fn spawn_blob_sweep(log: Arc<dyn EventLog>, blobs: Arc<dyn BlobStore>) {
+    let cutoff = std::time::SystemTime::now() - hayabusa_app::ORPHAN_BLOB_GRACE;
+    tokio::spawn(async move {
+        let log: &dyn hayabusa_store::EventReader = log.as_ref();
+        match hayabusa_app::sweep_orphan_blobs(log, blobs.as_ref(), cutoff).await {
+            Ok(report) if report.orphans.is_empty() && report.leftovers == 0 => {}
+            Ok(report) => tracing::info!(
+                orphans = report.orphans.len(),
+                leftovers = report.leftovers,
+                "removed files that no upload refers to"
+            ),
+            Err(error) => tracing::warn!(%error, "could not sweep the file store"),
+        }
+    });
 }
 
 /// On the first start, creates the administrator account and writes its token to

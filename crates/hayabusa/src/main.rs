@@ -267,6 +267,8 @@ async fn shutdown_requested() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Whatever any command creates is for the server's user only.
+    data_dir::restrict_umask();
     init_tracing();
     match Cli::parse().command {
         Command::Serve {

@@ -7,24 +7,11 @@ use hayabusa_domain::{AccountId, DomainError, Event, FileId, Role, RoomCommand, 
 use hayabusa_store::IdempotencyKey;
 
 /// Longest file name kept, in characters.
-pub const MAX_FILENAME_CHARS: usize = 255;
+pub const MAX_FILENAME_CHARS: usize = hayabusa_domain::text::MAX_FILE_NAME_CHARS;
 
-/// The file name as stored: the last path component only, without control characters,
-/// at most [`MAX_FILENAME_CHARS`] characters, never empty. It is metadata: no path is
-/// ever built from it.
+/// The file name as stored (the domain's [`hayabusa_domain::text::file_name`]).
 pub fn sanitize_filename(raw: &str) -> String {
-    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_FILENAME_CHARS)
-        .collect();
-    let trimmed = cleaned.trim();
-    if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
-        "file".to_string()
-    } else {
-        trimmed.to_string()
-    }
+    hayabusa_domain::text::file_name(raw)
 }
 
 /// An upload.
@@ -57,26 +44,39 @@ impl CommandHandler {
         }
         let clock = self.clock.as_ref();
         let file_id = self.ids.file(clock);
+        let filename = sanitize_filename(&input.filename);
+        // Every rule about the input is checked before the content is stored.
+        hayabusa_domain::room::attachment_body(file_id, &filename, &input.message)?;
         let blob_key = format!("file-{file_id}");
         let filesize = input.content.len() as u64;
         self.blobs.put(&blob_key, input.content).await?;
         let command = RoomCommand::AttachFile {
             file_id,
             message_id: self.ids.message(clock),
-            filename: sanitize_filename(&input.filename),
+            filename,
             filesize,
-            blob_key,
+            blob_key: blob_key.clone(),
             message: input.message,
         };
-        let written = self.execute(room, caller, command, idempotency).await?;
-        let file_id = written
-            .value
-            .iter()
-            .find_map(|event| match event {
-                Event::FileUploaded { file_id, .. } => Some(*file_id),
-                _ => None,
-            })
-            .unwrap_or(file_id);
+        let written = match self.execute(room, caller, command, idempotency).await {
+            Ok(written) => written,
+            Err(error) => {
+                // Nothing refers to the content: remove it (the start-up sweep
+                // removes it if this fails too).
+                self.discard_blob(&blob_key).await;
+                return Err(error);
+            }
+        };
+        let recorded = written.value.iter().find_map(|event| match event {
+            Event::FileUploaded { file_id, .. } => Some(*file_id),
+            _ => None,
+        });
+        // A repeated Idempotency-Key answers with the first upload's file: this
+        // request's copy of the content is not referenced.
+        if recorded != Some(file_id) {
+            self.discard_blob(&blob_key).await;
+        }
+        let file_id = recorded.unwrap_or(file_id);
         Ok(Written {
             value: file_id,
             position: written.position,
@@ -84,21 +84,11 @@ impl CommandHandler {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hostile_file_names_become_harmless_metadata() {
-        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
-        assert_eq!(sanitize_filename("..\\..\\boot.ini"), "boot.ini");
-        assert_eq!(sanitize_filename("a\0b\r\nc.txt"), "abc.txt");
-        assert_eq!(sanitize_filename(".."), "file");
-        assert_eq!(sanitize_filename(""), "file");
-        assert_eq!(
-            sanitize_filename(&"x".repeat(1000)).chars().count(),
-            MAX_FILENAME_CHARS
-        );
-        assert_eq!(sanitize_filename("報告書.pdf"), "報告書.pdf");
+impl CommandHandler {
+    /// Removes a blob nothing refers to, logging (not failing) when it cannot.
+    async fn discard_blob(&self, blob_key: &str) {
+        if let Err(error) = self.blobs.delete(blob_key).await {
+            tracing::warn!(%blob_key, %error, "could not remove an unreferenced blob");
+        }
     }
 }

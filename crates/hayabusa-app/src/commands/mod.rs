@@ -27,6 +27,7 @@ use crate::error::AppError;
 use crate::projector::decode;
 use crate::streams;
 use crate::tokens::{TokenSecret, hash_token};
+use hayabusa_domain::text::{clean_name, ellipsize_list};
 use hayabusa_domain::{
     AccountCreated, AccountId, DomainError, Event, MessageId, OrganizationId, Role, Room,
     RoomCommand, RoomId, RoomType,
@@ -43,6 +44,8 @@ use std::sync::Arc;
 const MAX_ATTEMPTS: usize = 5;
 /// How many rooms the write-side cache keeps before evicting idle ones.
 const ROOM_CACHE_CAPACITY: usize = 50_000;
+/// Longest account name, organization name, department and title, in characters.
+pub const MAX_ACCOUNT_NAME_CHARS: usize = 255;
 
 /// The result of a write: a value and the log position that makes it visible.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,20 +222,31 @@ impl CommandHandler {
                 "only administrators can create accounts",
             ));
         }
-        let name = input.name.trim().to_string();
+        // Names are shown to others: cleaned of invisible controls (the domain's rule).
+        let name = clean_name(&input.name);
         if name.is_empty() {
             return Err(AppError::invalid("name must not be empty"));
         }
-        if name.chars().count() > 255 {
-            return Err(AppError::invalid("name is longer than 255 characters"));
+        let department = clean_name(&input.department);
+        let title = clean_name(&input.title);
+        for (field, value) in [
+            ("name", &name),
+            ("department", &department),
+            ("title", &title),
+        ] {
+            if value.chars().count() > MAX_ACCOUNT_NAME_CHARS {
+                return Err(AppError::invalid(format!(
+                    "{field} is longer than {MAX_ACCOUNT_NAME_CHARS} characters"
+                )));
+            }
         }
-        let (organization_id, organization_name) = match (input.organization_name, creator) {
-            (Some(org), _) if !org.trim().is_empty() => {
-                let org = org.trim().to_string();
-                if org.chars().count() > 255 {
-                    return Err(AppError::invalid(
-                        "organization_name is longer than 255 characters",
-                    ));
+        let organization_name = input.organization_name.map(|org| clean_name(&org));
+        let (organization_id, organization_name) = match (organization_name, creator) {
+            (Some(org), _) if !org.is_empty() => {
+                if org.chars().count() > MAX_ACCOUNT_NAME_CHARS {
+                    return Err(AppError::invalid(format!(
+                        "organization_name is longer than {MAX_ACCOUNT_NAME_CHARS} characters"
+                    )));
                 }
                 (self.organization(&org).await?, org)
             }
@@ -252,8 +266,8 @@ impl CommandHandler {
             organization_name,
             name,
             mail: input.mail,
-            department: input.department,
-            title: input.title,
+            department,
+            title,
             admin: input.admin,
             token_hash: hash_token(&self.secret.token_for(account_id)),
             at,
@@ -365,7 +379,7 @@ impl CommandHandler {
                 .collect();
             return Err(AppError::invalid(format!(
                 "unknown account ids: {}",
-                unknown.join(",")
+                ellipsize_list(&unknown)
             )));
         }
         Ok(found)
@@ -409,7 +423,7 @@ impl CommandHandler {
         if !outsiders.is_empty() {
             return Err(AppError::invalid(format!(
                 "accounts {} are neither in your organization nor your contacts",
-                outsiders.join(",")
+                ellipsize_list(&outsiders)
             )));
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::params::{Params, positive_id};
+use crate::params::{Params, path_id};
 use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
@@ -84,7 +84,7 @@ pub async fn revoke_token(
     _params: Params,
 ) -> ApiResult<StatusCode> {
     require_admin(&caller, "revoke tokens")?;
-    let account = AccountId(positive_id(&account, "account_id")?);
+    let account: AccountId = path_id(&account, "account_id", "account")?;
     state.app.commands.revoke_token(&caller, account).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -99,7 +99,7 @@ pub async fn issue_token(
     _params: Params,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "issue tokens")?;
-    let account = AccountId(positive_id(&account, "account_id")?);
+    let account: AccountId = path_id(&account, "account_id", "account")?;
     let written = state.app.commands.issue_token(&caller, account).await?;
     Ok(Json(json!({ "token": written.value })))
 }

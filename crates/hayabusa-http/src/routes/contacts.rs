@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, positive_id};
+use crate::params::{Params, path_id};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -33,7 +33,7 @@ pub async fn request(
     Caller(caller): Caller,
     params: Params,
 ) -> ApiResult<Json<Value>> {
-    let to = AccountId(positive_id(&params.required("account_id")?, "account_id")?);
+    let to: AccountId = params.required_id("account_id")?;
     let message = params.get("message").unwrap_or_default().to_string();
     let written = state
         .app
@@ -52,7 +52,7 @@ pub async fn remove(
     Path(account): Path<String>,
     _params: Params,
 ) -> ApiResult<StatusCode> {
-    let other = AccountId(positive_id(&account, "account_id")?);
+    let other: AccountId = path_id(&account, "account_id", "contact")?;
     state
         .app
         .commands
@@ -87,7 +87,7 @@ pub async fn approve(
     Path(request): Path<String>,
     _params: Params,
 ) -> ApiResult<Json<dto::Contact>> {
-    let request = RequestId(positive_id(&request, "request_id")?);
+    let request: RequestId = path_id(&request, "request_id", "request")?;
     let written = state
         .app
         .commands
@@ -115,7 +115,7 @@ pub async fn reject(
     Path(request): Path<String>,
     _params: Params,
 ) -> ApiResult<StatusCode> {
-    let request = RequestId(positive_id(&request, "request_id")?);
+    let request: RequestId = path_id(&request, "request_id", "request")?;
     state
         .app
         .commands

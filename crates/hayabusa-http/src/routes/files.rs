@@ -8,7 +8,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, positive_id, room_id};
+use crate::params::{Params, path_id, room_id};
 use crate::public_url::BaseUrl;
 use crate::routes::idempotency;
 use crate::state::AppState;
@@ -32,7 +32,7 @@ fn now_secs() -> i64 {
 }
 
 fn file_id(raw: &str) -> ApiResult<FileId> {
-    positive_id(raw, "file_id").map(FileId)
+    path_id(raw, "file_id", "file")
 }
 
 fn too_large(max: usize) -> ApiError {
@@ -129,7 +129,7 @@ pub async fn list(
     params: Params,
 ) -> ApiResult<Json<Vec<dto::File>>> {
     let room = room_id(&room)?;
-    let uploader = params.optional_id("account_id")?.map(AccountId);
+    let uploader = params.optional_id::<AccountId>("account_id")?;
     let files = state
         .app
         .queries
@@ -209,7 +209,7 @@ pub async fn download(
             "the download URL is invalid or has expired",
         )
     };
-    let room = RoomId(room_id(&room).map_err(|_| forbidden())?.0);
+    let room: RoomId = room_id(&room).map_err(|_| forbidden())?;
     let file = file_id(&file).map_err(|_| forbidden())?;
     let expires: i64 = params
         .get("expires")

@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, positive_id, room_id};
+use crate::params::{Params, path_id, room_id};
 use crate::public_url::BaseUrl;
 use crate::state::AppState;
 use axum::Json;
@@ -171,7 +171,7 @@ async fn resolve(
     approve: bool,
 ) -> ApiResult<StatusCode> {
     let room = room_id(room)?;
-    let account = AccountId(positive_id(account, "account_id")?);
+    let account: AccountId = path_id(account, "account_id", "join request")?;
     state
         .app
         .commands

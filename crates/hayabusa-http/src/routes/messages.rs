@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
-use crate::params::{Params, message_id, room_id};
+use crate::params::{Params, message_id, message_id_param, room_id};
 use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
@@ -105,7 +105,7 @@ pub async fn read(
     let message_id = params
         .get("message_id")
         .filter(|s| !s.is_empty())
-        .map(message_id)
+        .map(message_id_param)
         .transpose()?;
     let command = RoomCommand::MoveReadCursor {
         message_id,
@@ -122,7 +122,7 @@ pub async fn unread(
     params: Params,
 ) -> ApiResult<Json<Value>> {
     let room = room_id(&room)?;
-    let message_id = message_id(&params.required("message_id")?)?;
+    let message_id = message_id_param(&params.required("message_id")?)?;
     let command = RoomCommand::MoveReadCursor {
         message_id: Some(message_id),
         read: false,

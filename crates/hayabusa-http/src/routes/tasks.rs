@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{Params, positive_id, room_id};
+use crate::params::{Params, path_id, room_id};
 use crate::routes::idempotency;
 use crate::state::AppState;
 use axum::Json;
@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn task_id(raw: &str) -> ApiResult<TaskId> {
-    positive_id(raw, "task_id").map(TaskId)
+    path_id(raw, "task_id", "task")
 }
 
 fn filter_of(params: &Params) -> ApiResult<TaskFilter> {
     Ok(TaskFilter {
-        account_id: params.optional_id("account_id")?.map(AccountId),
-        assigned_by: params.optional_id("assigned_by_account_id")?.map(AccountId),
+        account_id: params.optional_id::<AccountId>("account_id")?,
+        assigned_by: params.optional_id::<AccountId>("assigned_by_account_id")?,
         status: params
             .one_of("status", &["open", "done"])?
             .map(str::to_string),

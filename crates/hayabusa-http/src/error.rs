@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use hayabusa_app::AppError;
 use hayabusa_domain::DomainError;
 use hayabusa_store::StoreError;
-use serde_json::json;
+
+use crate::dto::Errors;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "errors": self.errors }))).into_response()
+        (self.status, axum::Json(Errors { errors: self.errors })).into_response()
     }
 }
 

@@ -2,6 +2,7 @@
 //! token, shown once.
 
 use crate::auth::Caller;
+use crate::dto;
 use crate::error::ApiResult;
 use crate::params::Params;
 use crate::routes::idempotency;
@@ -10,7 +11,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use hayabusa_app::NewAccount;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Creates an account.
@@ -21,7 +21,7 @@ pub async fn create(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::CreatedAccount>> {
     if !caller.admin {
         return Err(crate::error::ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -43,17 +43,8 @@ pub async fn create(
         .create_account(Some(&caller), input, key)
         .await?;
     let created = written.value;
-    let a = &created.account;
-    Ok(Json(json!({
-        "account_id": a.account_id.0,
-        "room_id": a.my_room_id.0,
-        "name": a.name,
-        "mail": a.mail,
-        "organization_id": a.organization_id.0,
-        "organization_name": a.organization_name,
-        "department": a.department,
-        "title": a.title,
-        "admin": a.admin,
-        "token": created.token,
-    })))
+    Ok(Json(dto::CreatedAccount::new(
+        &created.account,
+        created.token,
+    )))
 }

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hayabusa_domain::{AccountId, RoomCommand, RoomId};
 use hayabusa_store::MessageView;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Messages: new since the caller's last fetch (`force=0`, default) or the latest
@@ -58,7 +57,7 @@ pub async fn post(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let body = params.required("body")?;
@@ -68,7 +67,7 @@ pub async fn post(
         .commands
         .post_message(caller.account_id, room, body, self_unread, key)
         .await?;
-    Ok(Json(json!({ "message_id": written.value.0.to_string() })))
+    Ok(Json(dto::MessageId::new(written.value)))
 }
 
 async fn move_read_cursor(
@@ -76,17 +75,17 @@ async fn move_read_cursor(
     caller: AccountId,
     room: RoomId,
     command: RoomCommand,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     state
         .app
         .commands
         .execute(room, caller, command, None)
         .await?;
     let view = state.app.queries.room(caller, room).await?;
-    Ok(Json(json!({
-        "unread_num": view.unread_num,
-        "mention_num": view.mention_num,
-    })))
+    Ok(Json(dto::UnreadCounts {
+        unread_num: view.unread_num,
+        mention_num: view.mention_num,
+    }))
 }
 
 /// Marks messages read up to `message_id` (default: all).
@@ -95,7 +94,7 @@ pub async fn read(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     let room = room_id(&room)?;
     let message_id = params
         .get("message_id")
@@ -115,7 +114,7 @@ pub async fn unread(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     let room = room_id(&room)?;
     let message_id = message_id(&params.required("message_id")?)?;
     let command = RoomCommand::MoveReadCursor {
@@ -148,7 +147,7 @@ pub async fn update(
     Caller(caller): Caller,
     Path((room, message)): Path<(String, String)>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
     let body = params.required("body")?;
@@ -161,7 +160,7 @@ pub async fn update(
         .commands
         .execute(room, caller.account_id, command, None)
         .await?;
-    Ok(Json(json!({ "message_id": message.0.to_string() })))
+    Ok(Json(dto::MessageId::new(message)))
 }
 
 /// Deletes one's own message.
@@ -170,7 +169,7 @@ pub async fn delete(
     Caller(caller): Caller,
     Path((room, message)): Path<(String, String)>,
     _params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
     let command = RoomCommand::DeleteMessage {
@@ -181,5 +180,5 @@ pub async fn delete(
         .commands
         .execute(room, caller.account_id, command, None)
         .await?;
-    Ok(Json(json!({ "message_id": message.0.to_string() })))
+    Ok(Json(dto::MessageId::new(message)))
 }

@@ -30,7 +30,9 @@ use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
 };
@@ -38,6 +40,13 @@ use utoipa::openapi::{
     Components, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref,
     RefOr, Required, ResponseBuilder, Responses, ServerBuilder, Tag,
 };
+
+/// A positive number as a string of digits (a message id).
+const DIGITS_NOT_ZERO: &str = "^[0-9]*[1-9][0-9]*$";
+/// Comma-separated positive ids, at least one.
+const ID_LIST: &str = "^[0-9]*[1-9][0-9]*(,[0-9]*[1-9][0-9]*)*$";
+/// Comma-separated positive ids, or nothing.
+const OPTIONAL_ID_LIST: &str = "^([0-9]*[1-9][0-9]*(,[0-9]*[1-9][0-9]*)*)?$";
 
 /// Longest account and organization name (`POST /v2/accounts`).
 const MAX_ACCOUNT_NAME_CHARS: usize = 255;
@@ -172,6 +181,9 @@ struct Endpoint {
     /// Error statuses beyond those every operation of its kind has (e.g. 409).
     extra_errors: &'static [u16],
 }
+
+/// The PUT operations that need at least one of their (optional) parameters.
+const AT_LEAST_ONE: &[&str] = &["/v2/rooms/{room_id}"];
 
 /// The operations that honour `Idempotency-Key`.
 const IDEMPOTENT: &[&str] = &[
@@ -970,7 +982,7 @@ fn message_id() -> RefOr<Schema> {
         Type::String,
         "A message id: a string of digits (63-bit, beyond JavaScript's safe integers).",
     )
-    .pattern(Some("^[0-9]+$"))
+    .pattern(Some(DIGITS_NOT_ZERO))
     .into()
 }
 
@@ -1029,9 +1041,9 @@ fn param_schema(kind: Kind) -> ObjectBuilder {
             .max_length(Some(max))
             .pattern(Some("\\S")),
         Kind::Note(max) => typed(Type::String, "").max_length(Some(max)),
-        Kind::Ids => typed(Type::String, "").pattern(Some("^[0-9]+(,[0-9]+)*$")),
-        Kind::IdsOrNone => typed(Type::String, "").pattern(Some("^([0-9]+(,[0-9]+)*)?$")),
-        Kind::MessageId => typed(Type::String, "").pattern(Some("^[0-9]+$")),
+        Kind::Ids => typed(Type::String, "").pattern(Some(ID_LIST)),
+        Kind::IdsOrNone => typed(Type::String, "").pattern(Some(OPTIONAL_ID_LIST)),
+        Kind::MessageId => typed(Type::String, "").pattern(Some(DIGITS_NOT_ZERO)),
         Kind::LinkCode => typed(Type::String, "")
             .min_length(Some(1))
             .max_length(Some(MAX_LINK_CODE_CHARS))
@@ -1196,6 +1208,19 @@ fn operation(endpoint: &Endpoint) -> Operation {
                 form = form.required(param.name);
             }
         }
+        let mut form: RefOr<Schema> = form.into();
+        let at_least_one =
+            endpoint.method == HttpMethod::Put && AT_LEAST_ONE.contains(&endpoint.path);
+        if at_least_one {
+            let one_of_them = endpoint.params.iter().fold(AnyOfBuilder::new(), |any, p| {
+                any.item(ObjectBuilder::new().required(p.name))
+            });
+            form = AllOfBuilder::new()
+                .item(form)
+                .item(one_of_them)
+                .description(Some("At least one of the parameters."))
+                .into();
+        }
         let media_type = if endpoint.multipart {
             "multipart/form-data"
         } else {
@@ -1209,9 +1234,9 @@ fn operation(endpoint: &Endpoint) -> Operation {
                     "Form parameters; ChatWork clients may send them in the query string instead."
                 }))
                 .required(Some(required_flag(
-                    endpoint.params.iter().any(|p| p.required),
+                    at_least_one || endpoint.params.iter().any(|p| p.required),
                 )))
-                .content(media_type, json_content(form.into()))
+                .content(media_type, json_content(form))
                 .build(),
         ));
     } else {

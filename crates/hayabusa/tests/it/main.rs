@@ -10,6 +10,7 @@ mod crash;
 mod files;
 mod links;
 mod messages;
+mod openapi;
 mod persistence;
 mod rate_limits;
 mod rooms;

@@ -1648,6 +1648,35 @@ mod tests {
     }
 
     #[test]
+    fn every_json_answer_refers_to_a_schema_derived_from_a_dto_type() {
+        let doc = parsed();
+        let derived: BTreeSet<String> = schemas().into_iter().map(|(name, _)| name).collect();
+        assert!(derived.contains("Message") && derived.contains("Op"));
+        for (method, path) in operations(&doc) {
+            if path == "/v2/openapi.json" {
+                continue;
+            }
+            let responses = doc["paths"][&path][&method]["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                let Some(schema) = response.pointer("/content/application~1json/schema") else {
+                    continue;
+                };
+                let reference = schema
+                    .get("$ref")
+                    .or_else(|| schema.pointer("/items/$ref"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: {schema}"));
+                let name = reference.trim_start_matches("#/components/schemas/");
+                assert!(derived.contains(name), "{method} {path} {status}: {name}");
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["Message"],
+            serde_json::to_value(<dto::Message as utoipa::PartialSchema>::schema()).unwrap()
+        );
+    }
+
+    #[test]
     fn parameters_are_described_the_chatwork_way() {
         let doc = parsed();
         let create_room = &doc["paths"]["/v2/rooms"]["post"];

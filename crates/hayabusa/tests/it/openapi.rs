@@ -104,9 +104,13 @@ impl Contract {
             .iter_errors(body)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
+        let mut shown = body.to_string();
+        if shown.len() > 2_000 {
+            shown = format!("{}…", shown.chars().take(2_000).collect::<String>());
+        }
         assert!(
             errors.is_empty(),
-            "{method} {template} {status}: the body does not match the document:\n{}\nbody: {body}",
+            "{method} {template} {status}: the body does not match the document:\n{}\nbody: {shown}",
             errors.join("\n")
         );
     }

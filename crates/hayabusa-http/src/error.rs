@@ -45,7 +45,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(Errors { errors: self.errors })).into_response()
+        (
+            self.status,
+            axum::Json(Errors {
+                errors: self.errors,
+            }),
+        )
+            .into_response()
     }
 }
 

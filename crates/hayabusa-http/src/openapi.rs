@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use hayabusa_app::idempotency::MAX_KEY_LEN;
 use hayabusa_app::sync::{MAX_LIMIT, MAX_TIMEOUT_SECS};
 use hayabusa_domain::contact::MAX_REQUEST_MESSAGE_CHARS;
-use hayabusa_domain::ids::MAX_SAFE_INTEGER;
 use hayabusa_domain::room::{
     ICON_PRESETS, MAX_LINK_CODE_CHARS, MAX_MESSAGE_CHARS, MAX_ROOM_NAME_CHARS,
 };
@@ -56,7 +55,8 @@ const MAX_LINK_DESCRIPTION_CHARS: usize = 1_000;
 /// The type of a parameter, as ChatWork sends it.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// A positive id (at most 2^53 − 1, like every numeric id the API shows).
+    /// A positive id. The ids the API shows are at most 2^53 − 1; a larger one names
+    /// nothing (404, or 400 where it must name an account).
     Id,
     /// An integer.
     Int,
@@ -882,7 +882,11 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "files",
         summary: "A file's content, through the signed URL `GET …/files/{file_id}?create_download_url=1` gives (no token)",
         params: &[
-            required("expires", Kind::Int, "When the URL stops working (Unix seconds)."),
+            required(
+                "expires",
+                Kind::Int,
+                "When the URL stops working (Unix seconds).",
+            ),
             required("signature", Kind::Text, "The URL's signature."),
         ],
         multipart: false,
@@ -971,10 +975,7 @@ fn text() -> RefOr<Schema> {
 }
 
 fn id() -> RefOr<Schema> {
-    typed(Type::Integer, "")
-        .minimum(Some(1))
-        .maximum(Some(MAX_SAFE_INTEGER))
-        .into()
+    param_schema(Kind::Id).into()
 }
 
 fn message_id() -> RefOr<Schema> {
@@ -1028,9 +1029,7 @@ fn schemas() -> Vec<(String, RefOr<Schema>)> {
 
 fn param_schema(kind: Kind) -> ObjectBuilder {
     match kind {
-        Kind::Id => typed(Type::Integer, "")
-            .minimum(Some(1))
-            .maximum(Some(MAX_SAFE_INTEGER)),
+        Kind::Id => typed(Type::Integer, "").minimum(Some(1)),
         Kind::Int => typed(Type::Integer, ""),
         Kind::Range(low, high) => typed(Type::Integer, "")
             .minimum(Some(low))
@@ -1656,7 +1655,9 @@ mod tests {
             if path == "/v2/openapi.json" {
                 continue;
             }
-            let responses = doc["paths"][&path][&method]["responses"].as_object().unwrap();
+            let responses = doc["paths"][&path][&method]["responses"]
+                .as_object()
+                .unwrap();
             for (status, response) in responses {
                 let Some(schema) = response.pointer("/content/application~1json/schema") else {
                     continue;

@@ -233,8 +233,15 @@ async fn every_answer_of_a_realistic_flow_matches_the_served_document() {
         ok,
     )
     .await;
-    c.call(admin, Method::GET, "/v2/rooms/{room_id}", &room_path, &[], ok)
-        .await;
+    c.call(
+        admin,
+        Method::GET,
+        "/v2/rooms/{room_id}",
+        &room_path,
+        &[],
+        ok,
+    )
+    .await;
     let members = format!("{room_path}/members");
     c.call(
         admin,
@@ -265,15 +272,29 @@ async fn every_answer_of_a_realistic_flow_matches_the_served_document() {
         (bob, format!("[To:{admin_id}] hello")),
         (admin, "[toall] welcome".to_string()),
     ] {
-        c.call(client, Method::POST, template, &messages, &[("body", body)], ok)
-            .await;
+        c.call(
+            client,
+            Method::POST,
+            template,
+            &messages,
+            &[("body", body)],
+            ok,
+        )
+        .await;
     }
     c.call(admin, Method::GET, template, &messages, &[], ok)
         .await;
     c.call(admin, Method::GET, template, &messages, &[], none)
         .await;
     let listed = c
-        .call(admin, Method::GET, template, &messages, &[("force", text(1))], ok)
+        .call(
+            admin,
+            Method::GET,
+            template,
+            &messages,
+            &[("force", text(1))],
+            ok,
+        )
         .await;
     let message_id = listed[1]["message_id"].as_str().unwrap().to_string();
     let message = format!("{messages}/{message_id}");
@@ -359,13 +380,11 @@ async fn every_answer_of_a_realistic_flow_matches_the_served_document() {
 
     // Files.
     let files = format!("{room_path}/files");
-    let upload = bob
-        .request(Method::POST, &files)
-        .multipart(
-            Form::new()
-                .part("file", Part::bytes(b"numbers".to_vec()).file_name("q3.csv"))
-                .text("message", "the figures"),
-        );
+    let upload = bob.request(Method::POST, &files).multipart(
+        Form::new()
+            .part("file", Part::bytes(b"numbers".to_vec()).file_name("q3.csv"))
+            .text("message", "the figures"),
+    );
     let (status, file) = c
         .exchange(Method::POST, "/v2/rooms/{room_id}/files", upload)
         .await;

@@ -7,7 +7,8 @@ use axum::response::{IntoResponse, Response};
 use hayabusa_app::AppError;
 use hayabusa_domain::DomainError;
 use hayabusa_store::StoreError;
-use serde_json::json;
+
+use crate::dto::Errors;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +49,13 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, axum::Json(json!({ "errors": self.errors }))).into_response();
+        let mut response = (
+            self.status,
+            axum::Json(Errors {
+                errors: self.errors,
+            }),
+        )
+            .into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // Every 503 is temporary (contention, storage, a lagging projector).
             response
@@ -150,7 +156,10 @@ pub async fn json_errors(
     if message.is_empty() {
         message = status.canonical_reason().unwrap_or("error").to_string();
     }
-    let body = json!({ "errors": [message] }).to_string();
+    let body = serde_json::to_string(&Errors {
+        errors: vec![message],
+    })
+    .unwrap_or_default();
     parts.headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),

@@ -1,22 +1,38 @@
 //! `GET /v2/openapi.json`: the OpenAPI 3.1 document of the whole API — every ChatWork v2
-//! endpoint and every Hayabusa extension of `api.md`, including those not built yet,
-//! so that the document is the contract and not a reflection of the code.
+//! endpoint and every Hayabusa extension of `api.md`, so that the document is the
+//! contract.
 //!
-//! It is built with utoipa's builder API from one table, [`ENDPOINTS`], one row per
-//! operation, rather than from annotations on handlers: the handlers stay free of
-//! documentation macros and the whole contract can be read in one place. Parameters
-//! are described the ChatWork way: query parameters for GET and DELETE, a
-//! form-encoded body for POST and PUT (ChatWork clients may also send those in the
-//! query string), `multipart/form-data` for file uploads.
+//! Response bodies are described by the schemas utoipa derives from the types in
+//! [`crate::dto`] (`#[derive(ToSchema)]`), the same types the handlers serialize: no
+//! schema is written by hand, so the document cannot drift from what the server sends.
+//! The operations come from one table, [`ENDPOINTS`], one row per operation, built
+//! with utoipa's builder: ChatWork's parameters are form fields read by hand (not
+//! typed extractors), so the table describes them — query parameters for GET and
+//! DELETE, a form-encoded body for POST and PUT (ChatWork clients may also send those
+//! in the query string), `multipart/form-data` for file uploads — with the limits the
+//! domain enforces, taken from its constants.
 
+use crate::dto;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use hayabusa_app::idempotency::MAX_KEY_LEN;
+use hayabusa_app::sync::{MAX_LIMIT, MAX_TIMEOUT_SECS};
+use hayabusa_domain::contact::MAX_REQUEST_MESSAGE_CHARS;
+use hayabusa_domain::room::{
+    ICON_PRESETS, MAX_DESCRIPTION_CHARS, MAX_LINK_CODE_CHARS, MAX_MESSAGE_CHARS,
+    MAX_ROOM_NAME_CHARS,
+};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
+use utoipa::ToSchema;
 use utoipa::openapi::path::{
     HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, Type,
+};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
 };
@@ -25,16 +41,45 @@ use utoipa::openapi::{
     RefOr, Required, ResponseBuilder, Responses, ServerBuilder, Tag,
 };
 
+/// A positive number as a string of digits (a message id).
+const DIGITS_NOT_ZERO: &str = "^[0-9]*[1-9][0-9]*$";
+/// Comma-separated positive ids, at least one.
+const ID_LIST: &str = "^[0-9]*[1-9][0-9]*(,[0-9]*[1-9][0-9]*)*$";
+/// Comma-separated positive ids, or nothing.
+const OPTIONAL_ID_LIST: &str = "^([0-9]*[1-9][0-9]*(,[0-9]*[1-9][0-9]*)*)?$";
+
+/// Longest account and organization name (`POST /v2/accounts`).
+const MAX_ACCOUNT_NAME_CHARS: usize = 255;
+/// Longest description of an invitation link.
+const MAX_LINK_DESCRIPTION_CHARS: usize = 1_000;
+
 /// The type of a parameter, as ChatWork sends it.
 #[derive(Clone, Copy)]
 enum Kind {
-    /// An integer id or number.
+    /// A positive id. The ids the API shows are at most 2^53 − 1; a larger one names
+    /// nothing (404, or 400 where it must name an account).
+    Id,
+    /// An integer.
     Int,
+    /// An integer from the first bound to the second, inclusive.
+    Range(u64, u64),
     /// Free text.
     Text,
-    /// Comma-separated integer ids (`"123,542,1001"`).
+    /// Text of 1 to the given number of characters, not only white space.
+    Line(usize),
+    /// Text of at most the given number of characters.
+    Note(usize),
+    /// Comma-separated ids (`"123,542,1001"`), at least one.
     Ids,
-    /// Unix time in seconds.
+    /// Comma-separated ids, or nothing.
+    IdsOrNone,
+    /// A message id: a string of digits.
+    MessageId,
+    /// An invitation link's code.
+    LinkCode,
+    /// A sync revision (`"123"` or `"123:1"`).
+    Revision,
+    /// Unix time in seconds, 0 or more.
     UnixTime,
     /// `0` or `1`.
     Flag,
@@ -81,21 +126,45 @@ enum Access {
     Guarded,
 }
 
+/// A response body type of [`crate::dto`]: the name of its derived schema, and how to
+/// collect that schema with those it refers to.
+#[derive(Clone, Copy)]
+struct Body {
+    name: fn() -> Cow<'static, str>,
+    collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
+/// The body `T` (a `dto` type the handler serializes).
+const fn body<T: ToSchema>() -> Body {
+    Body {
+        name: T::name,
+        collect: collect::<T>,
+    }
+}
+
+/// Pushes `T`'s schema and, recursively, those it refers to.
+fn collect<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    schemas.push((T::name().into_owned(), T::schema()));
+    T::schemas(schemas);
+}
+
 /// What a successful call answers.
 #[derive(Clone, Copy)]
 enum Answer {
-    /// 200 with one JSON object of the named component schema.
-    Json(&'static str),
-    /// 200 with a JSON array of the named component schema.
-    List(&'static str),
-    /// 200 with an array of messages, or 204 when nothing is new.
-    ListOr204(&'static str),
-    /// 200, or 202 when the request waits for someone's acceptance; the same schema.
-    JsonOr202(&'static str),
+    /// 200 with one JSON object.
+    Json(Body),
+    /// 200 with a JSON array.
+    List(Body),
+    /// 200 with a JSON array, or 204 when nothing is new.
+    ListOr204(Body),
+    /// 200, or 202 when the request waits for someone's acceptance; the same body.
+    JsonOr202(Body),
     /// 204 without a body.
     NoContent,
-    /// 200 with text of the given media type.
+    /// 200 with bytes of the given media type.
     Text(&'static str),
+    /// 200 with this document.
+    Document,
     /// 101 Switching Protocols: a WebSocket of JSON text frames (`Op`).
     WebSocket,
 }
@@ -110,38 +179,24 @@ struct Endpoint {
     multipart: bool,
     access: Access,
     answer: Answer,
-    /// Extra error statuses beyond the common ones (e.g. 409, 413).
+    /// Error statuses beyond those every operation of its kind has (e.g. 409).
     extra_errors: &'static [u16],
 }
 
-const ICON_PRESETS: &[&str] = &[
-    "group", "check", "document", "meeting", "event", "project", "business", "study", "security",
-    "star", "idea", "heart", "magcup", "beer", "music", "sports", "travel",
+/// The PUT operations that need at least one of their (optional) parameters.
+const AT_LEAST_ONE: &[&str] = &["/v2/rooms/{room_id}"];
+
+/// The operations that honour `Idempotency-Key`.
+const IDEMPOTENT: &[&str] = &[
+    "/v2/rooms",
+    "/v2/rooms/{room_id}/messages",
+    "/v2/rooms/{room_id}/tasks",
+    "/v2/rooms/{room_id}/files",
+    "/v2/accounts",
 ];
+
 const TASK_STATUS: &[&str] = &["open", "done"];
 const LIMIT_TYPES: &[&str] = &["none", "date", "time"];
-const ROOM_TYPES: &[&str] = &["my", "direct", "group"];
-const ROLES: &[&str] = &["admin", "member", "readonly"];
-const OP_TYPES: &[&str] = &[
-    "message_created",
-    "message_updated",
-    "message_deleted",
-    "room_created",
-    "room_updated",
-    "room_deleted",
-    "member_added",
-    "member_removed",
-    "member_role_changed",
-    "read_changed",
-    "task_added",
-    "task_status_changed",
-    "file_uploaded",
-    "contact_requested",
-    "contact_approved",
-    "contact_rejected",
-    "contact_removed",
-    "mention",
-];
 
 const MEMBER_LISTS: &[Param] = &[
     required(
@@ -151,12 +206,12 @@ const MEMBER_LISTS: &[Param] = &[
     ),
     optional(
         "members_member_ids",
-        Kind::Ids,
+        Kind::IdsOrNone,
         "Accounts that are members.",
     ),
     optional(
         "members_readonly_ids",
-        Kind::Ids,
+        Kind::IdsOrNone,
         "Accounts that may only read.",
     ),
 ];
@@ -164,7 +219,7 @@ const MEMBER_LISTS: &[Param] = &[
 const LINK_SETTINGS: &[Param] = &[
     optional(
         "code",
-        Kind::Text,
+        Kind::LinkCode,
         "The link's code: at most 50 characters of `[A-Za-z0-9_-]` (default: generated).",
     ),
     optional(
@@ -174,8 +229,8 @@ const LINK_SETTINGS: &[Param] = &[
     ),
     optional(
         "description",
-        Kind::Text,
-        "Text shown on the invitation page.",
+        Kind::Note(MAX_LINK_DESCRIPTION_CHARS),
+        "Text shown on the invitation page, at most 1000 characters.",
     ),
 ];
 
@@ -189,7 +244,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("Me"),
+        answer: Answer::Json(body::<dto::Me>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -200,7 +255,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("MyStatus"),
+        answer: Answer::Json(body::<dto::MyStatus>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -211,7 +266,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[
             optional(
                 "assigned_by_account_id",
-                Kind::Int,
+                Kind::Id,
                 "Only tasks assigned by this account.",
             ),
             optional(
@@ -222,7 +277,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("MyTask"),
+        answer: Answer::List(body::<dto::Task>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -233,7 +288,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("Contact"),
+        answer: Answer::List(body::<dto::Contact>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -244,7 +299,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("Room"),
+        answer: Answer::List(body::<dto::Room>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -253,7 +308,11 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "rooms",
         summary: "Create a group room",
         params: &[
-            required("name", Kind::Text, "Room name, 1–255 characters."),
+            required(
+                "name",
+                Kind::Line(MAX_ROOM_NAME_CHARS),
+                "Room name, 1–255 characters, not only white space.",
+            ),
             required(
                 "members_admin_ids",
                 Kind::Ids,
@@ -261,20 +320,24 @@ const ENDPOINTS: &[Endpoint] = &[
             ),
             optional(
                 "members_member_ids",
-                Kind::Ids,
+                Kind::IdsOrNone,
                 "Accounts that are members.",
             ),
             optional(
                 "members_readonly_ids",
-                Kind::Ids,
+                Kind::IdsOrNone,
                 "Accounts that may only read.",
             ),
-            optional("description", Kind::Text, "Room description."),
+            optional(
+                "description",
+                Kind::Note(MAX_DESCRIPTION_CHARS),
+                "Room description, at most 65,535 characters.",
+            ),
             optional("icon_preset", Kind::Choice(ICON_PRESETS), "Room icon."),
             optional("link", Kind::Flag, "1: create an invitation link too."),
             optional(
                 "link_code",
-                Kind::Text,
+                Kind::LinkCode,
                 "The invitation link's code (at most 50 characters of `[A-Za-z0-9_-]`).",
             ),
             optional(
@@ -285,7 +348,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("RoomId"),
+        answer: Answer::Json(body::<dto::RoomId>()),
         extra_errors: &[409],
     },
     Endpoint {
@@ -296,7 +359,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("RoomDetail"),
+        answer: Answer::Json(body::<dto::Room>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -305,13 +368,21 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "rooms",
         summary: "Change a room's name, description or icon (admins)",
         params: &[
-            optional("name", Kind::Text, "Room name, 1–255 characters."),
-            optional("description", Kind::Text, "Room description."),
+            optional(
+                "name",
+                Kind::Line(MAX_ROOM_NAME_CHARS),
+                "Room name, 1–255 characters, not only white space.",
+            ),
+            optional(
+                "description",
+                Kind::Note(MAX_DESCRIPTION_CHARS),
+                "Room description, at most 65,535 characters.",
+            ),
             optional("icon_preset", Kind::Choice(ICON_PRESETS), "Room icon."),
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("RoomId"),
+        answer: Answer::Json(body::<dto::RoomId>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -337,7 +408,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("Member"),
+        answer: Answer::List(body::<dto::Member>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -348,7 +419,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: MEMBER_LISTS,
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("MemberIds"),
+        answer: Answer::Json(body::<dto::MemberIds>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -364,7 +435,7 @@ const ENDPOINTS: &[Endpoint] = &[
         )],
         multipart: false,
         access: Access::Token,
-        answer: Answer::ListOr204("Message"),
+        answer: Answer::ListOr204(body::<dto::Message>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -375,8 +446,8 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[
             required(
                 "body",
-                Kind::Text,
-                "Message text, 1–65535 characters, in ChatWork notation.",
+                Kind::Line(MAX_MESSAGE_CHARS),
+                "Message text, 1–65535 characters (not only white space), in ChatWork notation.",
             ),
             optional(
                 "self_unread",
@@ -386,7 +457,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("MessageId"),
+        answer: Answer::Json(body::<dto::MessageId>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -396,12 +467,12 @@ const ENDPOINTS: &[Endpoint] = &[
         summary: "Mark messages read",
         params: &[optional(
             "message_id",
-            Kind::Text,
+            Kind::MessageId,
             "Read up to and including this message (default: the latest).",
         )],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("UnreadCounts"),
+        answer: Answer::Json(body::<dto::UnreadCounts>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -411,12 +482,12 @@ const ENDPOINTS: &[Endpoint] = &[
         summary: "Mark messages unread",
         params: &[required(
             "message_id",
-            Kind::Text,
+            Kind::MessageId,
             "Unread from this message on.",
         )],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("UnreadCounts"),
+        answer: Answer::Json(body::<dto::UnreadCounts>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -427,7 +498,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("Message"),
+        answer: Answer::Json(body::<dto::Message>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -437,12 +508,12 @@ const ENDPOINTS: &[Endpoint] = &[
         summary: "Edit one's own message",
         params: &[required(
             "body",
-            Kind::Text,
-            "The new text, 1–65535 characters.",
+            Kind::Line(MAX_MESSAGE_CHARS),
+            "The new text, 1–65535 characters, not only white space.",
         )],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("MessageId"),
+        answer: Answer::Json(body::<dto::MessageId>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -453,7 +524,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("MessageId"),
+        answer: Answer::Json(body::<dto::MessageId>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -464,12 +535,12 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[
             optional(
                 "account_id",
-                Kind::Int,
+                Kind::Id,
                 "Only tasks assigned to this account.",
             ),
             optional(
                 "assigned_by_account_id",
-                Kind::Int,
+                Kind::Id,
                 "Only tasks assigned by this account.",
             ),
             optional(
@@ -480,7 +551,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("Task"),
+        answer: Answer::List(body::<dto::Task>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -489,9 +560,17 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "tasks",
         summary: "Add a task for members (not readonly members; 10 posts per 10 s per room)",
         params: &[
-            required("body", Kind::Text, "What is to be done."),
+            required(
+                "body",
+                Kind::Line(MAX_MESSAGE_CHARS),
+                "What is to be done, 1–65535 characters.",
+            ),
             required("to_ids", Kind::Ids, "The members the task is for."),
-            optional("limit", Kind::UnixTime, "Deadline (Unix seconds)."),
+            optional(
+                "limit",
+                Kind::UnixTime,
+                "Deadline (Unix seconds, 0 or more).",
+            ),
             optional(
                 "limit_type",
                 Kind::Choice(LIMIT_TYPES),
@@ -500,7 +579,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("TaskIds"),
+        answer: Answer::Json(body::<dto::TaskIds>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -511,7 +590,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("Task"),
+        answer: Answer::Json(body::<dto::Task>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -526,7 +605,7 @@ const ENDPOINTS: &[Endpoint] = &[
         )],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("TaskId"),
+        answer: Answer::Json(body::<dto::TaskId>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -536,12 +615,12 @@ const ENDPOINTS: &[Endpoint] = &[
         summary: "Files of a room (at most 100)",
         params: &[optional(
             "account_id",
-            Kind::Int,
+            Kind::Id,
             "Only files uploaded by this account.",
         )],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("File"),
+        answer: Answer::List(body::<dto::File>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -553,13 +632,13 @@ const ENDPOINTS: &[Endpoint] = &[
             required("file", Kind::File, "The file, at most 5 MB."),
             optional(
                 "message",
-                Kind::Text,
+                Kind::Line(MAX_MESSAGE_CHARS),
                 "Message posted with the file (read as text even if the part has a filename).",
             ),
         ],
         multipart: true,
         access: Access::Guarded,
-        answer: Answer::Json("FileId"),
+        answer: Answer::Json(body::<dto::FileId>()),
         extra_errors: &[413],
     },
     Endpoint {
@@ -574,7 +653,7 @@ const ENDPOINTS: &[Endpoint] = &[
         )],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("FileDetail"),
+        answer: Answer::Json(body::<dto::File>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -585,7 +664,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("Link"),
+        answer: Answer::Json(body::<dto::Link>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -596,7 +675,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: LINK_SETTINGS,
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("Link"),
+        answer: Answer::Json(body::<dto::Link>()),
         extra_errors: &[409],
     },
     Endpoint {
@@ -607,7 +686,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: LINK_SETTINGS,
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("Link"),
+        answer: Answer::Json(body::<dto::Link>()),
         extra_errors: &[409],
     },
     Endpoint {
@@ -618,7 +697,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("LinkClosed"),
+        answer: Answer::Json(body::<dto::Link>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -629,7 +708,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::List("IncomingRequest"),
+        answer: Answer::List(body::<dto::IncomingRequest>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -640,7 +719,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("Contact"),
+        answer: Answer::Json(body::<dto::Contact>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -662,7 +741,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("Contact"),
+        answer: Answer::Json(body::<dto::Contact>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -696,20 +775,24 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[
             optional(
                 "since",
-                Kind::Text,
+                Kind::Revision,
                 "Revision to continue after; omitted: the current revision and no ops.",
             ),
             optional(
                 "timeout",
-                Kind::Int,
+                Kind::Range(0, MAX_TIMEOUT_SECS),
                 "Seconds to wait when nothing is new (default 30, at most 60).",
             ),
-            optional("limit", Kind::Int, "Most ops to return."),
+            optional(
+                "limit",
+                Kind::Range(1, MAX_LIMIT as u64),
+                "Most ops to return (default 100).",
+            ),
         ],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("SyncBatch"),
-        extra_errors: &[],
+        answer: Answer::Json(body::<dto::SyncBatch>()),
+        extra_errors: &[410],
     },
     Endpoint {
         method: HttpMethod::Get,
@@ -717,7 +800,7 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "sync",
         summary: "WebSocket: the backlog after `since`, then ops as they happen (one JSON text frame per op)",
         params: &[
-            optional("since", Kind::Text, "Revision to continue after."),
+            optional("since", Kind::Revision, "Revision to continue after."),
             optional(
                 "token",
                 Kind::Text,
@@ -727,7 +810,7 @@ const ENDPOINTS: &[Endpoint] = &[
         multipart: false,
         access: Access::Token,
         answer: Answer::WebSocket,
-        extra_errors: &[],
+        extra_errors: &[403, 410],
     },
     Endpoint {
         method: HttpMethod::Post,
@@ -735,12 +818,16 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "contacts",
         summary: "Ask another account to become a contact",
         params: &[
-            required("account_id", Kind::Int, "The account asked."),
-            optional("message", Kind::Text, "A note shown with the request."),
+            required("account_id", Kind::Id, "The account asked."),
+            optional(
+                "message",
+                Kind::Note(MAX_REQUEST_MESSAGE_CHARS),
+                "A note shown with the request, at most 1000 characters.",
+            ),
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("ContactRequestCreated"),
+        answer: Answer::Json(body::<dto::ContactRequestCreated>()),
         extra_errors: &[409],
     },
     Endpoint {
@@ -762,7 +849,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::JsonOr202("JoinResult"),
+        answer: Answer::JsonOr202(body::<dto::JoinResult>()),
         extra_errors: &[409],
     },
     Endpoint {
@@ -773,7 +860,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::List("JoinRequest"),
+        answer: Answer::List(body::<dto::JoinRequest>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -804,7 +891,11 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "files",
         summary: "A file's content, through the signed URL `GET …/files/{file_id}?create_download_url=1` gives (no token)",
         params: &[
-            required("expires", Kind::UnixTime, "When the URL stops working."),
+            required(
+                "expires",
+                Kind::Int,
+                "When the URL stops working (Unix seconds).",
+            ),
             required("signature", Kind::Text, "The URL's signature."),
         ],
         multipart: false,
@@ -818,12 +909,16 @@ const ENDPOINTS: &[Endpoint] = &[
         tag: "accounts",
         summary: "Create an account (server administrators); the answer carries its API token, shown once",
         params: &[
-            required("name", Kind::Text, "Display name."),
+            required(
+                "name",
+                Kind::Line(MAX_ACCOUNT_NAME_CHARS),
+                "Display name, 1–255 characters, not only white space.",
+            ),
             optional("admin", Kind::Flag, "1: a server administrator."),
             optional("mail", Kind::Text, "Mail address."),
             optional(
                 "organization_name",
-                Kind::Text,
+                Kind::Note(MAX_ACCOUNT_NAME_CHARS),
                 "Organization (default: the caller's).",
             ),
             optional("department", Kind::Text, "Department."),
@@ -831,7 +926,7 @@ const ENDPOINTS: &[Endpoint] = &[
         ],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("CreatedAccount"),
+        answer: Answer::Json(body::<dto::CreatedAccount>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -842,7 +937,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Token,
-        answer: Answer::Json("NewToken"),
+        answer: Answer::Json(body::<dto::NewToken>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -853,7 +948,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Guarded,
-        answer: Answer::Json("NewToken"),
+        answer: Answer::Json(body::<dto::NewToken>()),
         extra_errors: &[404],
     },
     Endpoint {
@@ -875,7 +970,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Public,
-        answer: Answer::Text("application/json"),
+        answer: Answer::Document,
         extra_errors: &[],
     },
     Endpoint {
@@ -886,7 +981,7 @@ const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         multipart: false,
         access: Access::Public,
-        answer: Answer::Json("Health"),
+        answer: Answer::Json(body::<dto::Health>()),
         extra_errors: &[],
     },
     Endpoint {
@@ -904,35 +999,41 @@ const ENDPOINTS: &[Endpoint] = &[
 
 // ---- schemas -------------------------------------------------------------------
 
-fn typed(schema_type: Type, description: &str) -> RefOr<Schema> {
+fn typed(schema_type: Type, description: &str) -> ObjectBuilder {
     let builder = ObjectBuilder::new().schema_type(schema_type);
     if description.is_empty() {
-        builder.into()
+        builder
     } else {
-        builder.description(Some(description)).into()
+        builder.description(Some(description))
     }
 }
 
 fn int() -> RefOr<Schema> {
-    typed(Type::Integer, "")
+    typed(Type::Integer, "").into()
 }
 
 fn text() -> RefOr<Schema> {
+    typed(Type::String, "").into()
+}
+
+fn id() -> RefOr<Schema> {
+    param_schema(Kind::Id).into()
+}
+
+fn message_id() -> RefOr<Schema> {
+    typed(
+        Type::String,
+        "A message id: a string of digits (63-bit, beyond JavaScript's safe integers).",
+    )
+    .pattern(Some(DIGITS_NOT_ZERO))
+    .into()
+}
+
+fn link_code() -> RefOr<Schema> {
     typed(Type::String, "")
-}
-
-fn boolean() -> RefOr<Schema> {
-    typed(Type::Boolean, "")
-}
-
-fn unix_time() -> RefOr<Schema> {
-    typed(Type::Integer, "Unix time in seconds.")
-}
-
-fn choice(values: &[&str]) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values.iter().copied()))
+        .min_length(Some(1))
+        .max_length(Some(MAX_LINK_CODE_CHARS))
+        .pattern(Some("^[A-Za-z0-9_-]+$"))
         .into()
 }
 
@@ -944,385 +1045,67 @@ fn schema_ref(name: &str) -> RefOr<Schema> {
     Ref::from_schema_name(name).into()
 }
 
-/// An object whose listed fields are all present.
-fn object(fields: Vec<(&str, RefOr<Schema>)>) -> RefOr<Schema> {
-    object_with_optional(fields, &[])
+fn body_ref(body: Body) -> RefOr<Schema> {
+    schema_ref(&(body.name)())
 }
 
-/// An object whose fields are all present except those named in `optional`.
-fn object_with_optional(fields: Vec<(&str, RefOr<Schema>)>, optional: &[&str]) -> RefOr<Schema> {
-    let mut builder = ObjectBuilder::new();
-    for (name, schema) in fields {
-        if !optional.contains(&name) {
-            builder = builder.required(name);
+/// The response schemas: those derived from every body in [`ENDPOINTS`], the error
+/// body, and the sync op (the WebSocket's frames), by name.
+fn schemas() -> Vec<(String, RefOr<Schema>)> {
+    let mut schemas = Vec::new();
+    collect::<dto::Errors>(&mut schemas);
+    collect::<dto::Op>(&mut schemas);
+    for endpoint in ENDPOINTS {
+        match endpoint.answer {
+            Answer::Json(body)
+            | Answer::List(body)
+            | Answer::ListOr204(body)
+            | Answer::JsonOr202(body) => (body.collect)(&mut schemas),
+            Answer::NoContent | Answer::Text(_) | Answer::Document | Answer::WebSocket => {}
         }
-        builder = builder.property(name, schema);
     }
-    builder.into()
-}
-
-fn message_id() -> RefOr<Schema> {
-    typed(
-        Type::String,
-        "A message id: a string of digits (63-bit, beyond JavaScript's safe integers).",
-    )
-}
-
-fn profile_fields() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        ("name", text()),
-        ("chatwork_id", text()),
-        ("organization_id", int()),
-        ("organization_name", text()),
-        ("department", text()),
-        ("avatar_image_url", text()),
-    ]
-}
-
-fn room_fields() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        ("room_id", int()),
-        ("name", text()),
-        ("type", choice(ROOM_TYPES)),
-        ("role", choice(ROLES)),
-        ("sticky", boolean()),
-        ("unread_num", int()),
-        ("mention_num", int()),
-        ("mytask_num", int()),
-        ("message_num", int()),
-        ("file_num", int()),
-        ("task_num", int()),
-        ("icon_path", text()),
-        ("last_update_time", unix_time()),
-    ]
-}
-
-fn task_fields() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        ("task_id", int()),
-        ("assigned_by_account", schema_ref("AccountRef")),
-        ("message_id", message_id()),
-        ("body", text()),
-        ("limit_time", unix_time()),
-        ("status", choice(TASK_STATUS)),
-        ("limit_type", choice(LIMIT_TYPES)),
-    ]
-}
-
-fn file_fields() -> Vec<(&'static str, RefOr<Schema>)> {
-    vec![
-        ("file_id", int()),
-        ("account", schema_ref("AccountRef")),
-        ("message_id", message_id()),
-        ("filename", text()),
-        ("filesize", int()),
-        ("upload_time", unix_time()),
-    ]
-}
-
-fn with<T>(mut fields: Vec<T>, more: impl IntoIterator<Item = T>) -> Vec<T> {
-    fields.extend(more);
-    fields
-}
-
-/// The component schemas, by name.
-fn schemas() -> Vec<(&'static str, RefOr<Schema>)> {
-    let me = [
-        ("account_id", int()),
-        ("room_id", int()),
-        ("name", text()),
-        ("chatwork_id", text()),
-        ("organization_id", int()),
-        ("organization_name", text()),
-        ("department", text()),
-        ("title", text()),
-        ("url", text()),
-        ("introduction", text()),
-        ("mail", text()),
-        ("tel_organization", text()),
-        ("tel_extension", text()),
-        ("tel_mobile", text()),
-        ("skype", text()),
-        ("facebook", text()),
-        ("twitter", text()),
-        ("avatar_image_url", text()),
-        ("login_mail", text()),
-    ];
-    vec![
-        (
-            "Errors",
-            object(vec![("errors", array(typed(Type::String, "A reason.")))]),
-        ),
-        ("Me", object(me.into())),
-        (
-            "MyStatus",
-            object(
-                [
-                    "unread_room_num",
-                    "mention_room_num",
-                    "mytask_room_num",
-                    "unread_num",
-                    "mention_num",
-                    "mytask_num",
-                ]
-                .into_iter()
-                .map(|name| (name, int()))
-                .collect(),
-            ),
-        ),
-        (
-            "AccountRef",
-            object(vec![
-                ("account_id", int()),
-                ("name", text()),
-                ("avatar_image_url", text()),
-            ]),
-        ),
-        (
-            "RoomRef",
-            object(vec![
-                ("room_id", int()),
-                ("name", text()),
-                ("icon_path", text()),
-            ]),
-        ),
-        (
-            "MyTask",
-            object(with(task_fields(), [("room", schema_ref("RoomRef"))])),
-        ),
-        (
-            "Task",
-            object(with(task_fields(), [("account", schema_ref("AccountRef"))])),
-        ),
-        (
-            "Contact",
-            object(with(
-                vec![("account_id", int()), ("room_id", int())],
-                profile_fields(),
-            )),
-        ),
-        ("Room", object(room_fields())),
-        (
-            "RoomDetail",
-            object(with(room_fields(), [("description", text())])),
-        ),
-        ("RoomId", object(vec![("room_id", int())])),
-        (
-            "Member",
-            object(with(
-                vec![("account_id", int()), ("role", choice(ROLES))],
-                profile_fields(),
-            )),
-        ),
-        (
-            "MemberIds",
-            object(vec![
-                ("admin", array(int())),
-                ("member", array(int())),
-                ("readonly", array(int())),
-            ]),
-        ),
-        (
-            "Message",
-            object(vec![
-                ("message_id", message_id()),
-                ("account", schema_ref("AccountRef")),
-                ("body", text()),
-                ("send_time", unix_time()),
-                (
-                    "update_time",
-                    typed(
-                        Type::Integer,
-                        "Unix time of the last edit; 0 if never edited.",
-                    ),
-                ),
-            ]),
-        ),
-        ("MessageId", object(vec![("message_id", message_id())])),
-        (
-            "UnreadCounts",
-            object(vec![("unread_num", int()), ("mention_num", int())]),
-        ),
-        ("TaskIds", object(vec![("task_ids", array(int()))])),
-        ("TaskId", object(vec![("task_id", int())])),
-        ("File", object(file_fields())),
-        (
-            "FileDetail",
-            object_with_optional(
-                with(
-                    file_fields(),
-                    [(
-                        "download_url",
-                        typed(
-                            Type::String,
-                            "Signed URL valid for 30 seconds (with create_download_url=1).",
-                        ),
-                    )],
-                ),
-                &["download_url"],
-            ),
-        ),
-        ("FileId", object(vec![("file_id", int())])),
-        (
-            "Link",
-            object_with_optional(
-                vec![
-                    (
-                        "public",
-                        typed(Type::Boolean, "Whether the room has a link."),
-                    ),
-                    (
-                        "url",
-                        typed(Type::String, "The invitation URL (when public)."),
-                    ),
-                    ("need_acceptance", boolean()),
-                    ("description", text()),
-                ],
-                &["url", "need_acceptance", "description"],
-            ),
-        ),
-        (
-            "LinkClosed",
-            object(vec![("public", typed(Type::Boolean, "Always false."))]),
-        ),
-        (
-            "IncomingRequest",
-            object(with(
-                vec![
-                    ("request_id", int()),
-                    ("account_id", int()),
-                    ("message", text()),
-                ],
-                profile_fields(),
-            )),
-        ),
-        (
-            "JoinResult",
-            object(vec![
-                ("room_id", int()),
-                (
-                    "status",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some(["joined", "pending"]))
-                        .description(Some(
-                            "`joined`: a member now; `pending`: an admin must accept (202).",
-                        ))
-                        .into(),
-                ),
-            ]),
-        ),
-        (
-            "JoinRequest",
-            object(vec![
-                ("account_id", int()),
-                ("name", text()),
-                ("requested_at", unix_time()),
-            ]),
-        ),
-        (
-            "ContactRequestCreated",
-            object(vec![("request_id", int()), ("account_id", int())]),
-        ),
-        (
-            "SyncBatch",
-            object(vec![
-                (
-                    "revision",
-                    typed(Type::String, "Continue after it with `since`."),
-                ),
-                ("ops", array(schema_ref("Op"))),
-            ]),
-        ),
-        (
-            "Op",
-            ObjectBuilder::new()
-                .description(Some(
-                    "One change concerning the caller, with enough to update a view or to \
-                     know what to re-fetch.",
-                ))
-                .required("revision")
-                .required("type")
-                .property("revision", typed(Type::String, "This op's own revision."))
-                .property("type", choice(OP_TYPES))
-                .property("room_id", int())
-                .property("message_id", message_id())
-                .property("account_id", int())
-                .property("body", text())
-                .into(),
-        ),
-        (
-            "CreatedAccount",
-            object(vec![
-                ("account_id", int()),
-                ("room_id", int()),
-                ("name", text()),
-                ("mail", text()),
-                ("organization_id", int()),
-                ("organization_name", text()),
-                ("department", text()),
-                ("title", text()),
-                ("admin", boolean()),
-                (
-                    "token",
-                    typed(Type::String, "The account's API token; shown only here."),
-                ),
-            ]),
-        ),
-        (
-            "NewToken",
-            object(vec![(
-                "token",
-                typed(
-                    Type::String,
-                    "The new API token; the previous one no longer works.",
-                ),
-            )]),
-        ),
-        (
-            "Health",
-            object(vec![
-                ("status", text()),
-                ("log_head", int()),
-                ("projected", int()),
-            ]),
-        ),
-    ]
+    schemas
 }
 
 // ---- operations ----------------------------------------------------------------
 
-fn param_schema(kind: Kind) -> RefOr<Schema> {
+fn param_schema(kind: Kind) -> ObjectBuilder {
     match kind {
-        Kind::Int => int(),
-        Kind::Text => text(),
-        Kind::Ids => ObjectBuilder::new()
-            .schema_type(Type::String)
-            .pattern(Some("^[0-9]+(,[0-9]+)*$"))
-            .description(Some("Comma-separated account ids."))
-            .into(),
-        Kind::UnixTime => unix_time(),
-        Kind::Flag => ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .enum_values(Some([0, 1]))
-            .into(),
-        Kind::Choice(values) => choice(values),
-        Kind::File => ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/octet-stream")
-            .into(),
+        Kind::Id => typed(Type::Integer, "").minimum(Some(1)),
+        Kind::Int => typed(Type::Integer, ""),
+        Kind::Range(low, high) => typed(Type::Integer, "")
+            .minimum(Some(low))
+            .maximum(Some(high)),
+        Kind::Text => typed(Type::String, ""),
+        Kind::Line(max) => typed(Type::String, "")
+            .min_length(Some(1))
+            .max_length(Some(max))
+            .pattern(Some("\\S")),
+        Kind::Note(max) => typed(Type::String, "").max_length(Some(max)),
+        Kind::Ids => typed(Type::String, "").pattern(Some(ID_LIST)),
+        Kind::IdsOrNone => typed(Type::String, "").pattern(Some(OPTIONAL_ID_LIST)),
+        Kind::MessageId => typed(Type::String, "").pattern(Some(DIGITS_NOT_ZERO)),
+        Kind::LinkCode => typed(Type::String, "")
+            .min_length(Some(1))
+            .max_length(Some(MAX_LINK_CODE_CHARS))
+            .pattern(Some("^[A-Za-z0-9_-]+$")),
+        Kind::Revision => typed(Type::String, "").pattern(Some("^[0-9]+(:[0-9]+)?$")),
+        Kind::UnixTime => typed(Type::Integer, "").minimum(Some(0)),
+        Kind::Flag => typed(Type::Integer, "").enum_values(Some([0, 1])),
+        Kind::Choice(values) => typed(Type::String, "").enum_values(Some(values.iter().copied())),
+        Kind::File => typed(Type::String, "").content_media_type("application/octet-stream"),
     }
 }
 
 fn path_parameter(name: &str) -> Parameter {
     let (schema, about) = match name {
         "message_id" => (message_id(), "The message."),
-        "code" => (text(), "The invitation link's code."),
-        "room_id" => (int(), "The room (404 unless the caller is a member)."),
-        "task_id" => (int(), "The task."),
-        "file_id" => (int(), "The file."),
-        "request_id" => (int(), "The contact request."),
-        "account_id" => (int(), "The account."),
+        "code" => (link_code(), "The invitation link's code."),
+        "room_id" => (id(), "The room (404 unless the caller is a member)."),
+        "task_id" => (id(), "The task."),
+        "file_id" => (id(), "The file."),
+        "request_id" => (id(), "The contact request."),
+        "account_id" => (id(), "The account."),
         _ => (text(), ""),
     };
     ParameterBuilder::new()
@@ -1368,7 +1151,7 @@ fn rate_limit_headers(response: ResponseBuilder) -> ResponseBuilder {
         .header(
             "x-ratelimit-reset",
             HeaderBuilder::new()
-                .schema(Some(unix_time()))
+                .schema(Some(typed(Type::Integer, "Unix time in seconds.")))
                 .description(Some("Unix time (seconds) at which the window ends."))
                 .build(),
         )
@@ -1378,7 +1161,8 @@ fn json_content(schema: RefOr<Schema>) -> utoipa::openapi::Content {
     ContentBuilder::new().schema(Some(schema)).build()
 }
 
-/// Error answers shared by the operations, by status.
+/// Error answers shared by the operations, by status: the component's name and
+/// description.
 fn error_response(status: u16) -> (&'static str, &'static str) {
     match status {
         400 => ("BadRequest", "A parameter is missing or invalid."),
@@ -1387,9 +1171,17 @@ fn error_response(status: u16) -> (&'static str, &'static str) {
         404 => ("NotFound", "Unknown, or not visible to the caller."),
         409 => (
             "Conflict",
-            "Conflicts with the current state (e.g. a code in use).",
+            "Conflicts with the current state (e.g. a code in use), or with a concurrent change.",
+        ),
+        410 => (
+            "Gone",
+            "The revision is older than the ops kept; start again without `since`.",
         ),
         413 => ("PayloadTooLarge", "The upload or body is too large."),
+        415 => (
+            "UnsupportedMediaType",
+            "A body that is not application/x-www-form-urlencoded.",
+        ),
         422 => (
             "IdempotencyKeyReused",
             "The Idempotency-Key was used for a different request.",
@@ -1398,11 +1190,43 @@ fn error_response(status: u16) -> (&'static str, &'static str) {
             "TooManyRequests",
             "Rate limited: per token, or posts per room.",
         ),
+        503 => (
+            "Unavailable",
+            "Storage is unavailable or too busy; try again.",
+        ),
         _ => ("Error", "An error."),
     }
 }
 
-const ALL_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 413, 422, 429];
+const ALL_ERRORS: &[u16] = &[400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503];
+
+/// The error statuses an operation can answer.
+fn error_statuses(endpoint: &Endpoint) -> BTreeSet<u16> {
+    let mut statuses: BTreeSet<u16> = endpoint.extra_errors.iter().copied().collect();
+    if endpoint.access == Access::Public {
+        return statuses;
+    }
+    // Any parameter, header or body may be invalid; any token may be rate limited;
+    // any read or write may find the store unavailable.
+    statuses.extend([400, 401, 429, 503]);
+    if endpoint.access == Access::Guarded {
+        statuses.insert(403);
+    }
+    if endpoint.path.contains('{') {
+        statuses.insert(404);
+    }
+    // Form parameters may come in a body of any request (except the WebSocket's),
+    // which must be a form and not too large.
+    if endpoint.multipart {
+        statuses.insert(413);
+    } else if !matches!(endpoint.answer, Answer::WebSocket) {
+        statuses.extend([413, 415]);
+    }
+    if IDEMPOTENT.contains(&endpoint.path) && endpoint.method == HttpMethod::Post {
+        statuses.insert(422);
+    }
+    statuses
+}
 
 fn operation(endpoint: &Endpoint) -> Operation {
     let authenticated = endpoint.access != Access::Public;
@@ -1417,18 +1241,26 @@ fn operation(endpoint: &Endpoint) -> Operation {
     if in_body && !endpoint.params.is_empty() {
         let mut form = ObjectBuilder::new();
         for param in endpoint.params {
-            let schema = match param_schema(param.kind) {
-                RefOr::T(Schema::Object(object)) => {
-                    let mut object = object;
-                    object.description = Some(param.about.to_string());
-                    RefOr::T(Schema::Object(object))
-                }
-                other => other,
-            };
-            form = form.property(param.name, schema);
+            form = form.property(
+                param.name,
+                param_schema(param.kind).description(Some(param.about)),
+            );
             if param.required {
                 form = form.required(param.name);
             }
+        }
+        let mut form: RefOr<Schema> = form.into();
+        let at_least_one =
+            endpoint.method == HttpMethod::Put && AT_LEAST_ONE.contains(&endpoint.path);
+        if at_least_one {
+            let one_of_them = endpoint.params.iter().fold(AnyOfBuilder::new(), |any, p| {
+                any.item(ObjectBuilder::new().required(p.name))
+            });
+            form = AllOfBuilder::new()
+                .item(form)
+                .item(one_of_them)
+                .description(Some("At least one of the parameters."))
+                .into();
         }
         let media_type = if endpoint.multipart {
             "multipart/form-data"
@@ -1443,9 +1275,9 @@ fn operation(endpoint: &Endpoint) -> Operation {
                     "Form parameters; ChatWork clients may send them in the query string instead."
                 }))
                 .required(Some(required_flag(
-                    endpoint.params.iter().any(|p| p.required),
+                    at_least_one || endpoint.params.iter().any(|p| p.required),
                 )))
-                .content(media_type, json_content(form.into()))
+                .content(media_type, json_content(form))
                 .build(),
         ));
     } else {
@@ -1460,7 +1292,7 @@ fn operation(endpoint: &Endpoint) -> Operation {
             );
         }
     }
-    if endpoint.method == HttpMethod::Post && authenticated {
+    if IDEMPOTENT.contains(&endpoint.path) && endpoint.method == HttpMethod::Post {
         builder = builder.parameter(
             ParameterBuilder::new()
                 .name("Idempotency-Key")
@@ -1468,9 +1300,14 @@ fn operation(endpoint: &Endpoint) -> Operation {
                 .required(Required::False)
                 .description(Some(
                     "A retried request with the same key returns the first result and \
-                     changes nothing.",
+                     changes nothing (visible ASCII, at most 255 characters, kept for the account).",
                 ))
-                .schema(Some(text())),
+                .schema(Some(
+                    typed(Type::String, "")
+                        .min_length(Some(1))
+                        .max_length(Some(MAX_KEY_LEN))
+                        .pattern(Some("^[!-~]+$")),
+                )),
         );
     }
     builder = builder.responses(responses(endpoint));
@@ -1521,91 +1358,68 @@ fn responses(endpoint: &Endpoint) -> Responses {
     };
     let mut responses = Responses::new();
     let ok = |description: &str| decorate(ResponseBuilder::new().description(description));
+    let json = |description: &str, schema: RefOr<Schema>| {
+        ok(description)
+            .content("application/json", json_content(schema))
+            .build()
+            .into()
+    };
+    let insert = |responses: &mut Responses, status: &str, response| {
+        responses.responses.insert(status.into(), response);
+    };
     match endpoint.answer {
-        Answer::Json(name) => {
-            responses.responses.insert(
-                "200".into(),
-                ok("OK")
-                    .content("application/json", json_content(schema_ref(name)))
-                    .build()
-                    .into(),
+        Answer::Json(body) => insert(&mut responses, "200", json("OK", body_ref(body))),
+        Answer::List(body) => insert(
+            &mut responses,
+            "200",
+            json("OK (at most 100 items)", array(body_ref(body))),
+        ),
+        Answer::ListOr204(body) => {
+            insert(
+                &mut responses,
+                "200",
+                json("OK (at most 100 items)", array(body_ref(body))),
+            );
+            insert(&mut responses, "204", ok("Nothing new.").build().into());
+        }
+        Answer::JsonOr202(body) => {
+            insert(&mut responses, "200", json("Done.", body_ref(body)));
+            insert(
+                &mut responses,
+                "202",
+                json("Waiting for acceptance.", body_ref(body)),
             );
         }
-        Answer::List(name) => {
-            responses.responses.insert(
-                "200".into(),
-                ok("OK (at most 100 items)")
-                    .content("application/json", json_content(array(schema_ref(name))))
-                    .build()
-                    .into(),
-            );
-        }
-        Answer::ListOr204(name) => {
-            responses.responses.insert(
-                "200".into(),
-                ok("OK (at most 100 items)")
-                    .content("application/json", json_content(array(schema_ref(name))))
-                    .build()
-                    .into(),
-            );
-            responses
-                .responses
-                .insert("204".into(), ok("Nothing new.").build().into());
-        }
-        Answer::JsonOr202(name) => {
-            for (status, description) in [("200", "Done."), ("202", "Waiting for acceptance.")] {
-                responses.responses.insert(
-                    status.into(),
-                    ok(description)
-                        .content("application/json", json_content(schema_ref(name)))
-                        .build()
-                        .into(),
-                );
-            }
-        }
-        Answer::NoContent => {
-            responses
-                .responses
-                .insert("204".into(), ok("Done.").build().into());
-        }
-        Answer::Text(media_type) => {
-            responses.responses.insert(
-                "200".into(),
-                ok("OK")
-                    .content(
-                        media_type,
-                        ContentBuilder::new().schema(Some(text())).build(),
-                    )
-                    .build()
-                    .into(),
-            );
-        }
-        Answer::WebSocket => {
-            responses.responses.insert(
-                "101".into(),
-                ok("Switching to the WebSocket protocol; then one JSON text frame per `Op`.")
-                    .build()
-                    .into(),
-            );
-        }
+        Answer::NoContent => insert(&mut responses, "204", ok("Done.").build().into()),
+        Answer::Text(media_type) => insert(
+            &mut responses,
+            "200",
+            ok("OK")
+                .content(media_type, json_content(text()))
+                .build()
+                .into(),
+        ),
+        Answer::Document => insert(
+            &mut responses,
+            "200",
+            json(
+                "This OpenAPI document.",
+                typed(Type::Object, "An OpenAPI 3.1 document.").into(),
+            ),
+        ),
+        Answer::WebSocket => insert(
+            &mut responses,
+            "101",
+            ok("Switching to the WebSocket protocol; then one JSON text frame per `Op`.")
+                .build()
+                .into(),
+        ),
     }
-    let has_input = !endpoint.params.is_empty() || endpoint.path.contains('{');
-    for &status in ALL_ERRORS {
-        let applies = match status {
-            _ if !authenticated => endpoint.extra_errors.contains(&status),
-            401 | 429 => true,
-            400 => has_input,
-            403 => endpoint.access == Access::Guarded,
-            404 => endpoint.path.contains('{'),
-            422 => endpoint.method == HttpMethod::Post,
-            other => endpoint.extra_errors.contains(&other),
-        };
-        if applies {
-            let (name, _) = error_response(status);
-            responses
-                .responses
-                .insert(status.to_string(), Ref::from_response_name(name).into());
-        }
+    for status in error_statuses(endpoint) {
+        let (name, _) = error_response(status);
+        responses
+            .responses
+            .insert(status.to_string(), Ref::from_response_name(name).into());
     }
     responses
 }
@@ -1613,14 +1427,27 @@ fn responses(endpoint: &Endpoint) -> Responses {
 fn components() -> Components {
     let mut components = Components::new();
     for (name, schema) in schemas() {
-        components.schemas.insert(name.to_string(), schema);
+        components.schemas.insert(name, schema);
     }
     for &status in ALL_ERRORS {
         let (name, description) = error_response(status);
+        let mut response = rate_limit_headers(ResponseBuilder::new().description(description));
+        if status == 503 {
+            response = response.header(
+                "retry-after",
+                HeaderBuilder::new()
+                    .schema(Some(int()))
+                    .description(Some("Seconds to wait before trying again."))
+                    .build(),
+            );
+        }
         components.responses.insert(
             name.to_string(),
-            rate_limit_headers(ResponseBuilder::new().description(description))
-                .content("application/json", json_content(schema_ref("Errors")))
+            response
+                .content(
+                    "application/json",
+                    json_content(schema_ref(&dto::Errors::name())),
+                )
                 .build()
                 .into(),
         );
@@ -1861,6 +1688,37 @@ mod tests {
         assert_eq!(
             errors["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/Errors"
+        );
+    }
+
+    #[test]
+    fn every_json_answer_refers_to_a_schema_derived_from_a_dto_type() {
+        let doc = parsed();
+        let derived: BTreeSet<String> = schemas().into_iter().map(|(name, _)| name).collect();
+        assert!(derived.contains("Message") && derived.contains("Op"));
+        for (method, path) in operations(&doc) {
+            if path == "/v2/openapi.json" {
+                continue;
+            }
+            let responses = doc["paths"][&path][&method]["responses"]
+                .as_object()
+                .unwrap();
+            for (status, response) in responses {
+                let Some(schema) = response.pointer("/content/application~1json/schema") else {
+                    continue;
+                };
+                let reference = schema
+                    .get("$ref")
+                    .or_else(|| schema.pointer("/items/$ref"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_else(|| panic!("{method} {path} {status}: {schema}"));
+                let name = reference.trim_start_matches("#/components/schemas/");
+                assert!(derived.contains(name), "{method} {path} {status}: {name}");
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["Message"],
+            serde_json::to_value(<dto::Message as utoipa::PartialSchema>::schema()).unwrap()
         );
     }
 

@@ -4,6 +4,7 @@
 //! (extension): an administrator issues an account a new token.
 
 use crate::auth::Caller;
+use crate::dto;
 use crate::error::ApiResult;
 use crate::params::{Params, path_id};
 use crate::routes::idempotency;
@@ -13,7 +14,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use hayabusa_app::NewAccount;
 use hayabusa_domain::AccountId;
-use serde_json::{Value, json};
 
 /// 403 unless the caller is a server administrator (checked before anything else, so
 /// a plain member learns nothing about the account).
@@ -37,7 +37,7 @@ pub async fn create(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::CreatedAccount>> {
     if !caller.admin {
         return Err(crate::error::ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
@@ -59,19 +59,10 @@ pub async fn create(
         .create_account(Some(&caller), input, key)
         .await?;
     let created = written.value;
-    let a = &created.account;
-    Ok(Json(json!({
-        "account_id": a.account_id.0,
-        "room_id": a.my_room_id.0,
-        "name": a.name,
-        "mail": a.mail,
-        "organization_id": a.organization_id.0,
-        "organization_name": a.organization_name,
-        "department": a.department,
-        "title": a.title,
-        "admin": a.admin,
-        "token": created.token,
-    })))
+    Ok(Json(dto::CreatedAccount::new(
+        &created.account,
+        created.token,
+    )))
 }
 
 /// Revokes an account's API token: it moves to a new generation whose token is handed
@@ -97,9 +88,11 @@ pub async fn issue_token(
     Caller(caller): Caller,
     Path(account): Path<String>,
     _params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::NewToken>> {
     require_admin(&caller, "issue tokens")?;
     let account: AccountId = path_id(&account, "account_id", "account")?;
     let written = state.app.commands.issue_token(&caller, account).await?;
-    Ok(Json(json!({ "token": written.value })))
+    Ok(Json(dto::NewToken {
+        token: written.value,
+    }))
 }

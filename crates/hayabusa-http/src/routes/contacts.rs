@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hayabusa_domain::{AccountId, RequestId};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The caller's contacts.
@@ -32,7 +31,7 @@ pub async fn request(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ContactRequestCreated>> {
     let to: AccountId = params.required_id("account_id")?;
     let message = params.get("message").unwrap_or_default().to_string();
     let written = state
@@ -40,9 +39,10 @@ pub async fn request(
         .commands
         .request_contact(&caller, to, message)
         .await?;
-    Ok(Json(
-        json!({ "request_id": written.value.0, "account_id": to.0 }),
-    ))
+    Ok(Json(dto::ContactRequestCreated {
+        request_id: written.value.0,
+        account_id: to.0,
+    }))
 }
 
 /// Removes a contact (extension).

@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hayabusa_app::NewFile;
 use hayabusa_domain::{AccountId, FileId, RoomId};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// How long a download URL stays valid.
@@ -51,7 +50,7 @@ pub async fn upload(
     uri: Uri,
     headers: HeaderMap,
     request: Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::FileId>> {
     let room = room_id(&room)?;
     let max = state.uploads.max_bytes;
     let mut multipart = Multipart::from_request(request, &state)
@@ -118,7 +117,9 @@ pub async fn upload(
         .commands
         .upload_file(caller.account_id, room, input, key)
         .await?;
-    Ok(Json(json!({ "file_id": written.value.0 })))
+    Ok(Json(dto::FileId {
+        file_id: written.value.0,
+    }))
 }
 
 /// Files of a room.

@@ -1,16 +1,16 @@
 //! `GET /healthz`: liveness, with the log head and projection position.
 
+use crate::dto;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Liveness.
-pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({
-        "status": "ok",
-        "log_head": state.app.log.head(),
-        "projected": state.app.writes.projection().current(),
-    }))
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<dto::Health> {
+    Json(dto::Health {
+        status: "ok".to_string(),
+        log_head: state.app.log.head(),
+        projected: state.app.writes.projection().current(),
+    })
 }

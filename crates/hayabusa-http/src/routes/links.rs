@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use hayabusa_app::{Joined, LinkSettings};
 use hayabusa_domain::AccountId;
 use hayabusa_domain::room::validate_link_code;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn settings(params: &Params) -> ApiResult<LinkSettings> {
@@ -108,14 +107,14 @@ pub async fn delete(
     Caller(caller): Caller,
     Path(room): Path<String>,
     _params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Link>> {
     let room = room_id(&room)?;
     state
         .app
         .commands
         .delete_link(caller.account_id, room)
         .await?;
-    Ok(Json(json!({ "public": false })))
+    Ok(Json(dto::Link::new(None, "")))
 }
 
 /// Joins by link (extension): 200 with the room when joined, 202 when an admin
@@ -125,7 +124,7 @@ pub async fn join(
     Caller(caller): Caller,
     Path(code): Path<String>,
     _params: Params,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<dto::JoinResult>)> {
     let written = state
         .app
         .commands
@@ -134,11 +133,17 @@ pub async fn join(
     Ok(match written.value {
         Joined::Member(room) => (
             StatusCode::OK,
-            Json(json!({ "room_id": room.0, "status": "joined" })),
+            Json(dto::JoinResult {
+                room_id: room.0,
+                status: dto::JoinStatus::Joined,
+            }),
         ),
         Joined::Pending(room) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "room_id": room.0, "status": "pending" })),
+            Json(dto::JoinResult {
+                room_id: room.0,
+                status: dto::JoinStatus::Pending,
+            }),
         ),
     })
 }
@@ -149,18 +154,14 @@ pub async fn join_requests(
     Caller(caller): Caller,
     Path(room): Path<String>,
     _params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<dto::JoinRequest>>> {
     let room = room_id(&room)?;
     let requests = state
         .app
         .queries
         .join_requests(caller.account_id, room)
         .await?;
-    let list: Vec<Value> = requests
-        .iter()
-        .map(|r| json!({ "account_id": r.account.account_id.0, "name": r.account.name, "requested_at": r.at }))
-        .collect();
-    Ok(Json(Value::Array(list)))
+    Ok(Json(requests.iter().map(dto::JoinRequest::from).collect()))
 }
 
 async fn resolve(

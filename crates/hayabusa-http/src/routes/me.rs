@@ -10,7 +10,6 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The caller's own account.
@@ -41,9 +40,11 @@ pub async fn rotate_token(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::NewToken>> {
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let written = state.app.commands.rotate_token(&caller, key).await?;
     tracing::info!(account = %caller.account_id, "API token rotated");
-    Ok(Json(json!({ "token": written.value })))
+    Ok(Json(dto::NewToken {
+        token: written.value,
+    }))
 }

@@ -9,7 +9,6 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use hayabusa_domain::Role;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The room's members.
@@ -35,7 +34,7 @@ pub async fn replace(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MemberIds>> {
     let room = room_id(&room)?;
     let members = member_lists(&params)?;
     state
@@ -52,9 +51,9 @@ pub async fn replace(
         ids.sort_unstable();
         ids
     };
-    Ok(Json(json!({
-        "admin": ids(Role::Admin),
-        "member": ids(Role::Member),
-        "readonly": ids(Role::Readonly),
-    })))
+    Ok(Json(dto::MemberIds {
+        admin: ids(Role::Admin),
+        member: ids(Role::Member),
+        readonly: ids(Role::Readonly),
+    }))
 }

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hayabusa_domain::{AccountId, RoomCommand, RoomId};
 use hayabusa_store::MessageView;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Messages: new since the caller's last fetch (`force=0`, default) or the latest
@@ -63,7 +62,7 @@ pub async fn post(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let body = params.required("body")?;
@@ -73,7 +72,7 @@ pub async fn post(
         .commands
         .post_message(caller.account_id, room, body, self_unread, key)
         .await?;
-    Ok(Json(json!({ "message_id": written.value.0.to_string() })))
+    Ok(Json(dto::MessageId::new(written.value)))
 }
 
 async fn move_read_cursor(
@@ -81,17 +80,17 @@ async fn move_read_cursor(
     caller: AccountId,
     room: RoomId,
     command: RoomCommand,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     state
         .app
         .commands
         .execute(room, caller, command, None)
         .await?;
     let view = state.app.queries.room(caller, room).await?;
-    Ok(Json(json!({
-        "unread_num": view.unread_num,
-        "mention_num": view.mention_num,
-    })))
+    Ok(Json(dto::UnreadCounts {
+        unread_num: view.unread_num,
+        mention_num: view.mention_num,
+    }))
 }
 
 /// Marks messages read up to `message_id` (default: all).
@@ -100,7 +99,7 @@ pub async fn read(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     let room = room_id(&room)?;
     let message_id = params
         .get("message_id")
@@ -120,7 +119,7 @@ pub async fn unread(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UnreadCounts>> {
     let room = room_id(&room)?;
     let message_id = message_id_param(&params.required("message_id")?)?;
     let command = RoomCommand::MoveReadCursor {
@@ -153,7 +152,7 @@ pub async fn update(
     Caller(caller): Caller,
     Path((room, message)): Path<(String, String)>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
     let body = params.required("body")?;
@@ -166,7 +165,7 @@ pub async fn update(
         .commands
         .execute(room, caller.account_id, command, None)
         .await?;
-    Ok(Json(json!({ "message_id": message.0.to_string() })))
+    Ok(Json(dto::MessageId::new(message)))
 }
 
 /// Deletes one's own message.
@@ -175,7 +174,7 @@ pub async fn delete(
     Caller(caller): Caller,
     Path((room, message)): Path<(String, String)>,
     _params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MessageId>> {
     let room = room_id(&room)?;
     let message = message_id(&message)?;
     let command = RoomCommand::DeleteMessage {
@@ -186,5 +185,5 @@ pub async fn delete(
         .commands
         .execute(room, caller.account_id, command, None)
         .await?;
-    Ok(Json(json!({ "message_id": message.0.to_string() })))
+    Ok(Json(dto::MessageId::new(message)))
 }

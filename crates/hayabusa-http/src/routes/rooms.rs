@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use hayabusa_app::NewRoom;
 use hayabusa_domain::{AccountId, Role, RoomCommand};
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// The caller's rooms.
@@ -65,7 +64,7 @@ pub async fn create(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::RoomId>> {
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let name = params.required("name")?;
     let members = member_lists(&params)?;
@@ -98,7 +97,9 @@ pub async fn create(
             .create_link(caller.account_id, written.value, settings)
             .await?;
     }
-    Ok(Json(json!({ "room_id": written.value.0 })))
+    Ok(Json(dto::RoomId {
+        room_id: written.value.0,
+    }))
 }
 
 /// One room with its description.
@@ -119,7 +120,7 @@ pub async fn update(
     Caller(caller): Caller,
     Path(room): Path<String>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::RoomId>> {
     let room = room_id(&room)?;
     let name = params.get("name").map(str::to_string);
     let description = params.get("description").map(str::to_string);
@@ -139,7 +140,7 @@ pub async fn update(
         .commands
         .execute(room, caller.account_id, command, None)
         .await?;
-    Ok(Json(json!({ "room_id": room.0 })))
+    Ok(Json(dto::RoomId { room_id: room.0 }))
 }
 
 /// Leaves (`action_type=leave`) or deletes (`action_type=delete`, admins) a room.

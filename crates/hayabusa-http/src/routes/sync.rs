@@ -7,6 +7,7 @@
 //! simply resumes from the revision of the last op it got.
 
 use crate::auth::token_of;
+use crate::dto;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::public_url;
@@ -24,7 +25,7 @@ use hayabusa_app::sync::{
 };
 use hayabusa_domain::AccountId;
 use hayabusa_store::OpRecord;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,14 +79,17 @@ pub fn op_frame(op: &OpRecord, revision: Revision) -> String {
     }
 }
 
-fn batch_json(batch: &Batch) -> Value {
+fn batch_json(batch: &Batch) -> dto::SyncBatch {
     let ops: Vec<Value> = batch
         .ops
         .iter()
         .zip(op_revisions(&batch.ops))
         .map(|(op, revision)| op_json(op, revision))
         .collect();
-    json!({ "revision": batch.revision.to_string(), "ops": ops })
+    dto::SyncBatch {
+        revision: batch.revision.to_string(),
+        ops,
+    }
 }
 
 /// Long-poll.
@@ -93,7 +97,7 @@ pub async fn long_poll(
     State(state): State<Arc<AppState>>,
     crate::auth::Caller(caller): crate::auth::Caller,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::SyncBatch>> {
     let timeout = match params.get("timeout").filter(|s| !s.is_empty()) {
         None => DEFAULT_TIMEOUT_SECS,
         Some(raw) => raw
@@ -108,7 +112,10 @@ pub async fn long_poll(
     state.app.sync.settle(caller.account_id).await?;
     let Some(since) = since_of(&state, &params).await? else {
         let current = Revision::at(state.app.sync.current());
-        return Ok(Json(json!({ "revision": current.to_string(), "ops": [] })));
+        return Ok(Json(dto::SyncBatch {
+            revision: current.to_string(),
+            ops: Vec::new(),
+        }));
     };
     let batch = state
         .app

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, Method, Uri};
 use hayabusa_app::NewTasks;
 use hayabusa_domain::{AccountId, TaskId};
 use hayabusa_store::TaskFilter;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn task_id(raw: &str) -> ApiResult<TaskId> {
@@ -82,7 +81,7 @@ pub async fn create(
     uri: Uri,
     headers: HeaderMap,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::TaskIds>> {
     let room = room_id(&room)?;
     let key = idempotency(&headers, caller.account_id, &method, &uri, &params)?;
     let body = params.required("body")?;
@@ -119,8 +118,9 @@ pub async fn create(
         .commands
         .add_tasks(caller.account_id, room, input, key)
         .await?;
-    let ids: Vec<u64> = written.value.iter().map(|id| id.0).collect();
-    Ok(Json(json!({ "task_ids": ids })))
+    Ok(Json(dto::TaskIds {
+        task_ids: written.value.iter().map(|id| id.0).collect(),
+    }))
 }
 
 /// One task.
@@ -146,7 +146,7 @@ pub async fn set_status(
     Caller(caller): Caller,
     Path((room, task)): Path<(String, String)>,
     params: Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::TaskId>> {
     let room = room_id(&room)?;
     let task = task_id(&task)?;
     let done = match params.one_of("body", &["open", "done"])? {
@@ -158,5 +158,5 @@ pub async fn set_status(
         .commands
         .set_task_status(caller.account_id, room, task, done)
         .await?;
-    Ok(Json(json!({ "task_id": task.0 })))
+    Ok(Json(dto::TaskId { task_id: task.0 }))
 }

@@ -4,9 +4,9 @@
 mod helpers;
 
 mod accounts;
+mod at_rest;
 mod backup;
 mod consistency;
-mod at_rest;
 mod contacts;
 mod conventions;
 mod crash;
@@ -15,6 +15,7 @@ mod input;
 mod links;
 mod messages;
 mod network;
+mod openapi;
 mod persistence;
 mod rate_limits;
 mod rooms;

@@ -122,7 +122,11 @@ def fixtures(base, admin_token):
     admin.call("POST", f"/rooms/{room}/link", data={"code": "fuzz-room", "need_acceptance": 1})
     carol.call("POST", "/links/fuzz-room/join", expect=202)
     request = bob.call("POST", "/contacts/requests", data={"account_id": me["account_id"]})
+    # `POST /me/token` rotates the caller's token: it runs as an account of its own, or
+    # it would lock the administrator's token out of the rest of the run.
+    _, rotator = account("Rotator")
     return {
+        "rotator_token": rotator.token,
         "room_id": room,
         "doomed_room_id": doomed,
         "message_id": message["message_id"],
@@ -165,6 +169,11 @@ def config(ids, admin_token):
         'include-path = "/v2/rooms/{room_id}"',
         'include-method = "DELETE"',
         f'parameters = {{ "path.room_id" = {ids["doomed_room_id"]} }}',
+        "",
+        "# Rotating a token refuses the old one: not the administrator's.",
+        "[[operations]]",
+        'include-path = "/v2/me/token"',
+        f'headers = {{ "X-ChatWorkToken" = "{ids["rotator_token"]}" }}',
         "",
         "# A long-poll waits up to `timeout` seconds when nothing is new: keep it short.",
         "[[operations]]",

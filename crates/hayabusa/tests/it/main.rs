@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod authz_matrix;
 mod contacts;
 mod conventions;
 mod crash;

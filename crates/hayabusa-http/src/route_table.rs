@@ -107,7 +107,9 @@ static ROUTES: &[RouteSpec] = &[
     route(GET, "/v2/me", Authenticated, |m| on(m, me::me)),
     route(GET, "/v2/my/status", Authenticated, |m| on(m, me::status)),
     route(GET, "/v2/my/tasks", Authenticated, |m| on(m, tasks::mine)),
-    route(GET, "/v2/contacts", Authenticated, |m| on(m, contacts::list)),
+    route(GET, "/v2/contacts", Authenticated, |m| {
+        on(m, contacts::list)
+    }),
     route(POST, "/v2/contacts/requests", Authenticated, |m| {
         on(m, contacts::request)
     }),
@@ -117,9 +119,12 @@ static ROUTES: &[RouteSpec] = &[
     route(GET, "/v2/incoming_requests", Authenticated, |m| {
         on(m, contacts::incoming)
     }),
-    route(PUT, "/v2/incoming_requests/{request_id}", Authenticated, |m| {
-        on(m, contacts::approve)
-    }),
+    route(
+        PUT,
+        "/v2/incoming_requests/{request_id}",
+        Authenticated,
+        |m| on(m, contacts::approve),
+    ),
     route(
         DELETE,
         "/v2/incoming_requests/{request_id}",
@@ -150,9 +155,12 @@ static ROUTES: &[RouteSpec] = &[
     route(POST, "/v2/rooms/{room_id}/tasks", RoomWriter, |m| {
         on(m, tasks::create)
     }),
-    route(GET, "/v2/rooms/{room_id}/tasks/{task_id}", RoomMember, |m| {
-        on(m, tasks::get)
-    }),
+    route(
+        GET,
+        "/v2/rooms/{room_id}/tasks/{task_id}",
+        RoomMember,
+        |m| on(m, tasks::get),
+    ),
     route(
         PUT,
         "/v2/rooms/{room_id}/tasks/{task_id}/status",
@@ -166,9 +174,12 @@ static ROUTES: &[RouteSpec] = &[
         on(m, files::upload)
     })
     .with_body(BodyLimit::Upload),
-    route(GET, "/v2/rooms/{room_id}/files/{file_id}", RoomMember, |m| {
-        on(m, files::get)
-    }),
+    route(
+        GET,
+        "/v2/rooms/{room_id}/files/{file_id}",
+        RoomMember,
+        |m| on(m, files::get),
+    ),
     route(
         GET,
         "/v2/files/download/{room_id}/{file_id}",
@@ -210,7 +221,9 @@ static ROUTES: &[RouteSpec] = &[
     }),
     route(GET, "/v2/rooms", Authenticated, |m| on(m, rooms::list)),
     route(POST, "/v2/rooms", Authenticated, |m| on(m, rooms::create)),
-    route(GET, "/v2/rooms/{room_id}", RoomMember, |m| on(m, rooms::get)),
+    route(GET, "/v2/rooms/{room_id}", RoomMember, |m| {
+        on(m, rooms::get)
+    }),
     route(PUT, "/v2/rooms/{room_id}", RoomAdmin, |m| {
         on(m, rooms::update)
     }),
@@ -232,13 +245,18 @@ static ROUTES: &[RouteSpec] = &[
         on(m, messages::post)
     }),
     route(GET, "/v2/sync", Authenticated, |m| on(m, sync::long_poll)),
-    route(GET, "/v2/sync/ws", Authenticated, |m| on(m, sync::websocket)),
+    route(GET, "/v2/sync/ws", Authenticated, |m| {
+        on(m, sync::websocket)
+    }),
     route(PUT, "/v2/rooms/{room_id}/messages/read", RoomMember, |m| {
         on(m, messages::read)
     }),
-    route(PUT, "/v2/rooms/{room_id}/messages/unread", RoomMember, |m| {
-        on(m, messages::unread)
-    }),
+    route(
+        PUT,
+        "/v2/rooms/{room_id}/messages/unread",
+        RoomMember,
+        |m| on(m, messages::unread),
+    ),
     route(
         GET,
         "/v2/rooms/{room_id}/messages/{message_id}",

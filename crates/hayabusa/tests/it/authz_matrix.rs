@@ -691,7 +691,7 @@ async fn every_route_refuses_whom_it_must_and_refusals_change_nothing() {
                 if status != expected {
                     problems.push(format!("{status} (expected {expected}) {shown}"));
                 } else if !content_type.starts_with("application/json")
-                    || !body["errors"].as_array().is_some_and(|e| !e.is_empty())
+                    || body["errors"].as_array().is_none_or(|e| e.is_empty())
                 {
                     problems.push(format!("not a JSON error: {content_type} {shown}"));
                 }

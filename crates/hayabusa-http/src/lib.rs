@@ -11,10 +11,12 @@ pub mod openapi;
 pub mod params;
 pub mod public_url;
 pub mod rate_limit;
+pub mod route_table;
 pub mod routes;
 pub mod server;
 pub mod state;
 
+pub use route_table::{Access, BodyLimit, RouteSpec, routes};
 pub use state::{
     AppState, ConnectionSettings, PublicSettings, RateLimit, RateLimits, SyncSettings,
     UploadSettings,
@@ -23,112 +25,43 @@ pub use state::{
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::routing::{delete, get, post, put};
+use axum::routing::MethodRouter;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower::util::MapRequestLayer;
 
-/// The API's routes (without the method-override wrapper).
+/// The API's routes (without the method-override wrapper), built from [`routes()`].
 pub fn router(state: Arc<AppState>) -> Router {
     // Install the process-wide metrics recorder before anything is recorded.
     metrics::handle();
-    use routes::{
-        accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks,
-    };
     let upload_limit = state.uploads.max_bytes + 64 * 1024;
     let rate_limiter = Arc::new(rate_limit::RateLimiter::new(&state.rate_limits));
     // Posting routes count against their room's limit (messages, tasks and files alike).
     let room_posts =
         axum::middleware::from_fn_with_state(rate_limiter.clone(), rate_limit::limit_room_posts);
-    let v2 = Router::new()
-        .route("/openapi.json", get(openapi::serve))
-        .route("/me", get(me::me))
-        .route("/me/token", post(me::rotate_token))
-        .route("/my/status", get(me::status))
-        .route("/my/tasks", get(tasks::mine))
-        .route("/contacts", get(contacts::list))
-        .route("/contacts/requests", post(contacts::request))
-        .route("/contacts/{account_id}", delete(contacts::remove))
-        .route("/incoming_requests", get(contacts::incoming))
-        .route(
-            "/incoming_requests/{request_id}",
-            put(contacts::approve).delete(contacts::reject),
-        )
-        .route(
-            "/incoming_requests/{request_id}/accept",
-            put(contacts::approve),
-        )
-        .route(
-            "/incoming_requests/{request_id}/reject",
-            put(contacts::reject).delete(contacts::reject),
-        )
-        .route(
-            "/rooms/{room_id}/tasks",
-            get(tasks::list).post(tasks::create.layer(room_posts.clone())),
-        )
-        .route("/rooms/{room_id}/tasks/{task_id}", get(tasks::get))
-        .route(
-            "/rooms/{room_id}/tasks/{task_id}/status",
-            put(tasks::set_status),
-        )
-        .route(
-            "/rooms/{room_id}/files",
-            get(files::list)
-                .post(files::upload.layer(room_posts.clone()))
-                .layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route("/rooms/{room_id}/files/{file_id}", get(files::get))
-        .route("/files/download/{room_id}/{file_id}", get(files::download))
-        .route(
-            "/rooms/{room_id}/link",
-            get(links::get)
-                .post(links::create)
-                .put(links::update)
-                .delete(links::delete),
-        )
-        .route("/rooms/{room_id}/join_requests", get(links::join_requests))
-        .route(
-            "/rooms/{room_id}/join_requests/{account_id}",
-            put(links::approve_join).delete(links::reject_join),
-        )
-        .route("/links/{code}/join", post(links::join))
-        .route("/accounts", post(accounts::create))
-        .route(
-            "/accounts/{account_id}/token",
-            post(accounts::issue_token).delete(accounts::revoke_token),
-        )
-        .route("/rooms", get(rooms::list).post(rooms::create))
-        .route(
-            "/rooms/{room_id}",
-            get(rooms::get).put(rooms::update).delete(rooms::delete),
-        )
-        .route(
-            "/rooms/{room_id}/members",
-            get(members::list).put(members::replace),
-        )
-        .route(
-            "/rooms/{room_id}/messages",
-            get(messages::list).post(messages::post.layer(room_posts)),
-        )
-        .route("/sync", get(sync::long_poll))
-        .route("/sync/ws", get(sync::websocket))
-        .route("/rooms/{room_id}/messages/read", put(messages::read))
-        .route("/rooms/{room_id}/messages/unread", put(messages::unread))
-        .route(
-            "/rooms/{room_id}/messages/{message_id}",
-            get(messages::get)
-                .put(messages::update)
-                .delete(messages::delete),
-        );
-    Router::new()
-        .nest("/v2", v2)
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(metrics::serve))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+    let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for spec in routes() {
+        let mut method_router = (spec.handler)(spec.filter());
+        if spec.room_post {
+            method_router = method_router.layer(room_posts.clone());
+        }
+        if spec.body == BodyLimit::Upload {
+            method_router = method_router.layer(DefaultBodyLimit::max(upload_limit));
+        }
+        match paths.iter_mut().find(|(path, _)| *path == spec.path) {
+            Some((_, existing)) => *existing = std::mem::take(existing).merge(method_router),
+            None => paths.push((spec.path, method_router)),
+        }
+    }
+    let api = paths
+        .into_iter()
+        .fold(Router::new(), |router, (path, method_router)| {
+            router.route(path, method_router)
+        });
+    api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -41,6 +41,27 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
+/// What the upload route makes of a multipart part, from its `name` and `filename`
+/// (as `Content-Disposition` gives them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UploadPart {
+    /// The `file` part, with the client's file name (`file` if it gave none).
+    File(String),
+    /// The `message` part; some clients send it with a file name: it is still text.
+    Message,
+    /// Any other part: read past and ignored.
+    Ignored,
+}
+
+/// Classifies a multipart part of an upload (pure, so that it can be fuzzed).
+pub fn upload_part(name: Option<&str>, file_name: Option<&str>) -> UploadPart {
+    match name {
+        Some("file") => UploadPart::File(file_name.unwrap_or("file").to_string()),
+        Some("message") => UploadPart::Message,
+        _ => UploadPart::Ignored,
+    }
+}
+
 /// Uploads a file (multipart: `file`, optional `message`).
 pub async fn upload(
     State(state): State<Arc<AppState>>,
@@ -72,9 +93,8 @@ pub async fn upload(
                 )));
             }
         };
-        match field.name() {
-            Some("file") => {
-                let filename = field.file_name().unwrap_or("file").to_string();
+        match upload_part(field.name(), field.file_name()) {
+            UploadPart::File(filename) => {
                 let content = field.bytes().await.map_err(|e| {
                     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         too_large(max)
@@ -87,8 +107,7 @@ pub async fn upload(
                 }
                 file = Some((filename, content.to_vec()));
             }
-            // Some clients send `message` with a file name: it is still text.
-            Some("message") => {
+            UploadPart::Message => {
                 let bytes = field
                     .bytes()
                     .await
@@ -96,7 +115,7 @@ pub async fn upload(
                 message = String::from_utf8(bytes.to_vec())
                     .map_err(|_| ApiError::bad_request("message must be UTF-8 text"))?;
             }
-            _ => {}
+            UploadPart::Ignored => {}
         }
     }
     let (filename, content) = file.ok_or_else(|| ApiError::bad_request("file is required"))?;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod accounts;
 mod at_rest;
+mod authz_matrix;
 mod backup;
 mod consistency;
 mod contacts;

@@ -10,7 +10,8 @@ use arbitrary::Arbitrary;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::Method;
-use hayabusa_http::params::{Params, message_id, positive_id, room_id};
+use hayabusa_domain::AccountId;
+use hayabusa_http::params::{Params, message_id, param_id, room_id};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -48,12 +49,14 @@ fn check_accessors(params: &Params) {
             }
         }
         for parsed in [
-            positive_id(value, name).map_err(|e| e.status),
+            param_id::<AccountId>(value, name)
+                .map(|a| a.0)
+                .map_err(|e| e.status),
             room_id(value).map(|r| r.0).map_err(|e| e.status),
             message_id(value).map(|m| m.0).map_err(|e| e.status),
             params
-                .optional_id(name)
-                .map(|id| id.unwrap_or(1))
+                .optional_id::<AccountId>(name)
+                .map(|id| id.map_or(1, |a| a.0))
                 .map_err(|e| e.status),
         ] {
             match parsed {

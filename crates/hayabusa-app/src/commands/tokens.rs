@@ -35,18 +35,9 @@ impl CommandHandler {
         admin: &AccountRow,
         account: AccountId,
     ) -> Result<Written<String>, AppError> {
-        if !admin.admin {
-            return Err(AppError::forbidden("only administrators can issue tokens"));
-        }
         let written = self
-            .new_token_generation(account, admin.account_id, None)
+            .new_generation_by_admin(admin, account, "issue")
             .await?;
-        tracing::info!(
-            %account,
-            by = %admin.account_id,
-            generation = written.value,
-            "API token issued by an administrator"
-        );
         Ok(Written {
             value: self.secret.token_at(account, written.value),
             position: written.position,
@@ -61,8 +52,27 @@ impl CommandHandler {
         admin: &AccountRow,
         account: AccountId,
     ) -> Result<Written<()>, AppError> {
+        let written = self
+            .new_generation_by_admin(admin, account, "revoke")
+            .await?;
+        Ok(Written {
+            value: (),
+            position: written.position,
+        })
+    }
+
+    /// Moves `account` to a new token generation on an administrator's behalf (`what`
+    /// they do with it: "issue" or "revoke"), and logs it.
+    async fn new_generation_by_admin(
+        &self,
+        admin: &AccountRow,
+        account: AccountId,
+        what: &str,
+    ) -> Result<Written<u64>, AppError> {
         if !admin.admin {
-            return Err(AppError::forbidden("only administrators can revoke tokens"));
+            return Err(AppError::forbidden(format!(
+                "only administrators can {what} tokens"
+            )));
         }
         let written = self
             .new_token_generation(account, admin.account_id, None)
@@ -71,12 +81,10 @@ impl CommandHandler {
             %account,
             by = %admin.account_id,
             generation = written.value,
-            "API token revoked"
+            action = what,
+            "API token generation changed by an administrator"
         );
-        Ok(Written {
-            value: (),
-            position: written.position,
-        })
+        Ok(written)
     }
 
     /// Appends the next token generation of `account`; returns the generation.

@@ -3,33 +3,9 @@
 //! other users cannot read.
 
 use crate::helpers::*;
-use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-async fn upload(
-    user: &User,
-    room: u64,
-    name: &str,
-    content: Vec<u8>,
-    message: Option<String>,
-    idempotency_key: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut form = Form::new().part("file", Part::bytes(content).file_name(name.to_string()));
-    if let Some(message) = message {
-        form = form.text("message", message);
-    }
-    let mut request = user
-        .client
-        .request(Method::POST, &format!("/v2/rooms/{room}/files"))
-        .multipart(form);
-    if let Some(key) = idempotency_key {
-        request = request.header("Idempotency-Key", key);
-    }
-    read(request.send().await.unwrap()).await
-}
 
 /// The names of the blobs in the data directory's `files/`.
 fn blob_files(dir: &Path) -> Vec<String> {
@@ -53,7 +29,7 @@ async fn a_refused_upload_leaves_no_file_behind() {
     let before = blob_files(&dir);
 
     // A message too long to post with the file: 400, and no blob.
-    let (status, answer) = upload(
+    let (status, answer) = upload_file(
         &alice,
         room,
         "big.bin",
@@ -67,9 +43,9 @@ async fn a_refused_upload_leaves_no_file_behind() {
     assert_eq!(blob_files(&dir), before);
 
     // A repeated Idempotency-Key gets the first upload's file: one blob only.
-    let first = upload(&alice, room, "a.txt", b"one".to_vec(), None, Some("k-1")).await;
+    let first = upload_file(&alice, room, "a.txt", b"one".to_vec(), None, Some("k-1")).await;
     assert_eq!(first.0, StatusCode::OK, "{}", first.1);
-    let again = upload(&alice, room, "a.txt", b"one".to_vec(), None, Some("k-1")).await;
+    let again = upload_file(&alice, room, "a.txt", b"one".to_vec(), None, Some("k-1")).await;
     assert_eq!(again.0, StatusCode::OK, "{}", again.1);
     assert_eq!(again.1["file_id"], first.1["file_id"]);
     let after = blob_files(&dir);
@@ -94,7 +70,8 @@ async fn orphan_blobs_and_leftover_temp_files_are_swept_at_start() {
     let mut app = spawn_app().await;
     let alice = app.account("Alice").await;
     let room = app.room(&alice, &[], &[]).await;
-    let (status, answer) = upload(&alice, room, "keep.txt", b"keep".to_vec(), None, None).await;
+    let (status, answer) =
+        upload_file(&alice, room, "keep.txt", b"keep".to_vec(), None, None).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let kept = format!("file-{}", answer["file_id"]);
     let files = app.data_dir().join("files");
@@ -187,7 +164,7 @@ async fn every_file_and_directory_the_server_creates_is_private() {
         my_room: created["room_id"].as_u64().unwrap(),
         client: Client::new(&base, created["token"].as_str().unwrap()),
     };
-    let (status, answer) = upload(
+    let (status, answer) = upload_file(
         &alice,
         alice.my_room,
         "a.txt",
@@ -255,7 +232,8 @@ fn modes_under(dir: &Path) -> Vec<(std::path::PathBuf, bool, u32)> {
 async fn files_are_created_private_without_the_binary_s_umask() {
     let app = spawn_app().await;
     let alice = app.account("Alice").await;
-    let (status, answer) = upload(&alice, alice.my_room, "a.txt", b"x".to_vec(), None, None).await;
+    let (status, answer) =
+        upload_file(&alice, alice.my_room, "a.txt", b"x".to_vec(), None, None).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     alice.post(alice.my_room, "secret").await;
     let found = modes_under(&app.data_dir());

@@ -234,3 +234,30 @@ pub async fn eventually(
         last.0, last.1
     );
 }
+
+/// `POST /v2/rooms/{room}/files` as `user`: a file part, an optional `message`
+/// text part and an optional `Idempotency-Key`.
+pub async fn upload_file(
+    user: &User,
+    room: u64,
+    name: &str,
+    content: Vec<u8>,
+    message: Option<String>,
+    idempotency_key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content).file_name(name.to_string()),
+    );
+    if let Some(message) = message {
+        form = form.text("message", message);
+    }
+    let mut request = user
+        .client
+        .request(Method::POST, &format!("/v2/rooms/{room}/files"))
+        .multipart(form);
+    if let Some(key) = idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    read(request.send().await.unwrap()).await
+}

@@ -46,28 +46,6 @@ fn assert_json_error(
     );
 }
 
-async fn upload(
-    user: &User,
-    room: u64,
-    name: &str,
-    content: Vec<u8>,
-    message: Option<String>,
-    idempotency_key: Option<&str>,
-) -> (StatusCode, Value) {
-    let mut form = Form::new().part("file", Part::bytes(content).file_name(name.to_string()));
-    if let Some(message) = message {
-        form = form.text("message", message);
-    }
-    let mut request = user
-        .client
-        .request(Method::POST, &format!("/v2/rooms/{room}/files"))
-        .multipart(form);
-    if let Some(key) = idempotency_key {
-        request = request.header("Idempotency-Key", key);
-    }
-    read(request.send().await.unwrap()).await
-}
-
 #[tokio::test]
 async fn path_ids_out_of_range_are_404_and_malformed_ones_400_never_500() {
     let app = spawn_app().await;
@@ -569,7 +547,7 @@ async fn bidi_controls_and_invisible_characters_are_stripped_from_every_name() {
     let room = app.room(&alice, &[], &[]).await;
 
     // File names.
-    let (status, answer) = upload(
+    let (status, answer) = upload_file(
         &alice,
         room,
         "invoice\u{202E}gpj.exe",

@@ -627,7 +627,10 @@ impl Projector {
                 .collect(),
             None => Vec::new(),
         };
+        let started = std::time::Instant::now();
         self.store.apply(batch.changes, batch.last).await?;
+        metrics::histogram!("hayabusa_projector_apply_seconds")
+            .record(started.elapsed().as_secs_f64());
         if let Some(auth) = &self.auth {
             auth.invalidate(&token_changes, batch.last);
         }

@@ -3,6 +3,7 @@
 //! command line; tests start servers through [`start`].
 
 pub mod backup;
+pub mod config_file;
 pub mod data_dir;
 
 use anyhow::Context;

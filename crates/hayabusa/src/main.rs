@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hayabusa::{Config, data_dir};
+use hayabusa::{Config, config_file, data_dir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,8 +19,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A ChatWork-compatible, event-sourced chat backend"
 )]
 struct Cli {
+    /// A TOML file of settings: `name = value` for any flag that has an environment
+    /// variable HAYABUSA_NAME (e.g. `event_log = "nats://…"`). Flags beat the
+    /// environment, which beats the file.
+    #[arg(long, global = true, env = config_file::CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Parses the command line, with the defaults of `--config FILE` if one is given.
+fn parse_cli() -> anyhow::Result<Cli> {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_file::path_from(&args) {
+        command = config_file::apply(command, &path)?;
+    }
+    let matches = command.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
 }
 
 #[derive(Subcommand)]
@@ -270,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
     // Whatever any command creates is for the server's user only.
     data_dir::restrict_umask();
     init_tracing();
-    match Cli::parse().command {
+    match parse_cli()?.command {
         Command::Serve {
             data_dir,
             listen,

@@ -17,7 +17,7 @@
 //! Memory is bounded by the number of accounts (one entry per account: a new token
 //! replaces the old one's entry) and by a capacity beyond which everything is dropped.
 
-use crate::projector::ProjectionWatch;
+use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::AccountId;
 use hayabusa_store::{AccountRow, Change, Position};
 use parking_lot::Mutex;

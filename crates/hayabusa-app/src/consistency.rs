@@ -24,7 +24,7 @@
 //! map has doubled since the last sweep.
 
 use crate::error::AppError;
-use crate::projector::ProjectionWatch;
+use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::{AccountId, Event, RoomId};
 use hayabusa_store::{Position, ReadModelQueries};
 use parking_lot::Mutex;

@@ -11,7 +11,7 @@ use std::time::Instant;
 /// Rebuilds the bulk log's read models and reports the replay rate.
 pub async fn run(bulk: &BulkLog) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let position = hayabusa::rebuild(&bulk.dir).await?;
+    let position = hayabusa::rebuild(&bulk.dir, &Default::default()).await?;
     let elapsed = started.elapsed();
     let rate = position as f64 / elapsed.as_secs_f64();
     eprintln!(

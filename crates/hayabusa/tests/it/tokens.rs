@@ -183,7 +183,9 @@ async fn rotations_and_revocations_survive_a_restart_and_a_rebuild() {
     assert_eq!(me(&app.admin).await.0, StatusCode::OK);
 
     let dir = app.stop().await;
-    hayabusa::rebuild(dir.path()).await.expect("rebuild");
+    hayabusa::rebuild(dir.path(), &Default::default())
+        .await
+        .expect("rebuild");
     let (server, base, admin) = start_in(dir.path()).await;
     let at = |client: &Client| Client::new(&base, &client.token);
     assert_eq!(me(&at(&alice.client)).await.0, StatusCode::UNAUTHORIZED);

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use hayabusa_domain::{
     AccountId, FileId, MessageId, OrganizationId, RequestId, Role, RoomId, RoomType, TaskId,
 };
-use hayabusa_store::memory_read_store::{CanonicalDump, status_of};
+use hayabusa_store::canonical::{CanonicalDump, status_of};
 use hayabusa_store::{
     AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
     JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, Position,

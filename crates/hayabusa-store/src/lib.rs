@@ -3,11 +3,13 @@
 //! conformance suite that every adapter runs.
 
 pub mod blob;
+pub mod canonical;
 pub mod error;
 pub mod event_log;
 pub mod read_model;
 
 pub use blob::{BlobStore, MemoryBlobStore};
+pub use canonical::{CanonicalDump, status_of};
 pub use error::StoreError;
 pub use event_log::{
     AppendRequest, Appended, EventAppender, EventLog, EventReader, ExpectedVersion, IdempotencyKey,

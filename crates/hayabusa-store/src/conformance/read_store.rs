@@ -16,7 +16,7 @@
 //! Most sync checks apply each batch at the log position its ops carry, as the
 //! projector does.
 //!
-//! [`CanonicalDump`]: crate::memory_read_store::CanonicalDump
+//! [`CanonicalDump`]: crate::canonical::CanonicalDump
 
 use crate::error::StoreError;
 use crate::event_log::Position;

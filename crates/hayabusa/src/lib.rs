@@ -117,9 +117,14 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
                 .with_context(|| format!("opening the read store in {}", dir.display()))?,
         ),
-        ReadStoreBackend::Postgres(url) => {
-            anyhow::bail!("--read-store {url}: the PostgreSQL read store is not built yet")
-        }
+        ReadStoreBackend::Postgres(url) => Arc::new(
+            hayabusa_postgres::PgReadStore::connect(
+                url.expose(),
+                hayabusa_postgres::PgOptions::default(),
+            )
+            .await
+            .with_context(|| format!("opening the read store at {url}"))?,
+        ),
     };
     let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
         .with_context(|| format!("opening the file store in {}", dir.display()))?;

@@ -30,6 +30,9 @@ mod writer;
 pub use config::{DatabaseUrl, PgOptions};
 pub use store::PgReadStore;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 /// The statements whose query plans the tests check (each with example arguments as
 /// SQL literals): every query and the writes that look rows up, so that a test can
 /// show none of them scans a table. Not part of the API.

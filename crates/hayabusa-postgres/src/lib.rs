@@ -23,6 +23,7 @@ mod config;
 mod dump;
 mod queries;
 mod schema;
+mod snapshots;
 mod store;
 mod values;
 mod writer;

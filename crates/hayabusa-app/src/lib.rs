@@ -108,7 +108,8 @@ impl App {
             parts.secret,
             parts.blobs.clone(),
         )
-        .with_auth_cache(auth_cache.clone());
+        .with_auth_cache(auth_cache.clone())
+        .with_snapshots(parts.read.clone());
         let sync = SyncService::new(
             parts.read.clone(),
             parts.log.clone(),

@@ -18,4 +18,4 @@ pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
 pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
-pub use room::{Role, Room, RoomCommand, RoomType};
+pub use room::{ROOM_STATE_VERSION, Role, Room, RoomCommand, RoomType};

@@ -28,7 +28,7 @@ pub const MAX_MESSAGE_CHARS: usize = 65_535;
 pub const MAX_DESCRIPTION_CHARS: usize = 65_535;
 
 /// What the rules know about one message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageFacts {
     /// Who wrote it.
     pub author: AccountId,
@@ -39,7 +39,7 @@ pub struct MessageFacts {
 }
 
 /// What the rules know about one task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskFacts {
     /// The assignee.
     pub assignee: AccountId,
@@ -69,15 +69,21 @@ pub fn validate_link_code(code: &str) -> Result<(), DomainError> {
     }
 }
 
-/// The state of a room as the write side sees it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The version of [`Room`]'s state and of what [`Room::evolve`] makes of the events:
+/// bump it whenever either changes, so that saved snapshots of the old state are
+/// rebuilt from the log instead of being used.
+pub const ROOM_STATE_VERSION: u32 = 1;
+
+/// The state of a room as the write side sees it. Serializable for snapshots (see
+/// [`ROOM_STATE_VERSION`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     /// None until created.
     pub info: Option<RoomInfo>,
 }
 
 /// A created room.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomInfo {
     /// The room.
     pub room_id: RoomId,

@@ -34,7 +34,7 @@ use hayabusa_domain::{
 };
 use hayabusa_store::{
     AccountRow, AppendRequest, Appended, BlobStore, EventLog, ExpectedVersion, IdempotencyKey,
-    NewEvent, Position, ReadModelQueries, StoreError,
+    NewEvent, Position, ReadModelQueries, Snapshot, SnapshotStore, StoreError,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -114,6 +114,18 @@ pub struct CommandHandler {
     blobs: Arc<dyn BlobStore>,
     auth: Arc<AuthCache>,
     rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<CachedRoom>>>>,
+    /// Where rooms' snapshots are kept (none: every cold load replays the stream).
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+}
+
+/// A cold load of a room that replays at least this many events saves a snapshot of
+/// the result, so that the next cold load replays only what came after it.
+pub const SNAPSHOT_AFTER_EVENTS: usize = 1_000;
+
+/// The format of room snapshots: the room state's version and the event schema's
+/// (a change of either makes old snapshots useless; they are replaced on next load).
+pub fn room_snapshot_format() -> u32 {
+    (hayabusa_domain::ROOM_STATE_VERSION << 16) | hayabusa_domain::EVENT_SCHEMA_VERSION
 }
 
 fn new_events(events: &[Event]) -> Vec<NewEvent> {
@@ -159,7 +171,14 @@ impl CommandHandler {
             blobs,
             auth,
             rooms: Mutex::new(HashMap::new()),
+            snapshots: None,
         }
+    }
+
+    /// Loads rooms from, and saves them to, snapshots in `store`.
+    pub fn with_snapshots(mut self, store: Arc<dyn SnapshotStore>) -> Self {
+        self.snapshots = Some(store);
+        self
     }
 
     /// Records token rotations in `cache` (the queries' authentication cache) before
@@ -680,16 +699,75 @@ impl CommandHandler {
             return Ok(());
         }
         let stream = streams::room(room);
+        if cached.version == 0
+            && let Some((state, revision)) = self.load_snapshot(&stream).await
+        {
+            cached.state = state;
+            cached.version = revision;
+        }
+        let mut replayed = 0;
         loop {
             let events = self.log.read_stream(&stream, cached.version, 1_000).await?;
             let Some(last) = events.last() else { break };
             cached.version = last.stream_version;
+            replayed += events.len();
             for recorded in &events {
                 let state = std::mem::take(&mut cached.state);
                 cached.state = state.evolve(&decode(recorded)?);
             }
         }
         cached.fresh = true;
+        metrics::counter!("hayabusa_room_events_replayed_total").increment(replayed as u64);
+        if replayed >= SNAPSHOT_AFTER_EVENTS {
+            self.save_snapshot(&stream, cached).await;
+        }
         Ok(())
+    }
+
+    /// The room's snapshot and its revision, if one of this format is kept. A
+    /// snapshot is a cache of the log: one that cannot be read is ignored (logged).
+    async fn load_snapshot(&self, stream: &str) -> Option<(Room, u64)> {
+        let store = self.snapshots.as_ref()?;
+        let snapshot = match store.load_snapshot(stream).await {
+            Ok(snapshot) => snapshot?,
+            Err(error) => {
+                tracing::warn!(%error, stream, "reading a room snapshot failed; replaying the stream");
+                return None;
+            }
+        };
+        if snapshot.format != room_snapshot_format() {
+            return None;
+        }
+        match postcard::from_bytes::<Room>(&snapshot.data) {
+            Ok(state) => Some((state, snapshot.revision)),
+            Err(error) => {
+                tracing::warn!(%error, stream, "a room snapshot does not decode; replaying the stream");
+                None
+            }
+        }
+    }
+
+    /// Saves `cached` as the room's snapshot; a failure only costs the next cold load
+    /// a longer replay (logged).
+    async fn save_snapshot(&self, stream: &str, cached: &CachedRoom) {
+        let Some(store) = &self.snapshots else {
+            return;
+        };
+        let data = match postcard::to_stdvec(&cached.state) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(%error, stream, "encoding a room snapshot failed");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream: stream.to_owned(),
+            revision: cached.version,
+            format: room_snapshot_format(),
+            data,
+        };
+        if let Err(error) = store.save_snapshot(&snapshot).await {
+            tracing::warn!(%error, stream, "saving a room snapshot failed");
+        }
     }
 }

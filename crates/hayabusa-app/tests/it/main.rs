@@ -142,3 +142,149 @@ async fn a_waiting_long_poll_wakes_up_for_a_post_in_its_room_but_not_for_others(
     let _ = stop.send(());
     runner.await.unwrap();
 }
+
+/// An event log that counts the events `read_stream` hands out.
+struct CountingLog {
+    inner: Arc<MemoryEventLog>,
+    read: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl hayabusa_store::EventAppender for CountingLog {
+    async fn append(
+        &self,
+        request: hayabusa_store::AppendRequest,
+    ) -> Result<hayabusa_store::Appended, hayabusa_store::StoreError> {
+        self.inner.append(request).await
+    }
+}
+
+#[async_trait::async_trait]
+impl hayabusa_store::EventReader for CountingLog {
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<hayabusa_store::RecordedEvent>, hayabusa_store::StoreError> {
+        let events = self.inner.read_stream(stream, after_version, limit).await?;
+        self.read
+            .fetch_add(events.len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(events)
+    }
+    async fn read_all(
+        &self,
+        after: hayabusa_store::Position,
+        limit: usize,
+    ) -> Result<Vec<hayabusa_store::RecordedEvent>, hayabusa_store::StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+    fn head(&self) -> hayabusa_store::Position {
+        self.inner.head()
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<hayabusa_store::Position> {
+        self.inner.subscribe()
+    }
+}
+
+/// An app (with a cold room cache) on `log` and `read`, projected up to date.
+async fn app_on(log: Arc<CountingLog>, read: Arc<MemoryReadStore>) -> (App, Projector) {
+    let (app, projector) = App::build(AppParts {
+        log,
+        read,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(IdGenerator::new(0).unwrap()),
+        secret: TokenSecret::new(vec![7; 32]),
+        hub: Arc::new(InProcessHub::new()),
+        blobs: Arc::new(MemoryBlobStore::default()),
+        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
+        max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
+        projector_delay: Default::default(),
+    })
+    .await
+    .unwrap();
+    projector.catch_up().await.unwrap();
+    (app, projector)
+}
+
+#[tokio::test]
+async fn a_cold_load_of_a_long_room_replays_only_what_came_after_its_snapshot() {
+    use hayabusa_app::commands::SNAPSHOT_AFTER_EVENTS;
+    use hayabusa_domain::RoomCommand;
+    use std::sync::atomic::Ordering;
+    let log = Arc::new(CountingLog {
+        inner: Arc::new(MemoryEventLog::new()),
+        read: Default::default(),
+    });
+    let read = Arc::new(MemoryReadStore::new());
+
+    // A room with more messages than a snapshot is saved after.
+    let (first, projector) = app_on(log.clone(), read.clone()).await;
+    let alice = account(&first, &projector, &read, "Alice").await;
+    let room = first
+        .commands
+        .create_room(
+            &alice,
+            NewRoom {
+                name: "Long".into(),
+                icon_preset: "group".into(),
+                ..NewRoom::default()
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .value;
+    let mut messages = Vec::new();
+    for i in 0..SNAPSHOT_AFTER_EVENTS + 200 {
+        let posted = first
+            .commands
+            .post_message(alice.account_id, room, format!("message {i}"), false, None)
+            .await
+            .unwrap();
+        messages.push(posted.value);
+    }
+    drop(first);
+
+    // The first cold load replays everything (there is no snapshot yet) and saves one.
+    let (second, _) = app_on(log.clone(), read.clone()).await;
+    log.read.store(0, Ordering::SeqCst);
+    second
+        .commands
+        .post_message(
+            alice.account_id,
+            room,
+            "from the second".into(),
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+    let replayed = log.read.load(Ordering::SeqCst);
+    assert!(replayed > SNAPSHOT_AFTER_EVENTS, "{replayed}");
+    drop(second);
+
+    // The next cold load starts from the snapshot: one event after it.
+    let (third, _) = app_on(log.clone(), read.clone()).await;
+    log.read.store(0, Ordering::SeqCst);
+    // The state came back whole: the very first message can still be edited, and
+    // only by its author's rules.
+    third
+        .commands
+        .execute(
+            room,
+            alice.account_id,
+            RoomCommand::EditMessage {
+                message_id: messages[0],
+                body: "edited".into(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let replayed = log.read.load(Ordering::SeqCst);
+    assert!(
+        replayed <= 1,
+        "replayed {replayed} events after the snapshot"
+    );
+}

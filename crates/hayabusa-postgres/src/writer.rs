@@ -12,21 +12,24 @@
 //! every other change is one prepared statement (or two) of its own, after writing
 //! what was gathered. The result is the same rows as applying each change on its own,
 //! in order:
-//! - gathered messages go in with one `INSERT … SELECT` that inserts nothing if any
-//!   of them holds the seq or id of a stored message; then (or when two of the run
-//!   share a seq or id) each message of the run is inserted on its own, replacing what
-//!   holds its seq or id, as the in-memory reference does;
+//! - gathered messages go in with one plain `INSERT … SELECT` when each seq is above
+//!   its room's stored ones (one index probe per room) and no stored message has one
+//!   of their ids (one probe per message): how posting goes. Otherwise (or when two of
+//!   the run share a seq or id) each message of the run is inserted on its own,
+//!   replacing what holds its seq or id, as the in-memory reference does;
 //! - room counters of inserted messages add up per room (`last_seq` a maximum,
 //!   `message_num` a sum, `last_update_time` the last value), one `UPDATE … FROM
 //!   UNNEST` for all rooms;
-//! - the last read cursor per membership and the last op per (position, index) win.
+//! - the last read cursor per membership and the last op per (position, index) win;
+//!   ops above the highest stored position (catch-up's) are a plain insert, others
+//!   an upsert.
 //!
 //! Gathered changes touch different rows (messages and room counters, sync ops,
 //! members' read cursors), and every other change writes what was gathered first, so
 //! writing by kind rather than interleaved changes nothing.
 
 use crate::store::PgReadStore;
-use crate::values::{get_u64, sql_int, store_error};
+use crate::values::{get_bool, get_opt_u64, get_u64, sql_int, store_error};
 use deadpool_postgres::Transaction;
 use hayabusa_domain::{AccountId, RoomId};
 use hayabusa_store::canonical::normalized_mentions;
@@ -40,25 +43,32 @@ const LOCK_CHECKPOINT: &str = "SELECT position FROM checkpoint WHERE id = 0 FOR 
 /// Moves the checkpoint from `$2` to `$1`; no row if it is not at `$2`.
 const MOVE_CHECKPOINT: &str = "UPDATE checkpoint SET position = $1 WHERE id = 0 AND position = $2";
 
-/// Inserts a run of messages given as arrays, all of them or none: nothing if a stored
-/// message of the same room holds the seq or the message id of one of them.
-/// Mentions come as text (`{1,2}`), since arrays of arrays do not spread by row.
-const INSERT_NEW_MESSAGES: &str = "
-WITH incoming AS (
-    SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
-                         $5::BOOLEAN[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[])
-        AS i (room_id, seq, message_id, account_id, to_all, mentions, send_time,
-              update_time, body)
-)
+/// The highest seq of each room in `$1` (NULL: it has no message), one index probe
+/// per room.
+const ROOM_MAX_SEQS: &str = "
+SELECT r.room_id,
+       (SELECT m.seq FROM messages m WHERE m.room_id = r.room_id ORDER BY m.seq DESC LIMIT 1)
+FROM UNNEST($1::BIGINT[]) AS r (room_id)";
+
+/// Whether a stored message has the room and id of one of `($1, $2)`.
+const IDS_TAKEN: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS n (room_id, message_id)
+    JOIN messages m ON m.room_id = n.room_id AND m.message_id = n.message_id
+)";
+
+/// Inserts a run of messages given as arrays; the caller made sure that none of them
+/// holds a stored seq or id. Mentions come as text (`{1,2}`), since arrays of arrays
+/// do not spread by row.
+const INSERT_MESSAGES: &str = "
 INSERT INTO messages (room_id, seq, message_id, account_id, to_all, mentions, send_time,
                       update_time, body)
 SELECT room_id, seq, message_id, account_id, to_all, CAST(mentions AS BIGINT[]), send_time,
        update_time, body
-FROM incoming
-WHERE NOT EXISTS (SELECT 1 FROM messages m JOIN incoming n
-                  ON m.room_id = n.room_id AND m.seq = n.seq)
-  AND NOT EXISTS (SELECT 1 FROM messages m JOIN incoming n
-                  ON m.room_id = n.room_id AND m.message_id = n.message_id)";
+FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BOOLEAN[],
+            $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[])
+    AS i (room_id, seq, message_id, account_id, to_all, mentions, send_time, update_time,
+          body)";
 
 /// Adds the counters of messages inserted in bulk to their rooms.
 const ADD_ROOM_COUNTERS: &str = "
@@ -86,7 +96,16 @@ UPDATE rooms SET last_seq = GREATEST(last_seq, $2),
                  last_update_time = $4
 WHERE room_id = $1";
 
-/// Records sync ops given as arrays (one per (position, index)).
+/// The highest position of a stored op (NULL: none).
+const MAX_OP_POSITION: &str = "SELECT MAX(position) FROM sync_ops";
+
+/// Records sync ops given as arrays, all at positions above every stored op's.
+const INSERT_OPS: &str = "
+INSERT INTO sync_ops (position, idx, room_id, target, op_type, payload)
+SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
+                     $6::TEXT[])";
+
+/// Records sync ops given as arrays (one per (position, index)), replacing stored ones.
 const UPSERT_OPS: &str = "
 INSERT INTO sync_ops (position, idx, room_id, target, op_type, payload)
 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
@@ -446,8 +465,9 @@ async fn write_messages(
     Ok(())
 }
 
-/// Inserts the messages in one statement and adds up their room counters; false (and
-/// nothing written) if a stored message holds one's seq or id.
+/// Inserts the messages in one statement and adds up their room counters, if no
+/// stored message holds one's seq or id; false (and nothing written) otherwise or if
+/// a seq is not above its room's stored ones (then they go one at a time).
 async fn insert_new_messages(
     transaction: &Transaction<'_>,
     messages: &[&MessageRow],
@@ -494,9 +514,51 @@ async fn insert_new_messages(
             }
         }
     }
+    // Posting gives each message a seq above its room's others: then no stored
+    // message holds one of the seqs, and only the ids remain to be checked.
+    let room_list: Vec<i64> = rooms
+        .iter()
+        .map(|(room_id, _)| sql_int(room_id.0))
+        .collect::<Result<_, _>>()?;
+    let statement = transaction
+        .prepare_cached(ROOM_MAX_SEQS)
+        .await
+        .map_err(store_error)?;
+    let mut max_seqs: HashMap<RoomId, u64> = HashMap::with_capacity(rooms.len());
+    for row in transaction
+        .query(&statement, &[&room_list])
+        .await
+        .map_err(store_error)?
+    {
+        if let Some(max) = get_opt_u64(&row, 1)? {
+            max_seqs.insert(RoomId(get_u64(&row, 0)?), max);
+        }
+    }
+    let seqs_are_new = messages.iter().all(|message| {
+        max_seqs
+            .get(&message.room_id)
+            .is_none_or(|&max| message.seq > max)
+    });
+    if !seqs_are_new {
+        return Ok(false);
+    }
+    let statement = transaction
+        .prepare_cached(IDS_TAKEN)
+        .await
+        .map_err(store_error)?;
+    let ids_taken = get_bool(
+        &transaction
+            .query_one(&statement, &[&room_ids, &message_ids])
+            .await
+            .map_err(store_error)?,
+        0,
+    )?;
+    if ids_taken {
+        return Ok(false);
+    }
     let inserted = run(
         transaction,
-        INSERT_NEW_MESSAGES,
+        INSERT_MESSAGES,
         &[
             &room_ids,
             &seqs,
@@ -510,9 +572,6 @@ async fn insert_new_messages(
         ],
     )
     .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
     if usize::try_from(inserted).ok() != Some(count) {
         return Err(StoreError::Corrupt(format!(
             "read store: {inserted} of {count} messages inserted"
@@ -607,9 +666,26 @@ async fn write_ops(transaction: &Transaction<'_>, ops: &[&OpRecord]) -> Result<(
         op_types.push(&op.op_type);
         payloads.push(&op.payload);
     }
+    // Catch-up records ops at new positions only: a plain insert, with no conflict to
+    // look for.
+    let statement = transaction
+        .prepare_cached(MAX_OP_POSITION)
+        .await
+        .map_err(store_error)?;
+    let stored_max = get_opt_u64(
+        &transaction
+            .query_one(&statement, &[])
+            .await
+            .map_err(store_error)?,
+        0,
+    )?;
+    let all_new = last
+        .keys()
+        .next()
+        .is_some_and(|&(first, _)| stored_max.is_none_or(|max| first > max));
     run(
         transaction,
-        UPSERT_OPS,
+        if all_new { INSERT_OPS } else { UPSERT_OPS },
         &[
             &positions, &indexes, &room_ids, &targets, &op_types, &payloads,
         ],
@@ -992,11 +1068,9 @@ impl hayabusa_store::ReadModelWriter for PgReadStore {
 /// The writes whose plans the tests check, with example arguments (SQL literals).
 pub(crate) fn statements_to_explain() -> Vec<(&'static str, String, &'static str)> {
     vec![
-        (
-            "insert new messages",
-            INSERT_NEW_MESSAGES.to_owned(),
-            "'{1}', '{1}', '{1}', '{1}', '{false}', '{\"{}\"}', '{0}', '{0}', '{x}'",
-        ),
+        ("room max seqs", ROOM_MAX_SEQS.to_owned(), "'{1,2}'"),
+        ("ids taken", IDS_TAKEN.to_owned(), "'{1}', '{1}'"),
+        ("max op position", MAX_OP_POSITION.to_owned(), ""),
         (
             "add room counters",
             ADD_ROOM_COUNTERS.to_owned(),

@@ -17,7 +17,7 @@
 //! Memory is bounded by the number of accounts (one entry per account: a new token
 //! replaces the old one's entry) and by a capacity beyond which everything is dropped.
 
-use crate::projector::ProjectionWatch;
+use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::AccountId;
 use hayabusa_store::{AccountRow, Change, Position};
 use parking_lot::Mutex;
@@ -59,7 +59,14 @@ pub struct AuthCache {
     state: Mutex<State>,
     capacity: usize,
     projection: ProjectionWatch,
+    /// Accounts whose token changed, for connections that authenticated once and
+    /// stay open (sync WebSockets): they check their token again and close.
+    token_changes: tokio::sync::broadcast::Sender<AccountId>,
 }
+
+/// How many token changes an open connection may fall behind before it is told it
+/// lagged (and then checks its token anyway).
+const TOKEN_CHANGES_BUFFER: usize = 256;
 
 impl AuthCache {
     /// A cache of at most `capacity` accounts over the projection `projection`
@@ -69,7 +76,14 @@ impl AuthCache {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
             projection,
+            token_changes: tokio::sync::broadcast::channel(TOKEN_CHANGES_BUFFER).0,
         }
+    }
+
+    /// Follows the accounts whose token is rotated or revoked from now on (by this
+    /// process's commands, and by the projector for every process that projects).
+    pub fn token_changes(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
+        self.token_changes.subscribe()
     }
 
     /// The account of the token hash `hash`, if cached.
@@ -124,6 +138,8 @@ impl AuthCache {
         let mut state = self.state.lock();
         state.epoch += 1;
         state.forget(account);
+        // Nobody listening is fine.
+        let _ = self.token_changes.send(account);
         // Checked under the lock: the projector announces a position only after its
         // invalidation (which takes the lock), so a position seen here as projected
         // has had its invalidation and needs no marker.
@@ -150,6 +166,7 @@ impl AuthCache {
                 Change::SetTokenHash { account_id, .. } => {
                     state.epoch += 1;
                     state.forget(*account_id);
+                    let _ = self.token_changes.send(*account_id);
                 }
                 _ => {}
             }

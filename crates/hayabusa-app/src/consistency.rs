@@ -24,7 +24,7 @@
 //! map has doubled since the last sweep.
 
 use crate::error::AppError;
-use crate::projector::ProjectionWatch;
+use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::{AccountId, Event, RoomId};
 use hayabusa_store::{Position, ReadModelQueries};
 use parking_lot::Mutex;
@@ -235,7 +235,10 @@ impl AckTracker {
     /// Waits until the projection reaches `position`, at most the configured bound;
     /// past it, [`AppError::Lagging`].
     pub async fn wait_for(&self, position: Position) -> Result<(), AppError> {
-        if self.projection.wait_for(position, self.max_wait).await {
+        let started = std::time::Instant::now();
+        let reached = self.projection.wait_for(position, self.max_wait).await;
+        metrics::histogram!("hayabusa_read_wait_seconds").record(started.elapsed().as_secs_f64());
+        if reached {
             return Ok(());
         }
         let projected = self.projection.current();

@@ -14,7 +14,7 @@
 //! 30 KB), and at most [`CHANGE_MARKS`] remembered change positions (beyond that the
 //! marks are dropped and every older entry counts as stale).
 
-use crate::projector::ProjectionWatch;
+use crate::projection_watch::ProjectionWatch;
 use bytes::Bytes;
 use hayabusa_domain::{AccountId, Role, RoomId};
 use hayabusa_store::{Change, Position};

@@ -61,6 +61,13 @@ impl Queries {
         self
     }
 
+    /// Follows the accounts whose token is rotated or revoked from now on: a
+    /// connection that stays open after authenticating once checks its token again
+    /// when its account shows up here.
+    pub fn token_changes(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
+        self.auth_cache.token_changes()
+    }
+
     /// The account a token belongs to. A token created a moment ago may not be
     /// projected yet: on a miss, wait for the projector to reach the log's head once.
     /// A rotated or revoked token is refused from the moment its rotation was

@@ -61,6 +61,18 @@ impl Api {
         })
     }
 
+    /// The server's Prometheus text (`/metrics`).
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
     /// `GET /healthz`.
     pub async fn health(&self) -> anyhow::Result<Health> {
         let answer: Value = self

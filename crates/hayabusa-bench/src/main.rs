@@ -73,6 +73,15 @@ pub enum Scenario {
 }
 
 /// Options of a benchmark run.
+/// The engines of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The embedded SQLite files.
+    Sqlite,
+    /// The event log in SQLite, the read models in PostgreSQL.
+    Postgres,
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
     /// Tiny rates, durations and counts: checks that every scenario works end to end
@@ -88,6 +97,11 @@ pub struct RunArgs {
     /// The hayabusa server binary (default: `hayabusa` next to this executable).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
+    /// The engines the server runs on: `sqlite` (the data directory's files),
+    /// `postgres` (the read models in PostgreSQL: a fresh database per server, made
+    /// through `HAYABUSA_TEST_POSTGRES`, by default the local server as `postgres`).
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    pub backend: Backend,
     /// Extra argument for `hayabusa serve` (repeatable), e.g. `--server-arg=--worker-id=1`.
     #[arg(long, allow_hyphen_values = true)]
     pub server_arg: Vec<String>,

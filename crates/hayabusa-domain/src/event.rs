@@ -5,7 +5,7 @@
 //! These types are not API DTOs; the HTTP layer has its own.
 
 use crate::ids::{AccountId, FileId, MessageId, OrganizationId, RequestId, RoomId, TaskId};
-use crate::room::{Role, RoomType};
+use crate::roles::{Role, RoomType};
 use serde::{Deserialize, Serialize};
 
 /// The schema version written with every event today.

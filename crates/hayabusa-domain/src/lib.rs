@@ -7,6 +7,7 @@ pub mod event;
 pub mod ids;
 pub mod link;
 pub mod notation;
+pub mod roles;
 pub mod room;
 #[cfg(test)]
 mod room_tests;

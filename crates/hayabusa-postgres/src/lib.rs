@@ -24,12 +24,16 @@ mod config;
 mod dump;
 mod queries;
 mod schema;
+mod snapshots;
 mod store;
 mod values;
 mod writer;
 
 pub use config::{DatabaseUrl, PgOptions};
 pub use store::PgReadStore;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 /// The statements whose query plans the tests check (each with example arguments as
 /// SQL literals): every query and the writes that look rows up, so that a test can

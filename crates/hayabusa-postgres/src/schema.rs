@@ -29,11 +29,29 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Never edit one that has shipped: add another.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "read models, sync ops, membership intervals, fetch cursors, checkpoint",
-    sql: V1_READ_MODELS,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "read models, sync ops, membership intervals, fetch cursors, checkpoint",
+        sql: V1_READ_MODELS,
+    },
+    Migration {
+        version: 2,
+        description: "aggregate snapshots",
+        sql: V2_SNAPSHOTS,
+    },
+];
+
+/// Snapshots of the write side's aggregates, by stream (caches of the log: a reset
+/// drops them with the read models).
+const V2_SNAPSHOTS: &str = "
+CREATE TABLE snapshots (
+    stream TEXT PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    format BIGINT NOT NULL,
+    data BYTEA NOT NULL
+);
+";
 
 /// The first schema.
 ///

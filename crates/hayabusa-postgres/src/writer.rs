@@ -373,7 +373,7 @@ pub(crate) async fn reset(store: &PgReadStore) -> Result<(), StoreError> {
     let transaction = client.transaction().await.map_err(store_error)?;
     transaction
         .batch_execute(&format!(
-            "TRUNCATE {MODEL_TABLES}; UPDATE checkpoint SET position = 0 WHERE id = 0;"
+            "TRUNCATE {MODEL_TABLES}, snapshots; UPDATE checkpoint SET position = 0 WHERE id = 0;"
         ))
         .await
         .map_err(store_error)?;

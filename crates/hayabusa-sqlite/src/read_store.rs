@@ -70,7 +70,7 @@ use std::time::Duration;
 /// `contact_requests`, `links` and `join_requests`; 4 dropped the primary key of
 /// `messages` (see [`MESSAGES_TABLE`]). An older file gets the tables it lacks on open,
 /// and its `messages` are copied into the new table.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 6;
@@ -84,6 +84,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The whole schema, idempotent.
 const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    format INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     position INTEGER NOT NULL
@@ -1689,6 +1695,7 @@ fn reset_models(connection: &mut Connection) -> rusqlite::Result<()> {
          DELETE FROM contact_requests;
          DELETE FROM links;
          DELETE FROM join_requests;
+         DELETE FROM snapshots;
          UPDATE checkpoint SET position = 0 WHERE id = 0;",
     )?;
     transaction.commit()
@@ -2084,6 +2091,52 @@ impl ReadModelWriter for SqliteReadStore {
 
     async fn dump(&self) -> Result<String, StoreError> {
         self.with_reader(dump_models).await
+    }
+}
+
+#[async_trait]
+impl hayabusa_store::SnapshotStore for SqliteReadStore {
+    async fn load_snapshot(
+        &self,
+        stream: &str,
+    ) -> Result<Option<hayabusa_store::Snapshot>, StoreError> {
+        let stream = stream.to_owned();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached("SELECT revision, format, data FROM snapshots WHERE stream = ?1")?
+                .query_row(params![stream], |row| {
+                    Ok(hayabusa_store::Snapshot {
+                        revision: row.get::<_, Int>(0)?.0,
+                        format: row.get(1)?,
+                        data: row.get(2)?,
+                        stream: stream.clone(),
+                    })
+                })
+                .optional()
+        })
+        .await
+    }
+
+    async fn save_snapshot(&self, snapshot: &hayabusa_store::Snapshot) -> Result<(), StoreError> {
+        let snapshot = snapshot.clone();
+        self.with_writer(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO snapshots (stream, revision, format, data) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (stream) DO UPDATE
+                     SET revision = excluded.revision, format = excluded.format, data = excluded.data
+                     WHERE snapshots.format <> excluded.format
+                        OR snapshots.revision < excluded.revision",
+                )?
+                .execute(params![
+                    snapshot.stream,
+                    Int(snapshot.revision),
+                    snapshot.format,
+                    snapshot.data
+                ])
+                .map(|_| ())
+        })
+        .await
     }
 }
 

@@ -7,6 +7,7 @@ pub mod canonical;
 pub mod error;
 pub mod event_log;
 pub mod read_model;
+pub mod snapshot;
 
 pub use blob::{BlobStore, MemoryBlobStore};
 pub use canonical::{CanonicalDump, status_of};
@@ -20,6 +21,7 @@ pub use read_model::{
     JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,
     ReadModelWriter, ReadStore, RoomRow, RoomView, StatusCounts, TaskFilter, TaskRow, TaskView,
 };
+pub use snapshot::{Snapshot, SnapshotStore};
 
 pub mod conformance;
 pub mod memory_event_log;

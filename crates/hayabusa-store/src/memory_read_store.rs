@@ -80,6 +80,8 @@ struct State {
     models: Models,
     /// Fetch cursors (not a read model): the last seq each caller fetched per room.
     fetch_cursors: BTreeMap<(AccountId, RoomId), u64>,
+    /// Aggregate snapshots by stream: dropped by `reset`.
+    snapshots: BTreeMap<String, crate::Snapshot>,
 }
 
 /// The read models and their checkpoint.
@@ -739,12 +741,35 @@ impl ReadModelWriter for MemoryReadStore {
     }
 
     async fn reset(&self) -> Result<(), StoreError> {
-        self.state.lock().models = Models::default();
+        let mut state = self.state.lock();
+        state.models = Models::default();
+        state.snapshots.clear();
         Ok(())
     }
 
     async fn dump(&self) -> Result<String, StoreError> {
         Ok(self.state.lock().models.dump())
+    }
+}
+
+#[async_trait]
+impl crate::SnapshotStore for MemoryReadStore {
+    async fn load_snapshot(&self, stream: &str) -> Result<Option<crate::Snapshot>, StoreError> {
+        Ok(self.state.lock().snapshots.get(stream).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: &crate::Snapshot) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let keep = state
+            .snapshots
+            .get(&snapshot.stream)
+            .is_none_or(|stored| snapshot.replaces(stored));
+        if keep {
+            state
+                .snapshots
+                .insert(snapshot.stream.clone(), snapshot.clone());
+        }
+        Ok(())
     }
 }
 

@@ -607,6 +607,6 @@ pub trait ReadModelQueries: Send + Sync {
     async fn ops_retained_from(&self) -> Result<Position, StoreError>;
 }
 
-/// A whole read store.
-pub trait ReadStore: ReadModelWriter + ReadModelQueries {}
-impl<T: ReadModelWriter + ReadModelQueries> ReadStore for T {}
+/// A whole read store: read models, and the aggregates' snapshots kept beside them.
+pub trait ReadStore: ReadModelWriter + ReadModelQueries + crate::SnapshotStore {}
+impl<T: ReadModelWriter + ReadModelQueries + crate::SnapshotStore> ReadStore for T {}

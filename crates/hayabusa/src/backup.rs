@@ -176,7 +176,7 @@ pub async fn restore(from: &Path, data_dir: &Path) -> Result<Manifest, BackupErr
     })
     .await
     .map_err(|e| BackupError::Task(e.to_string()))??;
-    let position = crate::rebuild(data_dir)
+    let position = crate::rebuild(data_dir, &crate::Backends::default())
         .await
         .map_err(BackupError::Rebuild)?;
     if position != manifest.log_position {

@@ -2,7 +2,9 @@
 //! of ports into the application, and running the server. `main.rs` only parses the
 //! command line; tests start servers through [`start`].
 
+pub mod backends;
 pub mod backup;
+pub mod config_file;
 pub mod data_dir;
 
 use anyhow::Context;
@@ -23,6 +25,8 @@ use tokio::task::JoinHandle;
 pub struct Config {
     /// Where the SQLite files, the secret and `admin.token` live.
     pub data_dir: PathBuf,
+    /// Which engines hold the event log and the read models.
+    pub backends: Backends,
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
     /// This process's snowflake worker id (0–31).
@@ -59,6 +63,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             data_dir: data_dir.into(),
+            backends: Backends::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             worker_id: 0,
             sync: SyncSettings::default(),
@@ -74,6 +79,16 @@ impl Config {
     }
 }
 
+/// Which engines hold the event log and the read models (the embedded SQLite files
+/// of the data directory by default).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Backends {
+    /// The event log.
+    pub event_log: backends::EventLogBackend,
+    /// The read models.
+    pub read_store: backends::ReadStoreBackend,
+}
+
 /// The stores of a data directory.
 pub struct Stores {
     /// The event log.
@@ -84,17 +99,38 @@ pub struct Stores {
     pub blobs: Arc<dyn BlobStore>,
 }
 
-/// Opens (creating if needed) the embedded SQLite stores in `dir`.
-pub fn open_stores(dir: &std::path::Path) -> anyhow::Result<Stores> {
-    let log = hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
-        .with_context(|| format!("opening the event log in {}", dir.display()))?;
-    let read = hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
-        .with_context(|| format!("opening the read store in {}", dir.display()))?;
+/// Opens (creating if needed) the stores: the event log and the read models where
+/// `backends` says, the files in `dir`.
+pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::Result<Stores> {
+    use backends::{EventLogBackend, ReadStoreBackend};
+    let log: Arc<dyn EventLog> = match &backends.event_log {
+        EventLogBackend::Embedded => Arc::new(
+            hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
+                .with_context(|| format!("opening the event log in {}", dir.display()))?,
+        ),
+        EventLogBackend::Nats { servers, .. } => {
+            anyhow::bail!("--event-log {servers}: the JetStream event log is not built yet")
+        }
+    };
+    let read: Arc<dyn ReadStore> = match &backends.read_store {
+        ReadStoreBackend::Embedded => Arc::new(
+            hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
+                .with_context(|| format!("opening the read store in {}", dir.display()))?,
+        ),
+        ReadStoreBackend::Postgres(url) => Arc::new(
+            hayabusa_postgres::PgReadStore::connect(
+                url.expose(),
+                hayabusa_postgres::PgOptions::default(),
+            )
+            .await
+            .with_context(|| format!("opening the read store at {url}"))?,
+        ),
+    };
     let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
         .with_context(|| format!("opening the file store in {}", dir.display()))?;
     Ok(Stores {
-        log: Arc::new(log),
-        read: Arc::new(read),
+        log,
+        read,
         blobs: Arc::new(blobs),
     })
 }
@@ -139,7 +175,7 @@ fn shutdown_signal(
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let dir = data_dir::prepare(&config.data_dir)?;
     let secret = data_dir::load_or_create_secret(&dir)?;
-    let stores = open_stores(&dir)?;
+    let stores = open_stores(&dir, &config.backends).await?;
     let ids = Arc::new(IdGenerator::new(config.worker_id).context("worker id")?);
     spawn_blob_sweep(stores.log.clone(), stores.blobs.clone());
     let (app, projector): (App, Projector) = App::build(AppParts {
@@ -289,8 +325,8 @@ async fn bootstrap_admin(app: &App, dir: &std::path::Path) -> anyhow::Result<()>
 }
 
 /// `hayabusa rebuild`: drops the read models and replays the whole log.
-pub async fn rebuild(data_dir: &std::path::Path) -> anyhow::Result<u64> {
-    let stores = open_stores(data_dir)?;
+pub async fn rebuild(data_dir: &std::path::Path, backends: &Backends) -> anyhow::Result<u64> {
+    let stores = open_stores(data_dir, backends).await?;
     let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
         .await
         .context("rebuilding the read models")?;

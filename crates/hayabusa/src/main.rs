@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use hayabusa::{Config, data_dir};
+use hayabusa::{Config, config_file, data_dir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -19,8 +19,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A ChatWork-compatible, event-sourced chat backend"
 )]
 struct Cli {
+    /// A TOML file of settings: `name = value` for any flag that has an environment
+    /// variable HAYABUSA_NAME (e.g. `event_log = "nats://…"`). Flags beat the
+    /// environment, which beats the file.
+    #[arg(long, global = true, env = config_file::CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Parses the command line, with the defaults of `--config FILE` if one is given.
+fn parse_cli() -> anyhow::Result<Cli> {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_file::path_from(&args) {
+        command = config_file::apply(command, &path)?;
+    }
+    let matches = command.get_matches_from(args);
+    Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
 }
 
 #[derive(Subcommand)]
@@ -40,6 +57,8 @@ enum Command {
         /// (same-origin pages and non-browser clients are always allowed).
         #[arg(long, env = "HAYABUSA_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
         ws_allowed_origins: Vec<String>,
+        #[command(flatten)]
+        stores: StoreArgs,
         #[command(flatten)]
         rate_limits: RateLimitArgs,
         /// Largest file upload accepted, in bytes (413 above).
@@ -71,6 +90,8 @@ enum Command {
         /// Data directory.
         #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        stores: StoreArgs,
     },
     /// Back up a data directory (the server may be running) into a new directory:
     /// a snapshot of the event log, the secret key, the admin token and the uploaded
@@ -139,6 +160,40 @@ fn parse_proxy(raw: &str) -> Result<ipnet::IpNet, String> {
     raw.parse::<ipnet::IpNet>()
         .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{raw:?} is not an IP address or CIDR network"))
+}
+
+/// Where the event log and the read models live (`serve`, `rebuild`).
+#[derive(Args)]
+struct StoreArgs {
+    /// The event log: `nats://HOST:PORT[,HOST:PORT…]` for NATS JetStream (2.10.23 or
+    /// newer, run with `sync_interval: always`), or `sqlite` for the data directory's
+    /// file [default: sqlite].
+    #[arg(long, env = "HAYABUSA_EVENT_LOG", value_name = "URL")]
+    event_log: Option<String>,
+    /// How many JetStream servers keep each event (1, or 3 in a cluster).
+    #[arg(long, env = "HAYABUSA_EVENT_LOG_REPLICAS", default_value_t = 1)]
+    event_log_replicas: usize,
+    /// The JetStream stream's name.
+    #[arg(long, env = "HAYABUSA_EVENT_LOG_STREAM", default_value = hayabusa::backends::DEFAULT_STREAM)]
+    event_log_stream: String,
+    /// The read models: a PostgreSQL connection string
+    /// (`postgres://USER[:PASSWORD]@HOST:PORT/DB`; the schema is created and migrated
+    /// on start), or `sqlite` for the data directory's file [default: sqlite].
+    #[arg(long, env = "HAYABUSA_READ_STORE", value_name = "URL")]
+    read_store: Option<String>,
+}
+
+impl StoreArgs {
+    fn backends(&self) -> anyhow::Result<hayabusa::Backends> {
+        Ok(hayabusa::Backends {
+            event_log: hayabusa::backends::EventLogBackend::parse(
+                self.event_log.as_deref(),
+                &self.event_log_stream,
+                self.event_log_replicas,
+            )?,
+            read_store: hayabusa::backends::ReadStoreBackend::parse(self.read_store.as_deref())?,
+        })
+    }
 }
 
 /// Connection flags of `serve`.
@@ -270,12 +325,13 @@ async fn main() -> anyhow::Result<()> {
     // Whatever any command creates is for the server's user only.
     data_dir::restrict_umask();
     init_tracing();
-    match Cli::parse().command {
+    match parse_cli()?.command {
         Command::Serve {
             data_dir,
             listen,
             worker_id,
             ws_allowed_origins,
+            stores,
             rate_limits,
             max_upload_bytes,
             page_cache_rooms,
@@ -286,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
+                backends: stores.backends()?,
                 listen,
                 worker_id,
                 sync: hayabusa_http::SyncSettings {
@@ -306,8 +363,8 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             server.wait(shutdown_requested()).await?;
         }
-        Command::Rebuild { data_dir } => {
-            let position = hayabusa::rebuild(&data_dir).await?;
+        Command::Rebuild { data_dir, stores } => {
+            let position = hayabusa::rebuild(&data_dir, &stores.backends()?).await?;
             println!("read models rebuilt up to log position {position}");
         }
         Command::Backup { data_dir, to } => {

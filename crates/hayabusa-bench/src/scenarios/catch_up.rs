@@ -4,14 +4,17 @@
 //! 0, the same code path as `hayabusa rebuild`) on the bulk log, in this process, and
 //! divides the events replayed by the time taken.
 
+use super::Context;
 use crate::bulk_log::BulkLog;
 use crate::report::{Row, thousands};
 use std::time::Instant;
 
-/// Rebuilds the bulk log's read models and reports the replay rate.
-pub async fn run(bulk: &BulkLog) -> anyhow::Result<Row> {
+/// Rebuilds the bulk log's read models (in the run's read store) and reports the
+/// replay rate.
+pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
+    let (backends, _database) = context.rebuild_backends().await;
     let started = Instant::now();
-    let position = hayabusa::rebuild(&bulk.dir).await?;
+    let position = hayabusa::rebuild(&bulk.dir, &backends).await?;
     let elapsed = started.elapsed();
     let rate = position as f64 / elapsed.as_secs_f64();
     eprintln!(
@@ -33,7 +36,10 @@ pub async fn run(bulk: &BulkLog) -> anyhow::Result<Row> {
     }
     Ok(Row::new(
         "catch-up",
-        "projector replay from an empty read store (`hayabusa::rebuild`), mostly message_posted",
+        format!(
+            "projector replay from an empty read store on {:?} (`hayabusa::rebuild`), mostly message_posted",
+            context.args.backend
+        ),
         "events/s; 1M events replayed in minutes, not hours",
         result,
         format!(

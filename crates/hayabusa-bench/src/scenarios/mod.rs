@@ -20,7 +20,7 @@ use crate::cpu::CpuSample;
 use crate::load::{Ladder, LadderOutcome};
 use crate::report::{Provenance, Row, thousands};
 use crate::server::{ServerBinary, ServerProcess, admin_token};
-use crate::{RunArgs, Scenario, Sizes, bulk_log};
+use crate::{Backend, RunArgs, Scenario, Sizes, bulk_log};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,6 +41,8 @@ pub struct Context {
 pub struct Started {
     /// The process.
     pub server: ServerProcess,
+    /// The server's own database, on PostgreSQL (kept while it runs).
+    pub _database: Option<hayabusa_postgres::testkit::TestDatabase>,
     /// A client for it.
     pub api: Api,
     /// The administrator's token (from `admin.token`).
@@ -63,15 +65,61 @@ impl Context {
     /// Starts `hayabusa serve` on a fresh data directory `name`.
     pub async fn start_server(&self, name: &str) -> anyhow::Result<Started> {
         let data_dir = self.fresh_dir(name)?;
+        let (binary, database) = self.server_on_backend().await;
         let server =
-            ServerProcess::start_hayabusa(&self.server, &data_dir, &self.log_path(name)).await?;
+            ServerProcess::start_hayabusa(&binary, &data_dir, &self.log_path(name)).await?;
         let admin_token = admin_token(&data_dir).await?;
         let api = server.api()?;
         Ok(Started {
             server,
+            _database: database,
             api,
             admin_token,
         })
+    }
+
+    /// The server binary with the flags of this run's backend, and the fresh
+    /// database it is to use (PostgreSQL).
+    pub async fn server_on_backend(
+        &self,
+    ) -> (
+        ServerBinary,
+        Option<hayabusa_postgres::testkit::TestDatabase>,
+    ) {
+        let mut binary = self.server.clone();
+        match self.args.backend {
+            Backend::Sqlite => (binary, None),
+            Backend::Postgres => {
+                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+                binary
+                    .extra_args
+                    .extend(["--read-store".to_string(), database.connection_string()]);
+                (binary, Some(database))
+            }
+        }
+    }
+
+    /// The engines `hayabusa::rebuild` replays into for this run, with the fresh
+    /// database they use (PostgreSQL).
+    pub async fn rebuild_backends(
+        &self,
+    ) -> (
+        hayabusa::Backends,
+        Option<hayabusa_postgres::testkit::TestDatabase>,
+    ) {
+        match self.args.backend {
+            Backend::Sqlite => (hayabusa::Backends::default(), None),
+            Backend::Postgres => {
+                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+                let backends = hayabusa::Backends {
+                    read_store: hayabusa::backends::ReadStoreBackend::Postgres(
+                        hayabusa::backends::ServiceUrl::new(database.connection_string()),
+                    ),
+                    ..hayabusa::Backends::default()
+                };
+                (backends, Some(database))
+            }
+        }
     }
 
     /// The post/read ladder of this run.
@@ -194,7 +242,7 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
                 if has(Scenario::CatchUp) {
                     rows.push(row_of(
                         "catch-up",
-                        measured("catch-up", catch_up::run(&bulk)).await,
+                        measured("catch-up", catch_up::run(&context, &bulk)).await,
                     ));
                 }
                 if has(Scenario::Recover) {

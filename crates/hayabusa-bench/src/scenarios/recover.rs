@@ -27,9 +27,10 @@ const LOAD_BEFORE_KILL: Duration = Duration::from_millis(1500);
 
 /// Kills and restarts the server on the bulk log.
 pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
+    // On PostgreSQL, the first start projects the bulk log into a fresh database.
+    let (binary, _database) = context.server_on_backend().await;
     let first_start = Instant::now();
-    let server =
-        ServerProcess::spawn_hayabusa(&context.server, &bulk.dir, &context.log_path("recover-1"))?;
+    let server = ServerProcess::spawn_hayabusa(&binary, &bulk.dir, &context.log_path("recover-1"))?;
     server.wait_up(Duration::from_secs(120)).await?;
     let api = server.api()?;
     wait_projected(&api, bulk.head, context.sizes.projection_timeout).await?;
@@ -73,8 +74,7 @@ pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
 
     let killed = Instant::now();
     server.kill9().await?;
-    let server =
-        ServerProcess::spawn_hayabusa(&context.server, &bulk.dir, &context.log_path("recover-2"))?;
+    let server = ServerProcess::spawn_hayabusa(&binary, &bulk.dir, &context.log_path("recover-2"))?;
     server.wait_up(READY_LIMIT).await?;
     let healthy = killed.elapsed();
     let api = server.api()?;

@@ -18,6 +18,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use hayabusa_app::AppError;
 use hayabusa_app::sync::Batch;
 use hayabusa_app::sync::{
     DEFAULT_LIMIT, DEFAULT_TIMEOUT_SECS, MAX_LIMIT, MAX_TIMEOUT_SECS, Revision, SyncError,
@@ -35,6 +36,8 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4000;
 pub const CLOSE_NO_PONG: u16 = 4001;
 /// Close code when the server cannot read the client's ops (try again later).
 pub const CLOSE_UNAVAILABLE: u16 = 1011;
+/// Close code for a session whose token was rotated or revoked.
+pub const CLOSE_TOKEN_REVOKED: u16 = 4003;
 
 fn sync_error(error: SyncError) -> ApiError {
     match error {
@@ -199,7 +202,7 @@ async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> 
         )
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
-            serve_socket(socket, state, caller.account_id, since).await;
+            serve_socket(socket, state, caller.account_id, token, since).await;
         }))
 }
 
@@ -300,20 +303,46 @@ async fn serve_socket(
     socket: WebSocket,
     state: Arc<AppState>,
     account: AccountId,
+    token: String,
     since: Revision,
 ) {
     let open = metrics::gauge!(crate::metrics::WEBSOCKETS_OPEN);
     open.increment(1.0);
-    serve_open_socket(socket, state, account, since).await;
+    serve_open_socket(socket, state, account, token, since).await;
     open.decrement(1.0);
+}
+
+/// Resolves when `account`'s token may have changed (its rotation or revocation, or
+/// too many changes to tell); never, once the cache is gone.
+async fn token_maybe_changed(
+    changes: &mut Option<tokio::sync::broadcast::Receiver<AccountId>>,
+    account: AccountId,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(receiver) = changes.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match receiver.recv().await {
+            Ok(changed) if changed == account => return,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return,
+            Err(RecvError::Closed) => {
+                *changes = None;
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 async fn serve_open_socket(
     mut socket: WebSocket,
     state: Arc<AppState>,
     account: AccountId,
+    token: String,
     since: Revision,
 ) {
+    let mut token_changes = Some(state.app.queries.token_changes());
     let subscription = match state.app.sync.subscribe(account).await {
         Ok(subscription) => subscription,
         Err(error) => {
@@ -339,6 +368,17 @@ async fn serve_open_socket(
         }
         tokio::select! {
             _ = subscription.woken() => {}
+            () = token_maybe_changed(&mut token_changes, account) => {
+                // A rotated or revoked token ends the sessions it opened.
+                if let Err(error) = state.app.queries.authenticate(&token).await {
+                    let (code, reason) = match error {
+                        AppError::Unauthenticated => (CLOSE_TOKEN_REVOKED, "token revoked: authenticate again"),
+                        _ => (CLOSE_UNAVAILABLE, "temporarily unavailable: reconnect"),
+                    };
+                    close(&mut socket, code, reason).await;
+                    return;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Pong(_))) => awaiting_pong = false,
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,

@@ -81,6 +81,61 @@ where
         .await;
     reset_clears_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
     dumps_include_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
+    snapshots_are_kept_per_stream_never_move_back_and_go_with_a_reset(&make().await).await;
+}
+
+/// Snapshots: one per stream; a newer revision or another format replaces it, an
+/// older one of the same format does not; a reset drops them; dumps leave them out.
+pub async fn snapshots_are_kept_per_stream_never_move_back_and_go_with_a_reset<S: ReadStore>(
+    store: &S,
+) {
+    use crate::Snapshot;
+    let snapshot = |stream: &str, revision: u64, format: u32, data: &[u8]| Snapshot {
+        stream: stream.to_string(),
+        revision,
+        format,
+        data: data.to_vec(),
+    };
+    assert_eq!(store.load_snapshot("room-1").await.unwrap(), None);
+    let dump_before = store.dump().await.unwrap();
+    let first = snapshot("room-1", 10, 1, b"ten");
+    store.save_snapshot(&first).await.unwrap();
+    store
+        .save_snapshot(&snapshot("room-2", 3, 1, &[0, 255, 1]))
+        .await
+        .unwrap();
+    assert_eq!(store.load_snapshot("room-1").await.unwrap(), Some(first));
+    assert_eq!(
+        store.dump().await.unwrap(),
+        dump_before,
+        "snapshots are not read models"
+    );
+    // Older of the same format: kept out. Newer: replaces.
+    store
+        .save_snapshot(&snapshot("room-1", 9, 1, b"nine"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_snapshot("room-1").await.unwrap().unwrap().data,
+        b"ten"
+    );
+    let newer = snapshot("room-1", 25, 1, &vec![7; 100_000]);
+    store.save_snapshot(&newer).await.unwrap();
+    assert_eq!(store.load_snapshot("room-1").await.unwrap(), Some(newer));
+    // Another format replaces whatever its revision.
+    let reformatted = snapshot("room-1", 5, 2, b"v2");
+    store.save_snapshot(&reformatted).await.unwrap();
+    assert_eq!(
+        store.load_snapshot("room-1").await.unwrap(),
+        Some(reformatted)
+    );
+    assert_eq!(
+        store.load_snapshot("room-2").await.unwrap().unwrap().data,
+        vec![0, 255, 1]
+    );
+    store.reset().await.unwrap();
+    assert_eq!(store.load_snapshot("room-1").await.unwrap(), None);
+    assert_eq!(store.load_snapshot("room-2").await.unwrap(), None);
 }
 
 // ---------------------------------------------------------------------------------

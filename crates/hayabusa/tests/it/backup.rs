@@ -297,7 +297,9 @@ async fn wait_for_projection(app: &TestApp) {
 }
 
 async fn dump(dir: &Path) -> String {
-    let stores = hayabusa::open_stores(dir).unwrap();
+    let stores = hayabusa::open_stores(dir, &Default::default())
+        .await
+        .unwrap();
     stores.read.dump().await.unwrap()
 }
 
@@ -396,7 +398,9 @@ async fn restored_read_models_equal_the_incrementally_built_ones() {
     );
     server.stop().await.unwrap();
     assert_eq!(dump(&projected).await, rebuilt);
-    hayabusa::rebuild(&load_restore).await.unwrap();
+    hayabusa::rebuild(&load_restore, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(dump(&load_restore).await, rebuilt);
 }
 

@@ -27,7 +27,9 @@ const SLOW_PROJECTOR: Duration = Duration::from_millis(2);
 async fn spawn_slow_app(delay: Duration, max_read_wait: Duration) -> (TestApp, ProjectorDelay) {
     let dir = tempfile::tempdir().expect("temp dir");
     let projector_delay = ProjectorDelay::new(delay);
+    let backend = TestBackend::from_env().await;
     let server = hayabusa::start(Config {
+        backends: backend.backends.clone(),
         rate_limits: hayabusa_http::RateLimits::off(),
         max_read_wait,
         projector_delay: projector_delay.clone(),
@@ -43,6 +45,7 @@ async fn spawn_slow_app(delay: Duration, max_read_wait: Duration) -> (TestApp, P
         base,
         admin,
         dir,
+        backend,
     };
     (app, projector_delay)
 }

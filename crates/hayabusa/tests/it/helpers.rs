@@ -6,27 +6,75 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
-/// A server on a free port with its own data directory.
+/// A server on a free port with its own data directory (and, on the distributed
+/// engines, its own database).
 pub struct TestApp {
     pub server: Option<RunningServer>,
     pub base: String,
     pub admin: Client,
     pub dir: TempDir,
+    pub backend: TestBackend,
+}
+
+/// The engines `spawn_app` runs on, from `HAYABUSA_TEST_BACKEND`: `sqlite` (the
+/// default: the data directory's files), or `postgres` (the read models in a fresh
+/// PostgreSQL database of their own, from `HAYABUSA_TEST_POSTGRES`).
+pub struct TestBackend {
+    pub backends: hayabusa::Backends,
+    /// Kept for the app's life (dropped with the test process's leftovers).
+    pub _database: Option<hayabusa_postgres::testkit::TestDatabase>,
+}
+
+impl TestBackend {
+    pub async fn from_env() -> TestBackend {
+        let chosen = std::env::var("HAYABUSA_TEST_BACKEND").unwrap_or_default();
+        match chosen.as_str() {
+            "" | "sqlite" => TestBackend {
+                backends: hayabusa::Backends::default(),
+                _database: None,
+            },
+            "postgres" => {
+                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+                TestBackend {
+                    backends: hayabusa::Backends {
+                        read_store: hayabusa::backends::ReadStoreBackend::Postgres(
+                            hayabusa::backends::ServiceUrl::new(database.connection_string()),
+                        ),
+                        ..hayabusa::Backends::default()
+                    },
+                    _database: Some(database),
+                }
+            }
+            other => panic!("HAYABUSA_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+        }
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (server, base, admin) = start_in(dir.path()).await;
+    let backend = TestBackend::from_env().await;
+    let (server, base, admin) = start_with(dir.path(), &backend.backends).await;
     TestApp {
         server: Some(server),
         base,
         admin,
         dir,
+        backend,
     }
 }
 
+/// A server on the data directory `dir` and the embedded stores.
 pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
+    start_with(dir, &hayabusa::Backends::default()).await
+}
+
+/// A server on the data directory `dir` and `backends`.
+pub async fn start_with(
+    dir: &Path,
+    backends: &hayabusa::Backends,
+) -> (RunningServer, String, Client) {
     let server = hayabusa::start(Config {
+        backends: backends.clone(),
         sync: hayabusa_http::SyncSettings {
             allowed_origins: vec!["https://chat.example.com".into()],
             ..Default::default()
@@ -56,7 +104,7 @@ impl TestApp {
             .stop()
             .await
             .expect("clean stop");
-        let (server, base, admin) = start_in(self.dir.path()).await;
+        let (server, base, admin) = start_with(self.dir.path(), &self.backend.backends).await;
         self.server = Some(server);
         self.base = base;
         self.admin = admin;

@@ -176,12 +176,18 @@ async fn rebuild_reproduces_the_incrementally_built_read_models_exactly() {
     );
     let dir = app.stop().await;
 
-    let stores = hayabusa::open_stores(dir.path()).unwrap();
+    let stores = hayabusa::open_stores(dir.path(), &Default::default())
+        .await
+        .unwrap();
     let incremental = stores.read.dump().await.unwrap();
     drop(stores);
-    let position = hayabusa::rebuild(dir.path()).await.unwrap();
+    let position = hayabusa::rebuild(dir.path(), &Default::default())
+        .await
+        .unwrap();
     assert!(position > 0);
-    let stores = hayabusa::open_stores(dir.path()).unwrap();
+    let stores = hayabusa::open_stores(dir.path(), &Default::default())
+        .await
+        .unwrap();
     let rebuilt = stores.read.dump().await.unwrap();
     for shown in ["Renamed", "notes.txt", "do it", "rebuild-me", "Olga"] {
         assert!(incremental.contains(shown), "the dump shows {shown}");

@@ -183,7 +183,9 @@ async fn rotations_and_revocations_survive_a_restart_and_a_rebuild() {
     assert_eq!(me(&app.admin).await.0, StatusCode::OK);
 
     let dir = app.stop().await;
-    hayabusa::rebuild(dir.path()).await.expect("rebuild");
+    hayabusa::rebuild(dir.path(), &Default::default())
+        .await
+        .expect("rebuild");
     let (server, base, admin) = start_in(dir.path()).await;
     let at = |client: &Client| Client::new(&base, &client.token);
     assert_eq!(me(&at(&alice.client)).await.0, StatusCode::UNAUTHORIZED);
@@ -191,4 +193,93 @@ async fn rotations_and_revocations_survive_a_restart_and_a_rebuild() {
     assert_eq!(me(&at(&new_alice)).await.0, StatusCode::OK);
     assert_eq!(me(&admin).await.0, StatusCode::OK);
     server.stop().await.unwrap();
+}
+
+/// Opens the sync WebSocket of `token` from the current revision.
+async fn open_sync_socket(
+    base: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!(
+        "{}/v2/sync/ws?token={token}",
+        base.replace("http://", "ws://")
+    );
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("the socket opens")
+        .0
+}
+
+/// Waits for the server to close `socket`; returns the close code.
+async fn closed_with(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Option<u16> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|frame| frame.code.into()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => return None,
+            Err(_) => panic!("the socket stayed open"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_sync_sockets_of_a_rotated_or_revoked_token_are_closed() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+
+    // Alice rotates her own token: her open socket closes with 4003, Bob's stays.
+    let mut alices = open_sync_socket(&app.base, &alice.client.token).await;
+    let mut bobs = open_sync_socket(&app.base, &bob.client.token).await;
+    let token = rotate(&alice.client).await;
+    assert_eq!(closed_with(&mut alices).await, Some(4003));
+    // Bob's socket still delivers.
+    let alice_now = Client::new(&app.base, &token);
+    let (status, body) = alice_now
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("body", "still there?".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match bobs.next().await {
+                    Some(Ok(Message::Text(text))) => return text.to_string(),
+                    Some(Ok(_)) => continue,
+                    other => panic!("bob's socket ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("bob gets the message");
+        assert!(frame.contains("still there?"), "{frame}");
+    }
+
+    // An administrator revokes Bob's token: his socket closes too.
+    let (status, body) = app
+        .admin
+        .send(
+            Method::DELETE,
+            &format!("/v2/accounts/{}/token", bob.id),
+            &[],
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(closed_with(&mut bobs).await, Some(4003));
+    // The new token opens a socket again.
+    let _again = open_sync_socket(&app.base, &token).await;
+    app.stop().await;
 }

@@ -7,9 +7,10 @@
 //!   or migrates the schema (numbered migrations, each in a transaction of its own).
 //! - [`apply`](hayabusa_store::ReadModelWriter::apply) runs one transaction: it locks
 //!   the checkpoint row, skips a batch at or below it, writes the changes — runs of
-//!   message inserts, read cursors and sync ops as one multi-row statement per kind
-//!   (`UNNEST` of array parameters), everything else one prepared statement per
-//!   change — and moves the checkpoint with a conditional `UPDATE`.
+//!   message inserts, read cursors and sync ops as one statement per kind (a binary
+//!   `COPY` of rows known to be new, or `UNNEST` of array parameters), everything
+//!   else one prepared statement per change — and moves the checkpoint with a
+//!   conditional `UPDATE`.
 //! - A store remembers the checkpoint it last read or wrote and refuses (as
 //!   [`StoreError::Conflict`](hayabusa_store::StoreError::Conflict)) a batch when the
 //!   stored checkpoint moved meanwhile: another writer projected, so this one is stale.

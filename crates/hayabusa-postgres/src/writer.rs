@@ -7,32 +7,36 @@
 //!
 //! Catch-up is mostly `message_posted`: a message insert, the author's read cursor and
 //! one sync op each. Runs of those three kinds of change are gathered and written as
-//! one statement per kind, with every row's columns passed as arrays and spread by
-//! `UNNEST` (one round trip and one prepared statement whatever the run's length);
-//! every other change is one prepared statement (or two) of its own, after writing
-//! what was gathered. The result is the same rows as applying each change on its own,
-//! in order:
-//! - gathered messages go in with one `INSERT … SELECT` that inserts nothing if any
-//!   of them holds the seq or id of a stored message; then (or when two of the run
-//!   share a seq or id) each message of the run is inserted on its own, replacing what
-//!   holds its seq or id, as the in-memory reference does;
+//! one statement per kind, whatever the run's length: a binary `COPY` where the rows
+//! are known to be new, otherwise a statement with every row's columns passed as
+//! arrays and spread by `UNNEST`. Every other change is one prepared statement (or
+//! two) of its own, after writing what was gathered. The result is the same rows as
+//! applying each change on its own, in order:
+//! - gathered messages are copied in when each seq is above its room's stored ones
+//!   (one index probe per room) and no stored message has one of their ids (one probe
+//!   per message): how posting goes. Otherwise (or when two of the run share a seq or
+//!   id) each message of the run is inserted on its own, replacing what holds its seq
+//!   or id, as the in-memory reference does;
 //! - room counters of inserted messages add up per room (`last_seq` a maximum,
 //!   `message_num` a sum, `last_update_time` the last value), one `UPDATE … FROM
 //!   UNNEST` for all rooms;
-//! - the last read cursor per membership and the last op per (position, index) win.
+//! - the last read cursor per membership (one `UPDATE … FROM UNNEST`) and the last op
+//!   per (position, index) win; ops above the highest stored position (catch-up's)
+//!   are copied in, others upserted (`INSERT … SELECT … FROM UNNEST … ON CONFLICT`).
 //!
 //! Gathered changes touch different rows (messages and room counters, sync ops,
 //! members' read cursors), and every other change writes what was gathered first, so
 //! writing by kind rather than interleaved changes nothing.
 
 use crate::store::PgReadStore;
-use crate::values::{get_u64, sql_int, store_error};
+use crate::values::{get_bool, get_opt_u64, get_u64, sql_int, store_error};
 use deadpool_postgres::Transaction;
 use hayabusa_domain::{AccountId, RoomId};
 use hayabusa_store::canonical::normalized_mentions;
 use hayabusa_store::{Change, MessageRow, OpRecord, Position, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 /// The stored checkpoint, locked until the transaction ends.
 const LOCK_CHECKPOINT: &str = "SELECT position FROM checkpoint WHERE id = 0 FOR UPDATE";
@@ -40,25 +44,37 @@ const LOCK_CHECKPOINT: &str = "SELECT position FROM checkpoint WHERE id = 0 FOR 
 /// Moves the checkpoint from `$2` to `$1`; no row if it is not at `$2`.
 const MOVE_CHECKPOINT: &str = "UPDATE checkpoint SET position = $1 WHERE id = 0 AND position = $2";
 
-/// Inserts a run of messages given as arrays, all of them or none: nothing if a stored
-/// message of the same room holds the seq or the message id of one of them.
-/// Mentions come as text (`{1,2}`), since arrays of arrays do not spread by row.
-const INSERT_NEW_MESSAGES: &str = "
-WITH incoming AS (
-    SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[],
-                         $5::BOOLEAN[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], $9::TEXT[])
-        AS i (room_id, seq, message_id, account_id, to_all, mentions, send_time,
-              update_time, body)
-)
-INSERT INTO messages (room_id, seq, message_id, account_id, to_all, mentions, send_time,
-                      update_time, body)
-SELECT room_id, seq, message_id, account_id, to_all, CAST(mentions AS BIGINT[]), send_time,
-       update_time, body
-FROM incoming
-WHERE NOT EXISTS (SELECT 1 FROM messages m JOIN incoming n
-                  ON m.room_id = n.room_id AND m.seq = n.seq)
-  AND NOT EXISTS (SELECT 1 FROM messages m JOIN incoming n
-                  ON m.room_id = n.room_id AND m.message_id = n.message_id)";
+/// The highest seq of each room in `$1` (NULL: it has no message), one index probe
+/// per room.
+const ROOM_MAX_SEQS: &str = "
+SELECT r.room_id,
+       (SELECT m.seq FROM messages m WHERE m.room_id = r.room_id ORDER BY m.seq DESC LIMIT 1)
+FROM UNNEST($1::BIGINT[]) AS r (room_id)";
+
+/// Whether a stored message has the room and id of one of `($1, $2)`.
+const IDS_TAKEN: &str = "
+SELECT EXISTS (
+    SELECT 1 FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS n (room_id, message_id)
+    JOIN messages m ON m.room_id = n.room_id AND m.message_id = n.message_id
+)";
+
+/// Copies a run of messages in; the caller made sure that none of them holds a stored
+/// seq or id. Columns in the order of [`MESSAGE_COPY_TYPES`].
+const COPY_MESSAGES: &str = "COPY messages (room_id, seq, message_id, account_id, to_all, \
+    mentions, send_time, update_time, body) FROM STDIN (FORMAT binary)";
+
+/// The column types of [`COPY_MESSAGES`].
+const MESSAGE_COPY_TYPES: [Type; 9] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
+    Type::INT8_ARRAY,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+];
 
 /// Adds the counters of messages inserted in bulk to their rooms.
 const ADD_ROOM_COUNTERS: &str = "
@@ -86,7 +102,25 @@ UPDATE rooms SET last_seq = GREATEST(last_seq, $2),
                  last_update_time = $4
 WHERE room_id = $1";
 
-/// Records sync ops given as arrays (one per (position, index)).
+/// The highest position of a stored op (NULL: none).
+const MAX_OP_POSITION: &str = "SELECT MAX(position) FROM sync_ops";
+
+/// Copies sync ops in, all at positions above every stored op's. Columns in the order
+/// of [`OP_COPY_TYPES`].
+const COPY_OPS: &str = "COPY sync_ops (position, idx, room_id, target, op_type, payload) \
+    FROM STDIN (FORMAT binary)";
+
+/// The column types of [`COPY_OPS`].
+const OP_COPY_TYPES: [Type; 6] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// Records sync ops given as arrays (one per (position, index)), replacing stored ones.
 const UPSERT_OPS: &str = "
 INSERT INTO sync_ops (position, idx, room_id, target, op_type, payload)
 SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[],
@@ -412,15 +446,6 @@ fn share_a_key(messages: &[&MessageRow]) -> bool {
     })
 }
 
-/// A mention list as the text of a `BIGINT[]` (`{1,2}`), sorted and deduplicated.
-fn mentions_literal(mentions: &[AccountId]) -> Result<String, StoreError> {
-    let ids: Vec<String> = mention_ids(mentions)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    Ok(format!("{{{}}}", ids.join(",")))
-}
-
 /// A mention list as a `BIGINT[]` parameter, sorted and deduplicated.
 fn mention_ids(mentions: &[AccountId]) -> Result<Vec<i64>, StoreError> {
     normalized_mentions(mentions.to_vec())
@@ -446,34 +471,21 @@ async fn write_messages(
     Ok(())
 }
 
-/// Inserts the messages in one statement and adds up their room counters; false (and
-/// nothing written) if a stored message holds one's seq or id.
+/// Inserts the messages in one statement and adds up their room counters, if no
+/// stored message holds one's seq or id; false (and nothing written) otherwise or if
+/// a seq is not above its room's stored ones (then they go one at a time).
 async fn insert_new_messages(
     transaction: &Transaction<'_>,
     messages: &[&MessageRow],
 ) -> Result<bool, StoreError> {
     let count = messages.len();
     let mut room_ids = Vec::with_capacity(count);
-    let mut seqs = Vec::with_capacity(count);
     let mut message_ids = Vec::with_capacity(count);
-    let mut authors = Vec::with_capacity(count);
-    let mut to_all = Vec::with_capacity(count);
-    let mut mentions = Vec::with_capacity(count);
-    let mut send_times = Vec::with_capacity(count);
-    let mut update_times = Vec::with_capacity(count);
-    let mut bodies: Vec<&str> = Vec::with_capacity(count);
     let mut rooms: Vec<(RoomId, RoomCounters)> = Vec::new();
     let mut room_slots: HashMap<RoomId, usize> = HashMap::new();
     for message in messages {
         room_ids.push(sql_int(message.room_id.0)?);
-        seqs.push(sql_int(message.seq)?);
         message_ids.push(sql_int(message.message_id.0)?);
-        authors.push(sql_int(message.account_id.0)?);
-        to_all.push(message.to_all);
-        mentions.push(mentions_literal(&message.mentions)?);
-        send_times.push(message.send_time);
-        update_times.push(message.update_time);
-        bodies.push(&message.body);
         match room_slots.get(&message.room_id) {
             Some(&slot) => {
                 let counters = &mut rooms[slot].1;
@@ -494,25 +506,71 @@ async fn insert_new_messages(
             }
         }
     }
-    let inserted = run(
-        transaction,
-        INSERT_NEW_MESSAGES,
-        &[
-            &room_ids,
-            &seqs,
-            &message_ids,
-            &authors,
-            &to_all,
-            &mentions,
-            &send_times,
-            &update_times,
-            &bodies,
-        ],
-    )
-    .await?;
-    if inserted == 0 {
+    // Posting gives each message a seq above its room's others: then no stored
+    // message holds one of the seqs, and only the ids remain to be checked.
+    let room_list: Vec<i64> = rooms
+        .iter()
+        .map(|(room_id, _)| sql_int(room_id.0))
+        .collect::<Result<_, _>>()?;
+    let statement = transaction
+        .prepare_cached(ROOM_MAX_SEQS)
+        .await
+        .map_err(store_error)?;
+    let mut max_seqs: HashMap<RoomId, u64> = HashMap::with_capacity(rooms.len());
+    for row in transaction
+        .query(&statement, &[&room_list])
+        .await
+        .map_err(store_error)?
+    {
+        if let Some(max) = get_opt_u64(&row, 1)? {
+            max_seqs.insert(RoomId(get_u64(&row, 0)?), max);
+        }
+    }
+    let seqs_are_new = messages.iter().all(|message| {
+        max_seqs
+            .get(&message.room_id)
+            .is_none_or(|&max| message.seq > max)
+    });
+    if !seqs_are_new {
         return Ok(false);
     }
+    let statement = transaction
+        .prepare_cached(IDS_TAKEN)
+        .await
+        .map_err(store_error)?;
+    let ids_taken = get_bool(
+        &transaction
+            .query_one(&statement, &[&room_ids, &message_ids])
+            .await
+            .map_err(store_error)?,
+        0,
+    )?;
+    if ids_taken {
+        return Ok(false);
+    }
+    let sink = transaction
+        .copy_in(COPY_MESSAGES)
+        .await
+        .map_err(store_error)?;
+    let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &MESSAGE_COPY_TYPES));
+    for message in messages {
+        writer
+            .as_mut()
+            .write(&[
+                &sql_int(message.room_id.0)?,
+                &sql_int(message.seq)?,
+                &sql_int(message.message_id.0)?,
+                &sql_int(message.account_id.0)?,
+                &message.to_all,
+                &mention_ids(&message.mentions)?,
+                &message.send_time,
+                &message.update_time,
+                &message.body,
+            ])
+            .await
+            .map_err(store_error)?;
+    }
+    let inserted = writer.as_mut().finish().await.map_err(store_error)?;
     if usize::try_from(inserted).ok() != Some(count) {
         return Err(StoreError::Corrupt(format!(
             "read store: {inserted} of {count} messages inserted"
@@ -607,14 +665,51 @@ async fn write_ops(transaction: &Transaction<'_>, ops: &[&OpRecord]) -> Result<(
         op_types.push(&op.op_type);
         payloads.push(&op.payload);
     }
-    run(
-        transaction,
-        UPSERT_OPS,
-        &[
-            &positions, &indexes, &room_ids, &targets, &op_types, &payloads,
-        ],
-    )
-    .await?;
+    // Catch-up records ops at new positions only: copied in, with no conflict to
+    // look for.
+    let statement = transaction
+        .prepare_cached(MAX_OP_POSITION)
+        .await
+        .map_err(store_error)?;
+    let stored_max = get_opt_u64(
+        &transaction
+            .query_one(&statement, &[])
+            .await
+            .map_err(store_error)?,
+        0,
+    )?;
+    let all_new = last
+        .keys()
+        .next()
+        .is_some_and(|&(first, _)| stored_max.is_none_or(|max| first > max));
+    if all_new {
+        let sink = transaction.copy_in(COPY_OPS).await.map_err(store_error)?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &OP_COPY_TYPES));
+        for (at, position) in positions.iter().enumerate() {
+            writer
+                .as_mut()
+                .write(&[
+                    position,
+                    &indexes[at],
+                    &room_ids[at],
+                    &targets[at],
+                    &op_types[at],
+                    &payloads[at],
+                ])
+                .await
+                .map_err(store_error)?;
+        }
+        writer.as_mut().finish().await.map_err(store_error)?;
+    } else {
+        run(
+            transaction,
+            UPSERT_OPS,
+            &[
+                &positions, &indexes, &room_ids, &targets, &op_types, &payloads,
+            ],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -992,11 +1087,9 @@ impl hayabusa_store::ReadModelWriter for PgReadStore {
 /// The writes whose plans the tests check, with example arguments (SQL literals).
 pub(crate) fn statements_to_explain() -> Vec<(&'static str, String, &'static str)> {
     vec![
-        (
-            "insert new messages",
-            INSERT_NEW_MESSAGES.to_owned(),
-            "'{1}', '{1}', '{1}', '{1}', '{false}', '{\"{}\"}', '{0}', '{0}', '{x}'",
-        ),
+        ("room max seqs", ROOM_MAX_SEQS.to_owned(), "'{1,2}'"),
+        ("ids taken", IDS_TAKEN.to_owned(), "'{1}', '{1}'"),
+        ("max op position", MAX_OP_POSITION.to_owned(), ""),
         (
             "add room counters",
             ADD_ROOM_COUNTERS.to_owned(),

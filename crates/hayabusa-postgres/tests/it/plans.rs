@@ -54,7 +54,11 @@ async fn no_statement_scans_a_table() {
             .await
             .unwrap_or_else(|error| panic!("prepare {name}: {error}"));
         let plan: Vec<String> = client
-            .simple_query(&format!("EXPLAIN EXECUTE probe ({arguments})"))
+            .simple_query(&if arguments.is_empty() {
+                "EXPLAIN EXECUTE probe".to_owned()
+            } else {
+                format!("EXPLAIN EXECUTE probe ({arguments})")
+            })
             .await
             .unwrap_or_else(|error| panic!("explain {name}: {error}"))
             .into_iter()

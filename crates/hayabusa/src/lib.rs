@@ -51,6 +51,33 @@ pub struct Config {
     /// that tests can make the read models lag (zero by default).
     #[doc(hidden)]
     pub projector_delay: hayabusa_app::ProjectorDelay,
+    /// The event log on NATS JetStream instead of the data directory's SQLite file
+    /// (`None`: embedded).
+    pub nats_event_log: Option<NatsEventLogConfig>,
+}
+
+/// Where the event log lives when it is on NATS JetStream (`serve --event-log`).
+#[derive(Clone)]
+pub struct NatsEventLogConfig {
+    /// Server URLs, comma-separated (`nats://user:password@host:4222,…`); credentials
+    /// are used, never logged or shown.
+    pub urls: String,
+    /// The JetStream stream.
+    pub stream: String,
+    /// Replicas of the stream when this server creates it (3 in a cluster).
+    pub replicas: usize,
+}
+
+impl std::fmt::Debug for NatsEventLogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers = hayabusa_nats::server::parse_servers(&self.urls)
+            .map_or_else(|_| "(invalid)".to_owned(), |servers| servers.display());
+        f.debug_struct("NatsEventLogConfig")
+            .field("servers", &servers)
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
 }
 
 impl Config {
@@ -70,6 +97,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
             projector_delay: hayabusa_app::ProjectorDelay::default(),
+            nats_event_log: None,
         }
     }
 }
@@ -88,6 +116,31 @@ pub struct Stores {
 pub fn open_stores(dir: &std::path::Path) -> anyhow::Result<Stores> {
     let log = hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
         .with_context(|| format!("opening the event log in {}", dir.display()))?;
+    let read = hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
+        .with_context(|| format!("opening the read store in {}", dir.display()))?;
+    let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
+        .with_context(|| format!("opening the file store in {}", dir.display()))?;
+    Ok(Stores {
+        log: Arc::new(log),
+        read: Arc::new(read),
+        blobs: Arc::new(blobs),
+    })
+}
+
+/// The read store and files of `dir`, with the event log on NATS JetStream. Fails,
+/// saying why, when NATS is down, too old or without JetStream.
+pub async fn open_stores_with_nats_log(
+    dir: &std::path::Path,
+    nats: &NatsEventLogConfig,
+) -> anyhow::Result<Stores> {
+    let options = hayabusa_nats::NatsOptions {
+        stream: nats.stream.clone(),
+        replicas: nats.replicas,
+        ..hayabusa_nats::NatsOptions::default()
+    };
+    let log = hayabusa_nats::connect(&nats.urls, options)
+        .await
+        .context("opening the event log on NATS JetStream")?;
     let read = hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
         .with_context(|| format!("opening the read store in {}", dir.display()))?;
     let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
@@ -139,7 +192,10 @@ fn shutdown_signal(
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let dir = data_dir::prepare(&config.data_dir)?;
     let secret = data_dir::load_or_create_secret(&dir)?;
-    let stores = open_stores(&dir)?;
+    let stores = match &config.nats_event_log {
+        None => open_stores(&dir)?,
+        Some(nats) => open_stores_with_nats_log(&dir, nats).await?,
+    };
     let ids = Arc::new(IdGenerator::new(config.worker_id).context("worker id")?);
     spawn_blob_sweep(stores.log.clone(), stores.blobs.clone());
     let (app, projector): (App, Projector) = App::build(AppParts {
@@ -290,6 +346,18 @@ async fn bootstrap_admin(app: &App, dir: &std::path::Path) -> anyhow::Result<()>
 
 /// `hayabusa rebuild`: drops the read models and replays the whole log.
 pub async fn rebuild(data_dir: &std::path::Path) -> anyhow::Result<u64> {
+    // A data directory served with `--event-log nats://…` has read models but no
+    // embedded log: rebuilding from an empty new one would wipe them.
+    if !data_dir.join(data_dir::EVENTS_FILE).exists()
+        && data_dir.join(data_dir::READ_MODELS_FILE).exists()
+    {
+        anyhow::bail!(
+            "{} has read models but no {}: its event log is elsewhere (NATS JetStream?); \
+             rebuilding from NATS is not supported yet",
+            data_dir.display(),
+            data_dir::EVENTS_FILE
+        );
+    }
     let stores = open_stores(data_dir)?;
     let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
         .await

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server on the embedded SQLite stores.
+    /// Run the server on the embedded SQLite stores (or with the event log on NATS
+    /// JetStream: --event-log).
     Serve {
         /// Data directory (created if missing).
         #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
@@ -65,6 +66,18 @@ enum Command {
         /// `Retry-After` (never stale).
         #[arg(long, env = "HAYABUSA_MAX_READ_WAIT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_read_wait_ms: u64,
+        /// Keep the event log on NATS JetStream at these servers
+        /// (nats://[user:password@]host:4222, comma-separated; 2.10.23 or later, run
+        /// with `sync_interval: always`) instead of the data directory's SQLite file.
+        /// The read models, files and keys stay in the data directory.
+        #[arg(long, env = "HAYABUSA_EVENT_LOG", hide_env_values = true)]
+        event_log: Option<String>,
+        /// The JetStream stream of the event log.
+        #[arg(long, env = "HAYABUSA_EVENT_LOG_STREAM", default_value = hayabusa_nats::DEFAULT_STREAM)]
+        event_log_stream: String,
+        /// Replicas of the event log's stream when it is created (3 in a cluster).
+        #[arg(long, env = "HAYABUSA_EVENT_LOG_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5))]
+        event_log_replicas: u64,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -283,6 +296,9 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             trusted_proxies,
             max_read_wait_ms,
+            event_log,
+            event_log_stream,
+            event_log_replicas,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -302,6 +318,11 @@ async fn main() -> anyhow::Result<()> {
                 trusted_proxies,
                 max_read_wait: std::time::Duration::from_millis(max_read_wait_ms),
                 projector_delay: hayabusa_app::ProjectorDelay::default(),
+                nats_event_log: event_log.map(|urls| hayabusa::NatsEventLogConfig {
+                    urls,
+                    stream: event_log_stream,
+                    replicas: usize::try_from(event_log_replicas).unwrap_or(1),
+                }),
             })
             .await?;
             server.wait(shutdown_requested()).await?;

@@ -149,7 +149,21 @@ async fn every_acknowledged_append_survives_a_kill_9_of_nats_server() {
         matches!(during, Err(StoreError::Unavailable(_))),
         "an append while nats-server is down must be Unavailable, got {during:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // By now the client knows it is disconnected: appends fail at once, and nothing
+    // is queued to be sent after the reconnection.
+    let asked = Instant::now();
+    let later = log.append(request("room-x", "later", None)).await;
+    assert!(
+        matches!(later, Err(StoreError::Unavailable(_))),
+        "an append while disconnected must be Unavailable, got {later:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "an append while disconnected fails at once, not after a timeout: {:?}",
+        asked.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let restarting = Instant::now();
     server.restart();
 
@@ -211,6 +225,12 @@ async fn every_acknowledged_append_survives_a_kill_9_of_nats_server() {
         }
     }
     assert!(all.contains(&recovered.events[0]));
+    // (An append in flight at the kill has an unknown outcome; one refused while
+    // disconnected was never sent.)
+    assert!(
+        !all.iter().any(|event| event.event_type == "test_later"),
+        "an append refused while disconnected is not stored after the reconnection"
+    );
     assert!(
         log.head() >= recovered.position,
         "the head mirror catches up after the restart"
@@ -233,13 +253,30 @@ async fn every_acknowledged_append_survives_a_kill_9_of_nats_server() {
     );
     assert_eq!(retry.events, first.events);
 
-    // A fresh connection sees the same log.
+    // A fresh connection sees the same log, and its appends reach the first
+    // connection's head mirror (which follows other processes again after the crash).
     let reopened = open(&server, "crash").await;
     assert_eq!(
         reopened.read_all(0, 1_000_000).await.expect("read again"),
         log.read_all(0, 1_000_000).await.expect("read"),
     );
     assert!(reopened.head() >= recovered.position);
+    let elsewhere = reopened
+        .append(request("room-elsewhere", "elsewhere", None))
+        .await
+        .expect("append through the other connection");
+    let mut head = log.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        head.wait_for(|head| *head >= elsewhere.position),
+    )
+    .await
+    .expect("the head mirror follows other connections after the crash")
+    .expect("head channel open");
+    eprintln!(
+        "kill -9 test: {} appends acknowledged, {failed} refused during the outage",
+        acknowledged.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

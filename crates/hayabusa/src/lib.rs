@@ -133,6 +133,16 @@ pub async fn open_stores_with_nats_log(
     dir: &std::path::Path,
     nats: &NatsEventLogConfig,
 ) -> anyhow::Result<Stores> {
+    // Read models built from the embedded log hold its positions, which mean nothing
+    // on JetStream: projecting JetStream's events on top of them would mix two logs.
+    if dir.join(data_dir::EVENTS_FILE).exists() {
+        anyhow::bail!(
+            "{} holds an embedded event log ({}), and its read models were built from it; \
+             use a new data directory for an event log on NATS JetStream",
+            dir.display(),
+            data_dir::EVENTS_FILE
+        );
+    }
     let options = hayabusa_nats::NatsOptions {
         stream: nats.stream.clone(),
         replicas: nats.replicas,

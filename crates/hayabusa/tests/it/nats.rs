@@ -109,3 +109,18 @@ async fn a_nats_server_without_jetstream_is_refused_at_start() {
         "the refusal says what is missing: {error}"
     );
 }
+
+#[tokio::test]
+async fn a_data_directory_of_the_embedded_log_is_not_served_from_jetstream() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("events.sqlite"), b"").expect("an embedded log file");
+    let error = match start_on(dir.path(), &nats).await {
+        Ok(_) => panic!("read models of another log must not be projected from JetStream"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("events.sqlite") && error.contains("new data directory"),
+        "the refusal says why and what to do: {error}"
+    );
+}

@@ -171,7 +171,9 @@ impl SyncService {
     /// Checks a client's revision: not ahead of the log, history still there. Waits
     /// (briefly) for the projector if the revision is durable but not projected yet.
     pub async fn check(&self, since: Revision) -> Result<Result<(), SyncError>, AppError> {
-        if since.position > self.log.head() {
+        // The log's head is a cached lower bound on a shared log, which the projector
+        // (reading the log directly) may be ahead of: a revision it handed out is valid.
+        if since.position > self.log.head().max(self.current()) {
             return Ok(Err(SyncError::Future(since.to_string())));
         }
         if since.position > self.current() {

@@ -90,6 +90,13 @@ impl From<AppError> for ApiError {
                 StatusCode::CONFLICT,
                 "the object was changed concurrently, try again",
             ),
+            AppError::Store(StoreError::TooLarge(detail)) => {
+                tracing::warn!(%detail, "write too large for the event log");
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request is too large to store",
+                )
+            }
             AppError::Store(StoreError::Unavailable(detail)) => {
                 tracing::error!(%detail, "store unavailable");
                 ApiError::new(

@@ -142,7 +142,8 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     first_position  INTEGER NOT NULL,
     event_count     INTEGER NOT NULL,
     stream_version  INTEGER NOT NULL,
-    position        INTEGER NOT NULL
+    position        INTEGER NOT NULL,
+    recorded_at_ms  INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 ";
 
@@ -206,6 +207,28 @@ impl Default for IndexSettings {
             window: 4_096,
             chunk: 16_384,
             idle: Duration::from_millis(20),
+        }
+    }
+}
+
+/// How long idempotency keys are kept by default.
+pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Everything that can be tuned when opening the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// When the stream index is brought up to date.
+    pub index: IndexSettings,
+    /// How long an idempotency key is kept: an older key is ignored at once (a retry
+    /// with it appends again) and deleted when the log is next opened.
+    pub idempotency_expiry: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            index: IndexSettings::default(),
+            idempotency_expiry: DEFAULT_IDEMPOTENCY_EXPIRY,
         }
     }
 }
@@ -299,7 +322,28 @@ impl SqliteEventLog {
     /// [`open`](Self::open) with explicit stream-index settings. Indexes whatever a
     /// crash left unindexed before returning.
     pub fn open_with(path: &Path, index: IndexSettings) -> Result<SqliteEventLog, StoreError> {
+        Self::open_with_settings(
+            path,
+            LogSettings {
+                index,
+                ..LogSettings::default()
+            },
+        )
+    }
+
+    /// [`open`](Self::open) with explicit settings. Deletes expired idempotency keys.
+    pub fn open_with_settings(
+        path: &Path,
+        settings: LogSettings,
+    ) -> Result<SqliteEventLog, StoreError> {
+        let LogSettings {
+            index,
+            idempotency_expiry,
+        } = settings;
+        let idempotency_expiry_ms =
+            i64::try_from(idempotency_expiry.as_millis()).unwrap_or(i64::MAX);
         let conn = open_writer_connection(path).map_err(store_error)?;
+        delete_expired_keys(&conn, idempotency_expiry_ms).map_err(store_error)?;
         let head = read_head(&conn).map_err(store_error)?;
         let index_file = index_path(path);
         let mut indexer = Indexer::open(&index_file, path, head, index).map_err(store_error)?;
@@ -320,6 +364,7 @@ impl SqliteEventLog {
             window: index.window,
             versions: HashMap::new(),
             overlay: HashMap::new(),
+            idempotency_expiry_ms,
         };
         let spawn_failed = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start an event log thread: {error}"))
@@ -493,6 +538,8 @@ struct Writer {
     versions: HashMap<String, u64>,
     /// Stream versions changed by the batch being written, not yet committed.
     overlay: HashMap<String, u64>,
+    /// How long idempotency keys count, in milliseconds.
+    idempotency_expiry_ms: i64,
 }
 
 /// What became of one request within a batch, before the batch is committed.
@@ -534,8 +581,8 @@ impl<'conn> Statements<'conn> {
     fn prepare(conn: &'conn Connection, index_reader: &'conn Connection) -> rusqlite::Result<Self> {
         Ok(Statements {
             select_key: conn.prepare_cached(
-                "SELECT fingerprint, first_position, event_count, stream_version, position \
-                 FROM idempotency_keys WHERE key = ?1",
+                "SELECT fingerprint, first_position, event_count, stream_version, position, \
+                 recorded_at_ms FROM idempotency_keys WHERE key = ?1",
             )?,
             select_events: conn.prepare_cached(select_events!(
                 "WHERE position >= ?1 AND position < ?2 ORDER BY position"
@@ -546,9 +593,11 @@ impl<'conn> Statements<'conn> {
                 "INSERT INTO events (position, stream, stream_version, event_type, \
                  schema_version, data, recorded_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?,
+            // REPLACE: the key may still be there, expired.
             insert_key: conn.prepare_cached(
-                "INSERT INTO idempotency_keys (key, fingerprint, stream, first_position, \
-                 event_count, stream_version, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, stream, \
+                 first_position, event_count, stream_version, position, recorded_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
         })
     }
@@ -679,6 +728,7 @@ impl Writer {
                 &mut self.overlay,
                 &mut head,
                 recorded_at_ms,
+                self.idempotency_expiry_ms,
             )
             .map_err(|error| BatchError::Request(index, store_error(error)))?;
             outcomes.push(outcome);
@@ -727,6 +777,7 @@ fn apply(
     overlay: &mut HashMap<String, u64>,
     head: &mut Position,
     recorded_at_ms: i64,
+    idempotency_expiry_ms: i64,
 ) -> rusqlite::Result<Outcome> {
     if let Some(key) = &request.idempotency {
         let seen = statements
@@ -738,10 +789,15 @@ fn apply(
                     column_u64(row, 2)?,
                     column_u64(row, 3)?,
                     column_u64(row, 4)?,
+                    row.get::<_, i64>(5)?,
                 ))
             })
             .optional()?;
-        if let Some((fingerprint, first_position, count, stream_version, position)) = seen {
+        // An expired key counts as never seen (and is replaced below).
+        let seen = seen.filter(|&(.., key_recorded_at_ms)| {
+            key_recorded_at_ms > recorded_at_ms.saturating_sub(idempotency_expiry_ms)
+        });
+        if let Some((fingerprint, first_position, count, stream_version, position, _)) = seen {
             if fingerprint != key.fingerprint {
                 return Ok(Outcome::Failed(StoreError::IdempotencyKeyReused));
             }
@@ -815,6 +871,7 @@ fn apply(
             to_sql(count),
             to_sql(stream_version),
             to_sql(*head),
+            recorded_at_ms,
         ])?;
     }
     match overlay.get_mut(&request.stream) {
@@ -1179,7 +1236,43 @@ fn open_writer_connection(path: &Path) -> rusqlite::Result<Connection> {
             ));
         }
     }
+    add_key_times(&conn)?;
     Ok(conn)
+}
+
+/// Adds `idempotency_keys.recorded_at_ms` to a log written before keys expired (an
+/// additive change that needs no new schema version: older code ignores the column).
+/// Keys already there count as recorded now, so they are kept for a full expiry.
+fn add_key_times(conn: &Connection) -> rusqlite::Result<()> {
+    let has_times: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('idempotency_keys') \
+         WHERE name = 'recorded_at_ms'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_times == 0 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE idempotency_keys ADD COLUMN recorded_at_ms INTEGER NOT NULL DEFAULT 0;
+             UPDATE idempotency_keys SET recorded_at_ms = {};
+             COMMIT;",
+            now_ms()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Deletes idempotency keys older than the expiry (once, when the log opens: the
+/// writer ignores expired keys, so they need not go at once).
+fn delete_expired_keys(conn: &Connection, idempotency_expiry_ms: i64) -> rusqlite::Result<()> {
+    let deleted = conn.execute(
+        "DELETE FROM idempotency_keys WHERE recorded_at_ms <= ?1",
+        params![now_ms().saturating_sub(idempotency_expiry_ms)],
+    )?;
+    if deleted > 0 {
+        tracing::info!(deleted, "deleted expired idempotency keys");
+    }
+    Ok(())
 }
 
 pub(crate) fn open_reader_connection(path: &Path) -> rusqlite::Result<Connection> {

@@ -8,7 +8,10 @@ pub mod read_store;
 pub mod snapshot;
 
 pub use blobs::LocalBlobStore;
-pub use event_log::{GroupCommitStats, IndexSettings, SqliteEventLog, index_path};
+pub use event_log::{
+    DEFAULT_IDEMPOTENCY_EXPIRY, GroupCommitStats, IndexSettings, LogSettings, SqliteEventLog,
+    index_path,
+};
 pub use read_store::SqliteReadStore;
 pub use snapshot::{LogSnapshot, inspect_event_log, snapshot_event_log, visit_events_of_type};
 

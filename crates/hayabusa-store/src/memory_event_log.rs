@@ -13,7 +13,7 @@ use crate::event_log::{
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// An event log held in memory, safe to share between tasks.
@@ -21,7 +21,12 @@ use tokio::sync::watch;
 pub struct MemoryEventLog {
     state: Mutex<State>,
     head: watch::Sender<Position>,
+    /// How long idempotency keys count.
+    idempotency_expiry: Duration,
 }
+
+/// How long idempotency keys are kept by default, as by the other adapters.
+pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Everything behind the lock.
 #[derive(Debug, Default)]
@@ -46,15 +51,23 @@ struct IdempotencyRecord {
     stream_version: u64,
     /// The log position after the append.
     position: Position,
+    /// When it was recorded.
+    at: Instant,
 }
 
 impl MemoryEventLog {
     /// Creates an empty log.
     pub fn new() -> Self {
+        Self::with_idempotency_expiry(DEFAULT_IDEMPOTENCY_EXPIRY)
+    }
+
+    /// Creates an empty log whose idempotency keys count for `expiry` only.
+    pub fn with_idempotency_expiry(expiry: Duration) -> Self {
         let (head, _) = watch::channel(0);
         MemoryEventLog {
             state: Mutex::new(State::default()),
             head,
+            idempotency_expiry: expiry,
         }
     }
 }
@@ -109,6 +122,7 @@ impl EventAppender for MemoryEventLog {
         // stream has moved on since the first attempt.
         if let Some(key) = &idempotency
             && let Some(record) = state.idempotency.get(&key.key)
+            && record.at.elapsed() < self.idempotency_expiry
         {
             if record.fingerprint != key.fingerprint {
                 return Err(StoreError::IdempotencyKeyReused);
@@ -165,6 +179,7 @@ impl EventAppender for MemoryEventLog {
                     count,
                     stream_version,
                     position,
+                    at: Instant::now(),
                 },
             );
         }
@@ -235,5 +250,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_event_log_conformance_suite() {
         event_log::run_all(|| async { MemoryEventLog::new() }).await;
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_expire() {
+        let expiry = std::time::Duration::from_millis(300);
+        event_log::idempotency_keys_expire(
+            std::sync::Arc::new(MemoryEventLog::with_idempotency_expiry(expiry)),
+            expiry,
+        )
+        .await;
     }
 }

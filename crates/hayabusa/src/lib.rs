@@ -108,8 +108,34 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
                 .with_context(|| format!("opening the event log in {}", dir.display()))?,
         ),
-        EventLogBackend::Nats { servers, .. } => {
-            anyhow::bail!("--event-log {servers}: the JetStream event log is not built yet")
+        EventLogBackend::Nats {
+            servers,
+            stream,
+            replicas,
+        } => {
+            // Read models built from the embedded log hold its positions, which mean
+            // nothing on JetStream: projecting JetStream's events on top of them would
+            // mix two logs.
+            if dir.join(data_dir::EVENTS_FILE).exists() {
+                anyhow::bail!(
+                    "{} holds an embedded event log ({}), and its read models were built \
+                     from it; use a new data directory for an event log on NATS JetStream",
+                    dir.display(),
+                    data_dir::EVENTS_FILE
+                );
+            }
+            let options = hayabusa_nats::NatsOptions {
+                stream: stream.clone(),
+                replicas: *replicas,
+                ..hayabusa_nats::NatsOptions::default()
+            };
+            Arc::new(
+                hayabusa_nats::connect(servers.expose(), options)
+                    .await
+                    .with_context(|| {
+                        format!("opening the event log on NATS JetStream at {servers}")
+                    })?,
+            )
         }
     };
     let read: Arc<dyn ReadStore> = match &backends.read_store {
@@ -326,6 +352,19 @@ async fn bootstrap_admin(app: &App, dir: &std::path::Path) -> anyhow::Result<()>
 
 /// `hayabusa rebuild`: drops the read models and replays the whole log.
 pub async fn rebuild(data_dir: &std::path::Path, backends: &Backends) -> anyhow::Result<u64> {
+    // A data directory served with `--event-log nats://…` has read models but no
+    // embedded log: rebuilding it from an empty new one would wipe them.
+    if backends.event_log == backends::EventLogBackend::Embedded
+        && !data_dir.join(data_dir::EVENTS_FILE).exists()
+        && data_dir.join(data_dir::READ_MODELS_FILE).exists()
+    {
+        anyhow::bail!(
+            "{} has read models but no {}: its event log is elsewhere; give the same \
+             --event-log the server runs with",
+            data_dir.display(),
+            data_dir::EVENTS_FILE
+        );
+    }
     let stores = open_stores(data_dir, backends).await?;
     let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
         .await

@@ -42,7 +42,8 @@ fn parse_cli() -> anyhow::Result<Cli> {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server on the embedded SQLite stores.
+    /// Run the server: on the embedded SQLite stores, or with the event log on NATS
+    /// JetStream (--event-log) and the read models on PostgreSQL (--read-store).
     Serve {
         /// Data directory (created if missing).
         #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
@@ -168,7 +169,12 @@ struct StoreArgs {
     /// The event log: `nats://HOST:PORT[,HOST:PORT…]` for NATS JetStream (2.10.23 or
     /// newer, run with `sync_interval: always`), or `sqlite` for the data directory's
     /// file [default: sqlite].
-    #[arg(long, env = "HAYABUSA_EVENT_LOG", value_name = "URL")]
+    #[arg(
+        long,
+        env = "HAYABUSA_EVENT_LOG",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     event_log: Option<String>,
     /// How many JetStream servers keep each event (1, or 3 in a cluster).
     #[arg(long, env = "HAYABUSA_EVENT_LOG_REPLICAS", default_value_t = 1)]
@@ -179,7 +185,12 @@ struct StoreArgs {
     /// The read models: a PostgreSQL connection string
     /// (`postgres://USER[:PASSWORD]@HOST:PORT/DB`; the schema is created and migrated
     /// on start), or `sqlite` for the data directory's file [default: sqlite].
-    #[arg(long, env = "HAYABUSA_READ_STORE", value_name = "URL")]
+    #[arg(
+        long,
+        env = "HAYABUSA_READ_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     read_store: Option<String>,
 }
 

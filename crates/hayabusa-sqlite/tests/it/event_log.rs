@@ -1,7 +1,7 @@
 //! The SQLite event log: the conformance suite, durability across reopening, and
 //! group commit under load.
 
-use hayabusa_sqlite::SqliteEventLog;
+use hayabusa_sqlite::{LogSettings, SqliteEventLog};
 use hayabusa_store::conformance::event_log as conformance;
 use hayabusa_store::{
     AppendRequest, EventAppender, EventReader, ExpectedVersion, IdempotencyKey, NewEvent,
@@ -9,6 +9,7 @@ use hayabusa_store::{
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 fn event(label: &str) -> NewEvent {
     NewEvent {
@@ -483,4 +484,67 @@ async fn a_missing_or_foreign_index_file_is_rebuilt_on_open() {
         .await
         .expect("append at the right version");
     assert_eq!(appended.stream_version, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_expire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let expiry = Duration::from_millis(300);
+    let settings = LogSettings {
+        idempotency_expiry: expiry,
+        ..LogSettings::default()
+    };
+    let log =
+        SqliteEventLog::open_with_settings(&dir.path().join("events.db"), settings).expect("open");
+    conformance::idempotency_keys_expire(Arc::new(log), expiry).await;
+}
+
+/// Keys recorded before keys expired (no `recorded_at_ms` column) are kept for a full
+/// expiry from the upgrade; expired keys are deleted when the log opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_before_expiry_are_kept_then_deleted_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.db");
+    let log = SqliteEventLog::open(&path).expect("open");
+    let first = log
+        .append(keyed(
+            request("room-1", ExpectedVersion::Any, vec![event("a")]),
+            "old-key",
+        ))
+        .await
+        .expect("append");
+    drop(log);
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch("ALTER TABLE idempotency_keys DROP COLUMN recorded_at_ms")
+        })
+        .expect("make the log look older");
+
+    let log = SqliteEventLog::open(&path).expect("open and add key times");
+    let retry = log
+        .append(keyed(
+            request("room-1", ExpectedVersion::Any, vec![event("a")]),
+            "old-key",
+        ))
+        .await
+        .expect("retry");
+    assert!(
+        retry.duplicate,
+        "a key from before the upgrade still counts"
+    );
+    assert_eq!(retry.events, first.events);
+    drop(log);
+    assert_eq!(count(&path, "SELECT COUNT(*) FROM idempotency_keys"), 1);
+
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let settings = LogSettings {
+        idempotency_expiry: Duration::from_millis(10),
+        ..LogSettings::default()
+    };
+    drop(SqliteEventLog::open_with_settings(&path, settings).expect("open with a short expiry"));
+    assert_eq!(
+        count(&path, "SELECT COUNT(*) FROM idempotency_keys"),
+        0,
+        "expired keys are deleted at open"
+    );
 }

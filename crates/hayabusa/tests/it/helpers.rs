@@ -17,36 +17,63 @@ pub struct TestApp {
 }
 
 /// The engines `spawn_app` runs on, from `HAYABUSA_TEST_BACKEND`: `sqlite` (the
-/// default: the data directory's files), or `postgres` (the read models in a fresh
-/// PostgreSQL database of their own, from `HAYABUSA_TEST_POSTGRES`).
+/// default: the data directory's files), `postgres` (the read models in a fresh
+/// PostgreSQL database of their own, from `HAYABUSA_TEST_POSTGRES`), or
+/// `nats-postgres` (and the event log on a nats-server of its own, JetStream with
+/// `sync_interval: always`).
 pub struct TestBackend {
     pub backends: hayabusa::Backends,
     /// Kept for the app's life (dropped with the test process's leftovers).
     pub _database: Option<hayabusa_postgres::testkit::TestDatabase>,
+    /// The app's nats-server (killed when dropped).
+    pub nats: Option<hayabusa_nats::testkit::NatsServer>,
 }
 
 impl TestBackend {
+    /// The data directory's files.
+    pub fn embedded() -> TestBackend {
+        TestBackend {
+            backends: hayabusa::Backends::default(),
+            _database: None,
+            nats: None,
+        }
+    }
+
     pub async fn from_env() -> TestBackend {
         let chosen = std::env::var("HAYABUSA_TEST_BACKEND").unwrap_or_default();
-        match chosen.as_str() {
-            "" | "sqlite" => TestBackend {
-                backends: hayabusa::Backends::default(),
-                _database: None,
-            },
-            "postgres" => {
-                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
-                TestBackend {
-                    backends: hayabusa::Backends {
-                        read_store: hayabusa::backends::ReadStoreBackend::Postgres(
-                            hayabusa::backends::ServiceUrl::new(database.connection_string()),
-                        ),
-                        ..hayabusa::Backends::default()
-                    },
-                    _database: Some(database),
-                }
-            }
-            other => panic!("HAYABUSA_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+        let (nats, postgres) = match chosen.as_str() {
+            "" | "sqlite" => return TestBackend::embedded(),
+            "postgres" => (false, true),
+            "nats-postgres" => (true, true),
+            other => panic!(
+                "HAYABUSA_TEST_BACKEND={other:?}: expected sqlite, postgres or nats-postgres"
+            ),
+        };
+        let mut backend = TestBackend::embedded();
+        if postgres {
+            let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+            backend.backends.read_store = hayabusa::backends::ReadStoreBackend::Postgres(
+                hayabusa::backends::ServiceUrl::new(database.connection_string()),
+            );
+            backend._database = Some(database);
         }
+        if nats {
+            let server = hayabusa_nats::testkit::NatsServer::start();
+            backend.backends.event_log = nats_backend(&server);
+            backend.nats = Some(server);
+        }
+        backend
+    }
+}
+
+/// The event log on the test's nats-server, in the default stream.
+pub fn nats_backend(
+    nats: &hayabusa_nats::testkit::NatsServer,
+) -> hayabusa::backends::EventLogBackend {
+    hayabusa::backends::EventLogBackend::Nats {
+        servers: hayabusa::backends::ServiceUrl::new(nats.url()),
+        stream: hayabusa::backends::DEFAULT_STREAM.into(),
+        replicas: 1,
     }
 }
 

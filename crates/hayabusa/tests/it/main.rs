@@ -15,6 +15,7 @@ mod files;
 mod input;
 mod links;
 mod messages;
+mod nats;
 mod network;
 mod openapi;
 mod persistence;

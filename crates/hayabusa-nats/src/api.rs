@@ -1,0 +1,344 @@
+//! The few JetStream API calls the event log makes, as plain request/reply JSON.
+//!
+//! The adapter talks to the JetStream API directly (`$JS.API.…` subjects and
+//! publish acknowledgements) rather than through the client library's typed
+//! JetStream layer, so that it sees the server's exact answers — the sequence a
+//! duplicate points at, the subject's last sequence in a "wrong last sequence"
+//! refusal — and keeps working across client library versions.
+
+use async_nats::{Client, HeaderMap, RequestErrorKind};
+use base64::Engine;
+use bytes::Bytes;
+use hayabusa_store::StoreError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// `Nats-Msg-Id`: deduplication within the stream's duplicate window.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// `Nats-Expected-Last-Subject-Sequence`: optimistic concurrency per subject.
+pub const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+/// `Nats-Expected-Last-Msg-Id`: checked after deduplication by every server version.
+pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
+
+/// "wrong last sequence: N".
+pub const WRONG_LAST_SEQUENCE: u32 = 10071;
+/// "wrong last msg ID: …".
+pub const WRONG_LAST_MSG_ID: u32 = 10070;
+/// "message size exceeds maximum allowed".
+pub const MESSAGE_TOO_LARGE: u32 = 10054;
+/// "no message found".
+const NO_MESSAGE_FOUND: u32 = 10037;
+/// "stream not found".
+const STREAM_NOT_FOUND: u32 = 10059;
+/// "stream name already in use with a different configuration".
+pub const STREAM_NAME_IN_USE: u32 = 10058;
+
+/// An error answer of the JetStream API.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP-like status.
+    #[serde(default)]
+    pub code: u32,
+    /// JetStream's own error code.
+    #[serde(default)]
+    pub err_code: u32,
+    /// Human-readable text.
+    #[serde(default)]
+    pub description: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (error {})", self.description, self.err_code)
+    }
+}
+
+/// What a publish to the stream came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Stored as this sequence.
+    Stored(u64),
+    /// A message with the same `Nats-Msg-Id` is stored as this sequence; nothing new.
+    Duplicate(u64),
+    /// Refused by the stream (a failed expectation, too large, …).
+    Refused(ApiError),
+}
+
+/// A stored message as `STREAM.MSG.GET` returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its subject.
+    pub subject: String,
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// Its body.
+    pub data: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct PubAck {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    duplicate: bool,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct MsgGetResponse {
+    message: Option<RawMessage>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    subject: String,
+    seq: u64,
+    #[serde(default)]
+    data: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GenericResponse {
+    error: Option<ApiError>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// Maps a request failure to a store error. `what` says what was asked.
+pub fn request_failed(what: &str, error: &async_nats::RequestError) -> StoreError {
+    match error.kind() {
+        RequestErrorKind::TimedOut => StoreError::Unavailable(format!(
+            "{what}: timed out waiting for JetStream (the outcome is unknown)"
+        )),
+        RequestErrorKind::NoResponders => StoreError::Unavailable(format!(
+            "{what}: JetStream did not answer (no responders): is JetStream enabled and \
+             the stream there?"
+        )),
+        RequestErrorKind::MaxPayloadExceeded => {
+            StoreError::TooLarge(format!("{what}: larger than the server's max_payload"))
+        }
+        _ => StoreError::Unavailable(format!("{what}: {error}")),
+    }
+}
+
+fn undecodable(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("{what}: unreadable answer from JetStream: {error}"))
+}
+
+/// The JetStream API of one stream.
+#[derive(Clone, Debug)]
+pub struct Api {
+    client: Client,
+    stream: String,
+}
+
+impl Api {
+    /// The API of `stream`, over `client`.
+    pub fn new(client: Client, stream: String) -> Self {
+        Api { client, stream }
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Publishes to the stream and waits for its acknowledgement.
+    pub async fn publish(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<Published, StoreError> {
+        let what = "append";
+        let answer = self
+            .client
+            .request_with_headers(subject, headers, Bytes::from(payload))
+            .await
+            .map_err(|error| request_failed(what, &error))?;
+        let ack: PubAck =
+            serde_json::from_slice(&answer.payload).map_err(|error| undecodable(what, error))?;
+        Ok(match ack.error {
+            Some(error) => Published::Refused(error),
+            None if ack.seq == 0 => {
+                return Err(undecodable(what, "an acknowledgement without a sequence"));
+            }
+            None if ack.duplicate => Published::Duplicate(ack.seq),
+            None => Published::Stored(ack.seq),
+        })
+    }
+
+    /// A JSON API request; the answer's `error` becomes `Err(Ok(error))`.
+    async fn request(
+        &self,
+        what: &str,
+        subject: String,
+        body: &Value,
+    ) -> Result<Result<serde_json::Map<String, Value>, ApiError>, StoreError> {
+        let payload = serde_json::to_vec(body).map_err(|error| undecodable(what, error))?;
+        let answer = self
+            .client
+            .request(subject, Bytes::from(payload))
+            .await
+            .map_err(|error| request_failed(what, &error))?;
+        let response: GenericResponse =
+            serde_json::from_slice(&answer.payload).map_err(|error| undecodable(what, error))?;
+        Ok(match response.error {
+            Some(error) => Err(error),
+            None => Ok(response.rest),
+        })
+    }
+
+    async fn get(&self, what: &str, request: Value) -> Result<Option<StoredMessage>, StoreError> {
+        let payload = serde_json::to_vec(&request).map_err(|error| undecodable(what, error))?;
+        let answer = self
+            .client
+            .request(
+                format!("$JS.API.STREAM.MSG.GET.{}", self.stream),
+                Bytes::from(payload),
+            )
+            .await
+            .map_err(|error| request_failed(what, &error))?;
+        let response: MsgGetResponse =
+            serde_json::from_slice(&answer.payload).map_err(|error| undecodable(what, error))?;
+        match (response.message, response.error) {
+            (_, Some(error)) if error.err_code == NO_MESSAGE_FOUND => Ok(None),
+            (_, Some(error)) => Err(StoreError::Unavailable(format!("{what}: {error}"))),
+            (Some(message), None) => {
+                let data = match message.data {
+                    Some(data) => base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .map_err(|error| undecodable(what, error))?,
+                    None => Vec::new(),
+                };
+                Ok(Some(StoredMessage {
+                    subject: message.subject,
+                    sequence: message.seq,
+                    data,
+                }))
+            }
+            (None, None) => Err(undecodable(what, "neither message nor error")),
+        }
+    }
+
+    /// The message stored as `sequence`.
+    pub async fn message(&self, sequence: u64) -> Result<Option<StoredMessage>, StoreError> {
+        self.get("read a message", json!({ "seq": sequence })).await
+    }
+
+    /// The first message at or after `sequence` on `subject` (wildcards allowed).
+    pub async fn next_on(
+        &self,
+        subject: &str,
+        sequence: u64,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        self.get(
+            "read the log",
+            json!({ "seq": sequence, "next_by_subj": subject }),
+        )
+        .await
+    }
+
+    /// The last message on `subject` (wildcards allowed).
+    pub async fn last_on(&self, subject: &str) -> Result<Option<StoredMessage>, StoreError> {
+        self.get(
+            "read a stream's last message",
+            json!({ "last_by_subj": subject }),
+        )
+        .await
+    }
+
+    /// Checks that JetStream is enabled for this connection's account.
+    pub async fn account_info(&self) -> Result<Result<(), ApiError>, StoreError> {
+        Ok(self
+            .request("JetStream account info", "$JS.API.INFO".into(), &json!({}))
+            .await?
+            .map(|_| ()))
+    }
+
+    /// The stream's configuration, or None if there is no such stream.
+    pub async fn stream_config(&self) -> Result<Option<Value>, StoreError> {
+        let what = "stream info";
+        match self
+            .request(
+                what,
+                format!("$JS.API.STREAM.INFO.{}", self.stream),
+                &json!({}),
+            )
+            .await?
+        {
+            Ok(mut info) => {
+                Ok(Some(info.remove("config").ok_or_else(|| {
+                    undecodable(what, "stream info without a configuration")
+                })?))
+            }
+            Err(error) if error.err_code == STREAM_NOT_FOUND => Ok(None),
+            Err(error) => Err(StoreError::Unavailable(format!("{what}: {error}"))),
+        }
+    }
+
+    /// Creates the stream (`update: false`) or changes its configuration.
+    pub async fn put_stream(
+        &self,
+        config: &Value,
+        update: bool,
+    ) -> Result<Result<(), ApiError>, StoreError> {
+        let verb = if update { "UPDATE" } else { "CREATE" };
+        Ok(self
+            .request(
+                "create or update the stream",
+                format!("$JS.API.STREAM.{verb}.{}", self.stream),
+                config,
+            )
+            .await?
+            .map(|_| ()))
+    }
+}
+
+/// The sequence in "wrong last sequence: N".
+pub fn wrong_last_sequence(error: &ApiError) -> Option<u64> {
+    error
+        .description
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|digits| digits.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actual_sequence_is_read_from_the_refusal() {
+        let error = |description: &str| ApiError {
+            code: 400,
+            err_code: WRONG_LAST_SEQUENCE,
+            description: description.into(),
+        };
+        assert_eq!(
+            wrong_last_sequence(&error("wrong last sequence: 42")),
+            Some(42)
+        );
+        assert_eq!(
+            wrong_last_sequence(&error("wrong last sequence: 0")),
+            Some(0)
+        );
+        assert_eq!(wrong_last_sequence(&error("wrong last sequence")), None);
+    }
+
+    #[test]
+    fn acknowledgements_parse() {
+        let ack: PubAck =
+            serde_json::from_str(r#"{"stream":"S","seq":7,"duplicate":true}"#).expect("ack");
+        assert_eq!((ack.seq, ack.duplicate, ack.error), (7, true, None));
+        let refused: PubAck = serde_json::from_str(
+            r#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}"#,
+        )
+        .expect("refusal");
+        assert_eq!(
+            refused.error.map(|error| error.err_code),
+            Some(WRONG_LAST_SEQUENCE)
+        );
+    }
+}

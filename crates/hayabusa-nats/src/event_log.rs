@@ -1,0 +1,843 @@
+//! [`NatsEventLog`]: the event log port on one NATS JetStream stream.
+//!
+//! - **Layout.** One JetStream stream (default `HAYABUSA`, file storage, replicas
+//!   configurable) holds every event stream on a subject of its own
+//!   ([`crate::subject`]). One append is one message holding all its events
+//!   ([`crate::envelope`]), so appends are atomic on every server version.
+//! - **Positions and revisions** are `sequence << 16 | index` ([`crate::position`]);
+//!   a stream's revision is its last event's position. They increase; they are not
+//!   dense.
+//! - **Optimistic concurrency** is `Nats-Expected-Last-Subject-Sequence`: the server
+//!   checks the subject's last sequence, which is the stream's revision shifted.
+//! - **Idempotency**: the key's SHA-256 is the message's `Nats-Msg-Id`, and the
+//!   stream's duplicate window is the idempotency expiry (24 hours by default), so
+//!   the server refuses a second message with the key for that long (also after a
+//!   restart: it rebuilds the window from the stored messages) and answers with the
+//!   first one's sequence; the adapter reads that message back, compares the key and
+//!   fingerprint stored in it, and returns its events. Because newer servers check
+//!   expectations before duplicates, a refused keyed append first *probes* the key
+//!   (a publish that can never be stored: its `Nats-Expected-Last-Msg-Id` never
+//!   matches, and every server checks that after duplicates) before reporting a
+//!   conflict. An append without events but with a key is recorded as a small
+//!   message on `{prefix}.key`.
+//! - **Durability**: `append` returns after JetStream's acknowledgement, which comes
+//!   after the message is written (and, with `sync_interval: always`, fsync'd; with
+//!   replicas, stored by a majority). While the connection is down appends fail with
+//!   [`StoreError::Unavailable`] at once; a timed-out acknowledgement is also
+//!   `Unavailable`, with an unknown outcome (retry with the same idempotency key).
+//! - **Head**: a cached, monotonic lower bound of the durable head, advanced by this
+//!   process's acknowledgements before `append` returns and by a background task
+//!   that reads the stream's last event message whenever another process announces
+//!   an append (core NATS wake-up on `{prefix}.head`, without data) and at least once
+//!   per poll interval.
+
+use crate::api::{
+    self, Api, EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SUBJECT_SEQUENCE, MESSAGE_TOO_LARGE, MSG_ID,
+    Published, STREAM_NAME_IN_USE, WRONG_LAST_MSG_ID, WRONG_LAST_SEQUENCE,
+};
+use crate::envelope::{Body, Envelope};
+use crate::position::{self, MAX_EVENTS_PER_APPEND, MAX_SEQUENCE};
+use crate::server::{self, Credentials, Servers};
+use crate::subject;
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event, HeaderMap};
+use async_trait::async_trait;
+use futures::{FutureExt, StreamExt};
+use hayabusa_store::{
+    AppendRequest, Appended, EventAppender, EventReader, ExpectedVersion, IdempotencyKey, Position,
+    RecordedEvent, StoreError,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The default JetStream stream name.
+pub const DEFAULT_STREAM: &str = "HAYABUSA";
+/// The default subject prefix.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "hb";
+/// The default idempotency expiry: keys are kept this long.
+pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Nats-Expected-Last-Msg-Id` that never matches: our message ids all start with
+/// `hb1-`.
+const NEVER_A_MESSAGE_ID: &str = "hayabusa-key-probe";
+
+/// How the adapter uses NATS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsOptions {
+    /// The JetStream stream (created if missing).
+    pub stream: String,
+    /// The first subject tokens of every message (`{prefix}.ev.…`, `{prefix}.key`);
+    /// two logs sharing a server need different prefixes.
+    pub subject_prefix: String,
+    /// Replicas of a new stream: 1 for a single server, 3 in a cluster.
+    pub replicas: usize,
+    /// How long idempotency keys are kept (the stream's duplicate window).
+    pub idempotency_expiry: Duration,
+    /// How long to wait for a JetStream answer (and for the first connection).
+    pub request_timeout: Duration,
+    /// How often the head is read from the stream without an announcement.
+    pub head_poll_interval: Duration,
+}
+
+impl Default for NatsOptions {
+    fn default() -> Self {
+        NatsOptions {
+            stream: DEFAULT_STREAM.to_owned(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            replicas: 1,
+            idempotency_expiry: DEFAULT_IDEMPOTENCY_EXPIRY,
+            request_timeout: Duration::from_secs(5),
+            head_poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl NatsOptions {
+    fn check(&self) -> Result<(), StoreError> {
+        let invalid = |detail: String| Err(StoreError::Unavailable(detail));
+        if self.stream.is_empty()
+            || !self
+                .stream
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        {
+            return invalid(format!(
+                "invalid JetStream stream name {:?} (letters, digits, - and _ only)",
+                self.stream
+            ));
+        }
+        if !subject::valid_prefix(&self.subject_prefix) {
+            return invalid(format!(
+                "invalid subject prefix {:?} (dot-separated letters, digits, - and _)",
+                self.subject_prefix
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return invalid(format!(
+                "event log replicas must be 1 to 5, not {}",
+                self.replicas
+            ));
+        }
+        if self.idempotency_expiry < Duration::from_secs(1) {
+            return invalid("the idempotency expiry must be at least a second".into());
+        }
+        Ok(())
+    }
+}
+
+/// The event log on NATS JetStream.
+pub struct NatsEventLog {
+    inner: Arc<Inner>,
+    follower: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for NatsEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsEventLog")
+            .field("servers", &self.inner.servers)
+            .field("stream", &self.inner.api.stream())
+            .field("head", &*self.inner.head.borrow())
+            .finish()
+    }
+}
+
+struct Inner {
+    client: Client,
+    api: Api,
+    prefix: String,
+    /// The server addresses, without credentials (for messages).
+    servers: String,
+    head: watch::Sender<Position>,
+}
+
+/// Connects to NATS (`urls`: `nats://host:port`, comma-separated; credentials in
+/// them are used and never logged), checks the server (2.10.23 or later, JetStream
+/// enabled), creates or checks the stream, and starts following the head. Fails with
+/// [`StoreError::Unavailable`] and a message saying what is wrong.
+pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, StoreError> {
+    options.check()?;
+    let servers = server::parse_servers(urls)?;
+    let shown = servers.display();
+    let client = open_connection(&servers, &options).await?;
+    let info = client.server_info();
+    let version = server::check_version(&info.version).map_err(|error| match error {
+        StoreError::Unavailable(detail) => StoreError::Unavailable(format!("{shown}: {detail}")),
+        other => other,
+    })?;
+    let no_jetstream = || {
+        StoreError::Unavailable(format!(
+            "NATS server {name} at {shown} (version {version}) has no JetStream: start \
+             nats-server with -js, or with a `jetstream {{ store_dir: … }}` block in its \
+             configuration (and `sync_interval: always`)",
+            name = info.server_name
+        ))
+    };
+    if !info.jetstream {
+        return Err(no_jetstream());
+    }
+    let api = Api::new(client.clone(), options.stream.clone());
+    match api.account_info().await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            return Err(StoreError::Unavailable(format!(
+                "JetStream at {shown} refused this account: {error}"
+            )));
+        }
+        Err(StoreError::Unavailable(detail)) if detail.contains("no responders") => {
+            return Err(no_jetstream());
+        }
+        Err(error) => return Err(error),
+    }
+    ensure_stream(&api, &options, &shown).await?;
+    let inner = Arc::new(Inner {
+        client,
+        api,
+        prefix: options.subject_prefix.clone(),
+        servers: shown.clone(),
+        head: watch::channel(0).0,
+    });
+    inner.refresh_head().await?;
+    let follower = tokio::spawn(follow_head(Arc::clone(&inner), options.head_poll_interval));
+    tracing::info!(
+        servers = %shown,
+        version = %version,
+        stream = %options.stream,
+        replicas = options.replicas,
+        head = *inner.head.borrow(),
+        "event log on NATS JetStream"
+    );
+    Ok(NatsEventLog { inner, follower })
+}
+
+async fn open_connection(servers: &Servers, options: &NatsOptions) -> Result<Client, StoreError> {
+    let shown = servers.display();
+    let events_shown = shown.clone();
+    let mut connect = ConnectOptions::new()
+        .name("hayabusa-event-log")
+        .connection_timeout(options.request_timeout)
+        .request_timeout(Some(options.request_timeout))
+        .max_reconnects(None)
+        // Its own head announcements need no read of the head: it advanced already.
+        .no_echo()
+        .event_callback(move |event| {
+            let shown = events_shown.clone();
+            async move {
+                match event {
+                    Event::Connected => tracing::info!(servers = %shown, "NATS connected"),
+                    Event::Disconnected => {
+                        tracing::warn!(servers = %shown, "NATS disconnected, reconnecting")
+                    }
+                    other => tracing::warn!(servers = %shown, event = %other, "NATS event"),
+                }
+            }
+        });
+    match &servers.credentials {
+        Some(Credentials::UserPassword(user, password)) => {
+            connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        Some(Credentials::Token(token)) => connect = connect.token(token.clone()),
+        None => {}
+    }
+    connect
+        .connect(servers.addresses.clone())
+        .await
+        .map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot connect to NATS at {shown}: {error} (is nats-server running there?)"
+            ))
+        })
+}
+
+/// Creates the stream, or checks an existing one (and brings its duplicate window to
+/// the idempotency expiry).
+async fn ensure_stream(api: &Api, options: &NatsOptions, shown: &str) -> Result<(), StoreError> {
+    let subjects = vec![
+        subject::all_events(&options.subject_prefix),
+        subject::keys(&options.subject_prefix),
+    ];
+    let window = i64::try_from(options.idempotency_expiry.as_nanos()).unwrap_or(i64::MAX);
+    for _ in 0..3 {
+        match api.stream_config().await? {
+            None => {
+                let config = json!({
+                    "name": options.stream,
+                    "subjects": subjects,
+                    "retention": "limits",
+                    "storage": "file",
+                    "num_replicas": options.replicas,
+                    "discard": "old",
+                    "max_msgs": -1,
+                    "max_bytes": -1,
+                    "max_age": 0,
+                    "max_msgs_per_subject": -1,
+                    "max_msg_size": -1,
+                    "duplicate_window": window,
+                    "deny_delete": true,
+                    "deny_purge": true,
+                    "allow_rollup_hdrs": false,
+                    "allow_direct": false,
+                });
+                match api.put_stream(&config, false).await? {
+                    Ok(()) => {
+                        tracing::info!(stream = %options.stream, replicas = options.replicas, "created the JetStream stream");
+                        return Ok(());
+                    }
+                    // Another process created it meanwhile: check it.
+                    Err(error) if error.err_code == STREAM_NAME_IN_USE => continue,
+                    Err(error) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "cannot create JetStream stream {} at {shown}: {error}",
+                            options.stream
+                        )));
+                    }
+                }
+            }
+            Some(mut config) => {
+                let has = |wanted: &String| {
+                    config["subjects"]
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|s| s.as_str() == Some(wanted)))
+                };
+                if !subjects.iter().all(has) {
+                    return Err(StoreError::Unavailable(format!(
+                        "JetStream stream {} at {shown} exists with subjects {} instead of {}",
+                        options.stream,
+                        config["subjects"],
+                        json!(subjects)
+                    )));
+                }
+                if config["storage"] != json!("file") {
+                    tracing::warn!(stream = %options.stream, "the event log stream is not on file storage");
+                }
+                let replicas = config["num_replicas"].as_u64().unwrap_or(1);
+                if replicas != options.replicas as u64 {
+                    tracing::warn!(
+                        stream = %options.stream,
+                        configured = options.replicas,
+                        actual = replicas,
+                        "the event log stream has another replica count; it is left as it is"
+                    );
+                }
+                if config["duplicate_window"].as_i64() != Some(window) {
+                    config["duplicate_window"] = json!(window);
+                    if let Err(error) = api.put_stream(&config, true).await? {
+                        return Err(StoreError::Unavailable(format!(
+                            "cannot set the duplicate window of JetStream stream {}: {error}",
+                            options.stream
+                        )));
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "JetStream stream {} at {shown} keeps changing while being created",
+        options.stream
+    )))
+}
+
+/// Reads the head from the stream whenever another process announces an append, and
+/// at least every `interval`; runs until aborted.
+async fn follow_head(inner: Arc<Inner>, interval: Duration) {
+    let announcements = subject::head_announcements(&inner.prefix);
+    let mut subscription = inner.client.subscribe(announcements).await.ok();
+    let mut failing = false;
+    loop {
+        let woken = match subscription.as_mut() {
+            Some(wakeups) => tokio::select! {
+                wakeup = wakeups.next() => Some(wakeup.is_some()),
+                _ = tokio::time::sleep(interval) => None,
+            },
+            None => {
+                tokio::time::sleep(interval).await;
+                None
+            }
+        };
+        match (woken, subscription.as_mut()) {
+            // The subscription ended (the client closed): poll only.
+            (Some(false), _) => subscription = None,
+            // Announcements that arrived meanwhile need no read of their own.
+            (Some(true), Some(wakeups)) => {
+                while let Some(Some(_)) = wakeups.next().now_or_never() {}
+            }
+            _ => {}
+        }
+        match inner.refresh_head().await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(servers = %inner.servers, "event log head readable again");
+                }
+                failing = false;
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(servers = %inner.servers, %error, "cannot read the event log head");
+                }
+                failing = true;
+            }
+        }
+    }
+}
+
+impl Drop for NatsEventLog {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// The current wall-clock time in Unix milliseconds (0 if the clock is before 1970).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The `Nats-Msg-Id` of an idempotency key (hashed: fixed length, header-safe).
+fn message_id(key: &str) -> String {
+    format!("hb1-{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// The `Nats-Expected-Last-Subject-Sequence` for an expectation (None: no check).
+fn expected_subject_sequence(expected: ExpectedVersion) -> Option<u64> {
+    match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exactly(revision) if position::ends_an_append(revision) => {
+            Some(position::sequence_of(revision))
+        }
+        // The revision of an event inside an append is never a stream's revision:
+        // expect a sequence no stream reaches, so that the server reports the actual one.
+        ExpectedVersion::Exactly(_) => Some(i64::MAX as u64),
+    }
+}
+
+/// The events of `envelope` (none for a key record), stored as message `sequence`.
+fn recorded(envelope: &Envelope, sequence: u64) -> Vec<RecordedEvent> {
+    let Body::Events(events) = &envelope.body else {
+        return Vec::new();
+    };
+    let count = events.len();
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let at = position::position(sequence, index, count);
+            RecordedEvent {
+                position: at,
+                stream: envelope.stream.clone(),
+                stream_version: at,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                data: event.data.clone(),
+                recorded_at_ms: envelope.recorded_at_ms,
+            }
+        })
+        .collect()
+}
+
+impl Inner {
+    /// Moves the cached head forward (never back).
+    fn advance(&self, position: Position) {
+        self.head.send_if_modified(|head| {
+            if position > *head {
+                *head = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Reads the position of the stream's last event and advances the head to it.
+    async fn refresh_head(&self) -> Result<(), StoreError> {
+        let last = self.api.last_on(&subject::all_events(&self.prefix)).await?;
+        if let Some(message) = last {
+            self.advance(position::last_of(message.sequence));
+        }
+        Ok(())
+    }
+
+    /// Tells other processes that the head moved (a wake-up; best effort).
+    async fn announce(&self) {
+        let announcements = subject::head_announcements(&self.prefix);
+        if let Err(error) = self.client.publish(announcements, Default::default()).await {
+            tracing::debug!(%error, "cannot announce the event log head");
+        }
+    }
+
+    fn ensure_connected(&self) -> Result<(), StoreError> {
+        match self.client.connection_state() {
+            State::Connected => Ok(()),
+            state => Err(StoreError::Unavailable(format!(
+                "not connected to NATS at {} ({state:?})",
+                self.servers
+            ))),
+        }
+    }
+
+    /// The revision of `stream` (0: no events), read from the server.
+    async fn stream_revision(&self, subject: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .api
+            .last_on(subject)
+            .await?
+            .map_or(0, |message| position::last_of(message.sequence)))
+    }
+
+    /// Whether `key` is recorded (within the expiry): the sequence of its message.
+    /// The probe is a publish that is never stored: `Nats-Expected-Last-Msg-Id` never
+    /// matches, and servers check it only after duplicates.
+    async fn probe(&self, key: &IdempotencyKey) -> Result<Option<u64>, StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(MSG_ID, message_id(&key.key).as_str());
+        headers.insert(EXPECTED_LAST_MSG_ID, NEVER_A_MESSAGE_ID);
+        match self
+            .api
+            .publish(subject::keys(&self.prefix), headers, Vec::new())
+            .await?
+        {
+            Published::Duplicate(sequence) => Ok(Some(sequence)),
+            Published::Refused(error) if error.err_code == WRONG_LAST_MSG_ID => Ok(None),
+            Published::Refused(error) => Err(StoreError::Unavailable(format!(
+                "checking an idempotency key: {error}"
+            ))),
+            Published::Stored(sequence) => Err(StoreError::Corrupt(format!(
+                "an idempotency key probe was stored as message {sequence}"
+            ))),
+        }
+    }
+
+    /// The result of the first append with `key`, stored as message `sequence`.
+    async fn first_result(
+        &self,
+        sequence: u64,
+        key: &IdempotencyKey,
+    ) -> Result<Appended, StoreError> {
+        let Some(message) = self.api.message(sequence).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "idempotency key points at message {sequence}, which is gone"
+            )));
+        };
+        let envelope = Envelope::decode(&message.data)?;
+        if envelope.key != key.key || envelope.fingerprint != key.fingerprint {
+            return Err(StoreError::IdempotencyKeyReused);
+        }
+        match &envelope.body {
+            Body::Events(_) => {
+                let last = position::last_of(sequence);
+                Ok(Appended {
+                    events: recorded(&envelope, sequence),
+                    stream_version: last,
+                    position: last,
+                    duplicate: true,
+                })
+            }
+            Body::KeyRecord { revision, position } => Ok(Appended {
+                events: Vec::new(),
+                stream_version: *revision,
+                position: *position,
+                duplicate: true,
+            }),
+        }
+    }
+
+    /// An append without events: checks the expectation, records the key if any.
+    async fn append_nothing(
+        &self,
+        stream: String,
+        expected: ExpectedVersion,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Appended, StoreError> {
+        if let Some(key) = &idempotency
+            && let Some(sequence) = self.probe(key).await?
+        {
+            return self.first_result(sequence, key).await;
+        }
+        let actual = self
+            .stream_revision(&subject::of_stream(&self.prefix, &stream))
+            .await?;
+        if !expected.admits(actual) {
+            return Err(StoreError::Conflict {
+                stream,
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+        let position = (*self.head.borrow()).max(actual);
+        let nothing = Appended {
+            events: Vec::new(),
+            stream_version: actual,
+            position,
+            duplicate: false,
+        };
+        let Some(key) = idempotency else {
+            return Ok(nothing);
+        };
+        let envelope = Envelope {
+            stream,
+            key: key.key.clone(),
+            fingerprint: key.fingerprint.clone(),
+            recorded_at_ms: now_ms(),
+            body: Body::KeyRecord {
+                revision: actual,
+                position,
+            },
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(MSG_ID, message_id(&key.key).as_str());
+        match self
+            .api
+            .publish(subject::keys(&self.prefix), headers, envelope.encode()?)
+            .await?
+        {
+            Published::Stored(_) => Ok(nothing),
+            Published::Duplicate(sequence) => self.first_result(sequence, &key).await,
+            Published::Refused(error) => Err(StoreError::Unavailable(format!(
+                "recording an idempotency key: {error}"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl EventAppender for NatsEventLog {
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let AppendRequest {
+            stream,
+            expected,
+            events,
+            idempotency,
+        } = request;
+        let inner = &self.inner;
+        if events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::TooLarge(format!(
+                "{} events in one append (at most {MAX_EVENTS_PER_APPEND})",
+                events.len()
+            )));
+        }
+        inner.ensure_connected()?;
+        if events.is_empty() {
+            return inner.append_nothing(stream, expected, idempotency).await;
+        }
+        let subject = subject::of_stream(&inner.prefix, &stream);
+        let envelope = Envelope {
+            stream,
+            key: idempotency
+                .as_ref()
+                .map(|key| key.key.clone())
+                .unwrap_or_default(),
+            fingerprint: idempotency
+                .as_ref()
+                .map(|key| key.fingerprint.clone())
+                .unwrap_or_default(),
+            recorded_at_ms: now_ms(),
+            body: Body::Events(events),
+        };
+        let encoded = envelope.encode()?;
+        let mut headers = HeaderMap::new();
+        if let Some(sequence) = expected_subject_sequence(expected) {
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE,
+                sequence.to_string().as_str(),
+            );
+        }
+        if let Some(key) = &idempotency {
+            headers.insert(MSG_ID, message_id(&key.key).as_str());
+        }
+        match inner.api.publish(subject.clone(), headers, encoded).await? {
+            Published::Stored(sequence) => {
+                if sequence > MAX_SEQUENCE {
+                    return Err(StoreError::Corrupt(format!(
+                        "message sequence {sequence} is beyond what positions can hold"
+                    )));
+                }
+                let recorded = recorded(&envelope, sequence);
+                let last = position::last_of(sequence);
+                inner.advance(last);
+                inner.announce().await;
+                Ok(Appended {
+                    events: recorded,
+                    stream_version: last,
+                    position: last,
+                    duplicate: false,
+                })
+            }
+            Published::Duplicate(sequence) => match &idempotency {
+                Some(key) => inner.first_result(sequence, key).await,
+                None => Err(StoreError::Corrupt(format!(
+                    "an append without a key was taken for a duplicate of message {sequence}"
+                ))),
+            },
+            Published::Refused(error) if error.err_code == WRONG_LAST_SEQUENCE => {
+                // A retry of an append that went through is a duplicate, whatever it
+                // expected: ask for the key before reporting a conflict.
+                if let Some(key) = &idempotency
+                    && let Some(sequence) = inner.probe(key).await?
+                {
+                    return inner.first_result(sequence, key).await;
+                }
+                let actual = match api::wrong_last_sequence(&error) {
+                    Some(sequence) => position::last_of(sequence),
+                    None => inner.stream_revision(&subject).await?,
+                };
+                Err(StoreError::Conflict {
+                    stream: envelope.stream,
+                    expected: expected.to_string(),
+                    actual,
+                })
+            }
+            Published::Refused(error) if error.err_code == MESSAGE_TOO_LARGE => Err(
+                StoreError::TooLarge(format!("an append to {}: {error}", envelope.stream)),
+            ),
+            Published::Refused(error) => Err(StoreError::Unavailable(format!(
+                "JetStream refused an append to {}: {error}",
+                envelope.stream
+            ))),
+        }
+    }
+}
+
+impl NatsEventLog {
+    /// Reads events on `subject` (wildcards allowed) with positions above `after`,
+    /// at most `limit`, checking that each message belongs to `stream` if given.
+    async fn read(
+        &self,
+        subject: &str,
+        stream: Option<&str>,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut out = Vec::new();
+        let mut sequence = position::first_sequence_after(after).max(1);
+        while out.len() < limit {
+            let Some(message) = self.inner.api.next_on(subject, sequence).await? else {
+                break;
+            };
+            let envelope = Envelope::decode(&message.data)?;
+            if let Some(stream) = stream
+                && envelope.stream != stream
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "message {} on {} belongs to stream {}, not {stream}",
+                    message.sequence, message.subject, envelope.stream
+                )));
+            }
+            if !matches!(envelope.body, Body::Events(_)) {
+                return Err(StoreError::Corrupt(format!(
+                    "message {} on {} holds no events",
+                    message.sequence, message.subject
+                )));
+            }
+            out.extend(
+                recorded(&envelope, message.sequence)
+                    .into_iter()
+                    .filter(|event| event.position > after)
+                    .take(limit - out.len()),
+            );
+            sequence = message.sequence + 1;
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl EventReader for NatsEventLog {
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let subject = subject::of_stream(&self.inner.prefix, stream);
+        self.read(&subject, Some(stream), after_version, limit)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let subject = subject::all_events(&self.inner.prefix);
+        self.read(&subject, None, after, limit).await
+    }
+
+    fn head(&self) -> Position {
+        *self.inner.head.borrow()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.inner.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_become_subject_sequences() {
+        assert_eq!(expected_subject_sequence(ExpectedVersion::Any), None);
+        assert_eq!(
+            expected_subject_sequence(ExpectedVersion::NoStream),
+            Some(0)
+        );
+        assert_eq!(
+            expected_subject_sequence(ExpectedVersion::Exactly(0)),
+            Some(0)
+        );
+        assert_eq!(
+            expected_subject_sequence(ExpectedVersion::Exactly(position::last_of(9))),
+            Some(9)
+        );
+        assert_eq!(
+            expected_subject_sequence(ExpectedVersion::Exactly(position::position(9, 0, 2))),
+            Some(i64::MAX as u64),
+            "a revision inside an append never matches"
+        );
+    }
+
+    #[test]
+    fn message_ids_are_fixed_length_and_distinct() {
+        let a = message_id("account-1/key with spaces\r\n");
+        let b = message_id("account-2/key with spaces\r\n");
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 64);
+        assert!(a.starts_with("hb1-") && !NEVER_A_MESSAGE_ID.starts_with("hb1-"));
+        assert!(
+            a.bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        );
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(NatsOptions::default().check().is_ok());
+        for options in [
+            NatsOptions {
+                stream: "A.B".into(),
+                ..NatsOptions::default()
+            },
+            NatsOptions {
+                subject_prefix: "hb.>".into(),
+                ..NatsOptions::default()
+            },
+            NatsOptions {
+                replicas: 0,
+                ..NatsOptions::default()
+            },
+            NatsOptions {
+                idempotency_expiry: Duration::ZERO,
+                ..NatsOptions::default()
+            },
+        ] {
+            assert!(options.check().is_err(), "{options:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Real nats-server processes for tests.
+//!
+//! [`NatsServer::start`] runs the nats-server binary from `$HAYABUSA_NATS_SERVER`, or
+//! else from `.tools/venv/bin/nats-server` at the repository root (installed by
+//! `scripts/setup-tools`), on a free local port with JetStream on file storage in a
+//! temporary directory and `sync_interval: always`, so that every acknowledged append
+//! is fsync'd. A missing binary is a test failure that says how to install it, never
+//! a skipped test. The server can be killed with SIGKILL and restarted on the same
+//! port and store, and is killed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a starting server may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// The nats-server binary to run; panics with instructions if there is none.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("HAYABUSA_NATS_SERVER") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "HAYABUSA_NATS_SERVER points at {}, which is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/nats-server");
+    assert!(
+        path.is_file(),
+        "nats-server is not installed at {}: run scripts/setup-tools (or set \
+         HAYABUSA_NATS_SERVER to a nats-server binary) to run the NATS tests",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; bound again by the server).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A nats-server process of a test.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    child: Option<Child>,
+    port: u16,
+    jetstream: bool,
+    dir: tempfile::TempDir,
+    /// Log of the current run.
+    log: PathBuf,
+    runs: usize,
+}
+
+impl NatsServer {
+    /// Starts a single server with JetStream (`sync_interval: always`).
+    pub fn start() -> NatsServer {
+        NatsServer::start_with(true)
+    }
+
+    /// Starts a single server without JetStream.
+    pub fn start_without_jetstream() -> NatsServer {
+        NatsServer::start_with(false)
+    }
+
+    fn start_with(jetstream: bool) -> NatsServer {
+        let binary = nats_server_binary();
+        let dir = tempfile::Builder::new()
+            .prefix("hayabusa-nats-")
+            .tempdir()
+            .expect("temporary directory for nats-server");
+        let mut server = NatsServer {
+            binary,
+            child: None,
+            port: free_port(),
+            jetstream,
+            log: dir.path().join("nats-server-0.log"),
+            dir,
+            runs: 0,
+        };
+        server.run();
+        server
+    }
+
+    /// The client URL (`nats://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The JetStream store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no flush) and waits for it to end.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // `Child::kill` sends SIGKILL on Unix.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store (after [`NatsServer::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    /// What the server logged in its current run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn config(&self) -> String {
+        let mut config = format!(
+            "listen: \"127.0.0.1:{port}\"\nserver_name: \"hayabusa-test-{port}\"\n",
+            port = self.port
+        );
+        if self.jetstream {
+            config.push_str(&format!(
+                "jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                self.store_dir().display()
+            ));
+        }
+        config
+    }
+
+    fn run(&mut self) {
+        let config_path = self.dir.path().join("nats-server.conf");
+        std::fs::write(&config_path, self.config()).expect("write the nats-server config");
+        self.log = self
+            .dir
+            .path()
+            .join(format!("nats-server-{}.log", self.runs));
+        self.runs += 1;
+        let log = std::fs::File::create(&self.log).expect("create the nats-server log");
+        let errors = log.try_clone().expect("clone the log file");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(errors))
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", self.binary.display()));
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if self.log().contains("Server is ready") {
+                return;
+            }
+            if !self.is_running() {
+                panic!("nats-server exited while starting:\n{}", self.log());
+            }
+            if started.elapsed() > READY_WITHIN {
+                panic!(
+                    "nats-server did not become ready within {READY_WITHIN:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

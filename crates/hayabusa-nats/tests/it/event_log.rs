@@ -1,0 +1,299 @@
+//! The JetStream event log: the conformance suite, the head followed across
+//! connections, and a kill -9 of nats-server in the middle of appends.
+
+use hayabusa_nats::testkit::NatsServer;
+use hayabusa_nats::{NatsEventLog, NatsOptions, connect};
+use hayabusa_store::conformance::event_log as conformance;
+use hayabusa_store::{
+    AppendRequest, Appended, EventAppender, EventReader, ExpectedVersion, IdempotencyKey, NewEvent,
+    StoreError,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Options for a log of its own on a shared server: stream and subjects named `name`.
+fn options(name: &str) -> NatsOptions {
+    NatsOptions {
+        stream: name.to_uppercase(),
+        subject_prefix: name.to_lowercase(),
+        request_timeout: Duration::from_secs(2),
+        head_poll_interval: Duration::from_millis(200),
+        ..NatsOptions::default()
+    }
+}
+
+async fn open(server: &NatsServer, name: &str) -> NatsEventLog {
+    match connect(&server.url(), options(name)).await {
+        Ok(log) => log,
+        Err(error) => panic!("connect to {}: {error}\n{}", server.url(), server.log()),
+    }
+}
+
+fn event(label: &str) -> NewEvent {
+    NewEvent {
+        event_type: format!("test_{label}"),
+        schema_version: 1,
+        data: format!("{{\"label\":\"{label}\"}}").into_bytes(),
+    }
+}
+
+fn request(stream: &str, label: &str, key: Option<&str>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.to_owned(),
+        expected: ExpectedVersion::Any,
+        events: vec![event(label), event(&format!("{label}-second"))],
+        idempotency: key.map(|key| IdempotencyKey {
+            key: key.to_owned(),
+            fingerprint: format!("fp-{key}"),
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_event_log_conformance_suite() {
+    let server = NatsServer::start();
+    let logs = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let name = format!("conformance{}", logs.fetch_add(1, Ordering::SeqCst));
+        let server = &server;
+        async move { open(server, &name).await }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_through_one_connection_advance_the_head_of_another() {
+    let server = NatsServer::start();
+    let writer = open(&server, "shared").await;
+    let reader = open(&server, "shared").await;
+    let mut head = reader.subscribe();
+    let appended = writer
+        .append(request("room-1", "a", None))
+        .await
+        .expect("append");
+    let started = Instant::now();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(5),
+        head.wait_for(|head| *head >= appended.position),
+    )
+    .await
+    .expect("the other connection's head must catch up")
+    .map(|head| *head)
+    .expect("head channel open");
+    assert_eq!(seen, appended.position);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "an announcement wakes the other connection before its next poll: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        reader.read_all(0, 10).await.expect("read"),
+        appended.events,
+        "the other connection reads the events"
+    );
+    // A third connection opened later starts at the head.
+    let late = open(&server, "shared").await;
+    assert_eq!(late.head(), appended.position);
+}
+
+/// One append's outcome in the kill test.
+struct Outcome {
+    started: Instant,
+    finished: Instant,
+    result: Result<Appended, StoreError>,
+    label: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_append_survives_a_kill_9_of_nats_server() {
+    let mut server = NatsServer::start();
+    let log = Arc::new(open(&server, "crash").await);
+
+    // A writer appends (with idempotency keys) all through the crash and restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let log = Arc::clone(&log);
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let label = format!("w{n}");
+                let started = Instant::now();
+                let result = log
+                    .append(request(&format!("room-{}", n % 7), &label, Some(&label)))
+                    .await;
+                let failed = result.is_err();
+                outcomes.push(Outcome {
+                    started,
+                    finished: Instant::now(),
+                    result,
+                    label,
+                });
+                n += 1;
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            outcomes
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.kill();
+    let killed = Instant::now();
+    // Appends now fail, without a false success.
+    let during = log.append(request("room-x", "during", None)).await;
+    assert!(
+        matches!(during, Err(StoreError::Unavailable(_))),
+        "an append while nats-server is down must be Unavailable, got {during:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // By now the client knows it is disconnected: appends fail at once, and nothing
+    // is queued to be sent after the reconnection.
+    let asked = Instant::now();
+    let later = log.append(request("room-x", "later", None)).await;
+    assert!(
+        matches!(later, Err(StoreError::Unavailable(_))),
+        "an append while disconnected must be Unavailable, got {later:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "an append while disconnected fails at once, not after a timeout: {:?}",
+        asked.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarting = Instant::now();
+    server.restart();
+
+    // The adapter recovers on its own: appends succeed again.
+    let recovered = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match log.append(request("room-after", "after", None)).await {
+                Ok(appended) => return appended,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("appends must succeed again after the restart, without reopening the log");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let outcomes = writer.await.expect("writer task");
+
+    let acknowledged: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|outcome| outcome.result.is_ok())
+        .collect();
+    let failed = outcomes.len() - acknowledged.len();
+    assert!(
+        acknowledged.len() > 10 && failed > 0,
+        "the writer must have had successes and failures ({} ok, {failed} failed)",
+        acknowledged.len()
+    );
+    for outcome in &outcomes {
+        if let Err(error) = &outcome.result {
+            assert!(
+                matches!(error, StoreError::Unavailable(_)),
+                "{}: a failure during the outage must be Unavailable, got {error:?}",
+                outcome.label
+            );
+        }
+        if outcome.result.is_ok() {
+            assert!(
+                !(outcome.started >= killed && outcome.finished <= restarting),
+                "{}: acknowledged while nats-server was down",
+                outcome.label
+            );
+        }
+    }
+
+    // Every acknowledged append is there, at the position it was given.
+    let all = log.read_all(0, 1_000_000).await.expect("read the log");
+    for outcome in &acknowledged {
+        let Ok(appended) = &outcome.result else {
+            continue;
+        };
+        for event in &appended.events {
+            assert!(
+                all.contains(event),
+                "{}: acknowledged event at {} is missing after the crash",
+                outcome.label,
+                event.position
+            );
+        }
+    }
+    assert!(all.contains(&recovered.events[0]));
+    // (An append in flight at the kill has an unknown outcome; one refused while
+    // disconnected was never sent.)
+    assert!(
+        !all.iter().any(|event| event.event_type == "test_later"),
+        "an append refused while disconnected is not stored after the reconnection"
+    );
+    assert!(
+        log.head() >= recovered.position,
+        "the head mirror catches up after the restart"
+    );
+
+    // Idempotency keys survive the crash: retrying an acknowledged append is a
+    // duplicate that returns its events.
+    let (first, label) = acknowledged
+        .iter()
+        .find_map(|outcome| Some((outcome.result.as_ref().ok()?, &outcome.label)))
+        .expect("an acknowledged append");
+    let stream = &first.events[0].stream;
+    let retry = log
+        .append(request(stream, label, Some(label)))
+        .await
+        .expect("retry");
+    assert!(
+        retry.duplicate,
+        "a retried key is a duplicate after the crash"
+    );
+    assert_eq!(retry.events, first.events);
+
+    // A fresh connection sees the same log, and its appends reach the first
+    // connection's head mirror (which follows other processes again after the crash).
+    let reopened = open(&server, "crash").await;
+    assert_eq!(
+        reopened.read_all(0, 1_000_000).await.expect("read again"),
+        log.read_all(0, 1_000_000).await.expect("read"),
+    );
+    assert!(reopened.head() >= recovered.position);
+    let elsewhere = reopened
+        .append(request("room-elsewhere", "elsewhere", None))
+        .await
+        .expect("append through the other connection");
+    let mut head = log.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        head.wait_for(|head| *head >= elsewhere.position),
+    )
+    .await
+    .expect("the head mirror follows other connections after the crash")
+    .expect("head channel open");
+    eprintln!(
+        "kill -9 test: {} appends acknowledged, {failed} refused during the outage",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_expire_with_the_duplicate_window() {
+    let server = NatsServer::start();
+    let expiry = Duration::from_secs(1);
+    let log = match connect(
+        &server.url(),
+        NatsOptions {
+            idempotency_expiry: expiry,
+            ..options("expiry")
+        },
+    )
+    .await
+    {
+        Ok(log) => log,
+        Err(error) => panic!("connect: {error}"),
+    };
+    conformance::idempotency_keys_expire(Arc::new(log), expiry).await;
+}

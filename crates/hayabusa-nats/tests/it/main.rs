@@ -1,0 +1,5 @@
+//! Integration tests of the NATS JetStream event log against real nats-server
+//! processes (see `hayabusa_nats::testkit`), in one test binary.
+
+mod event_log;
+mod refusals;

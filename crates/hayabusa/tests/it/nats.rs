@@ -1,0 +1,126 @@
+//! The server with its event log on NATS JetStream (`serve --event-log`): commands,
+//! reads, idempotent retries and restarts work on JetStream's sparse positions, and a
+//! NATS without JetStream is refused at start.
+
+use crate::helpers::*;
+use hayabusa::{Config, RunningServer};
+use hayabusa_nats::testkit::NatsServer;
+use reqwest::{Method, StatusCode};
+use std::path::Path;
+
+async fn start_on(dir: &Path, nats: &NatsServer) -> anyhow::Result<(RunningServer, Client)> {
+    let server = hayabusa::start(Config {
+        rate_limits: hayabusa_http::RateLimits::off(),
+        backends: hayabusa::Backends {
+            event_log: nats_backend(nats),
+            ..hayabusa::Backends::default()
+        },
+        ..Config::new(dir)
+    })
+    .await?;
+    let base = format!("http://{}", server.addr);
+    let token = std::fs::read_to_string(dir.join("admin.token"))?;
+    let admin = Client::new(&base, token.trim());
+    Ok((server, admin))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_jetstream_writes_reads_and_restarts() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, admin) = start_on(dir.path(), &nats).await.expect("server starts");
+    let app = TestApp {
+        base: format!("http://{}", server.addr),
+        server: Some(server),
+        admin,
+        dir,
+        backend: TestBackend::embedded(),
+    };
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+    alice.post(room, "first").await;
+    bob.post(room, &format!("[To:{}] second", alice.id)).await;
+    let path = format!("/v2/rooms/{room}/messages");
+    let send = || {
+        alice
+            .client
+            .request(Method::POST, &path)
+            .header("Idempotency-Key", "nats-1")
+            .form(&[("body", "only once")])
+            .send()
+    };
+    let first = read(send().await.expect("post")).await;
+    let retry = read(send().await.expect("retry")).await;
+    assert_eq!(first.0, StatusCode::OK, "{:?}", first.1);
+    assert_eq!(first.1, retry.1, "a retry returns the first message id");
+    let (status, listed) = bob
+        .client
+        .send(Method::GET, &path, &[("force", "1".into())])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let bodies: Vec<&str> = listed
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["first", &format!("[To:{}] second", alice.id), "only once"],
+        "every acknowledged write is read back, once"
+    );
+
+    // A new server process on the same NATS stream and data directory goes on.
+    let dir = app.stop().await;
+    let (server, _admin) = start_on(dir.path(), &nats).await.expect("server restarts");
+    let base = format!("http://{}", server.addr);
+    let alice_again = Client::new(&base, &alice.client.token);
+    let (status, _) = alice_again
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("body", "after restart".into())],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the room's stream is loaded from JetStream"
+    );
+    let (status, listed) = alice_again
+        .send(Method::GET, &path, &[("force", "1".into())])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed.as_array().map(Vec::len), Some(4));
+    server.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_nats_server_without_jetstream_is_refused_at_start() {
+    let nats = NatsServer::start_without_jetstream();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = match start_on(dir.path(), &nats).await {
+        Ok(_) => panic!("a server must not start on NATS without JetStream"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("JetStream") && error.contains("-js"),
+        "the refusal says what is missing: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_data_directory_of_the_embedded_log_is_not_served_from_jetstream() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("events.sqlite"), b"").expect("an embedded log file");
+    let error = match start_on(dir.path(), &nats).await {
+        Ok(_) => panic!("read models of another log must not be projected from JetStream"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("events.sqlite") && error.contains("new data directory"),
+        "the refusal says why and what to do: {error}"
+    );
+}

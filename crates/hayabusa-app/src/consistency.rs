@@ -154,6 +154,10 @@ pub struct AckTracker {
     /// The highest position ever recorded (the fast path compares it with the
     /// projection).
     max_acked: AtomicU64,
+    /// Every key counts as acknowledged up to here: the log's head when this process
+    /// started (written and acknowledged by an earlier process or another one), which
+    /// this process's tracking knows nothing about.
+    floor: AtomicU64,
     projection: ProjectionWatch,
     max_wait: Duration,
 }
@@ -175,6 +179,7 @@ impl AckTracker {
                 sweep_at: SWEEP_FLOOR,
             }),
             max_acked: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
             projection,
             max_wait,
         }
@@ -208,18 +213,36 @@ impl AckTracker {
         }
     }
 
+    /// Counts everything up to `position` as acknowledged under every key: call it
+    /// with the log's head at start, before serving, so that a read after a restart
+    /// (or on a process that did not take the writes) sees what was acknowledged
+    /// before.
+    pub fn acknowledge_all_up_to(&self, position: Position) {
+        self.floor.fetch_max(position, Ordering::SeqCst);
+        self.max_acked.fetch_max(position, Ordering::SeqCst);
+    }
+
     /// The latest position acknowledged under `key` (0: none that is not projected).
     pub fn acked(&self, key: Key) -> Position {
-        self.acked.lock().positions.get(&key).copied().unwrap_or(0)
+        let floor = self.floor.load(Ordering::SeqCst);
+        self.acked
+            .lock()
+            .positions
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
+            .max(floor)
     }
 
     /// The latest position acknowledged under any of `keys`.
     pub fn acked_max(&self, keys: impl IntoIterator<Item = Key>) -> Position {
+        let floor = self.floor.load(Ordering::SeqCst);
         let acked = self.acked.lock();
         keys.into_iter()
             .filter_map(|key| acked.positions.get(&key).copied())
             .max()
             .unwrap_or(0)
+            .max(floor)
     }
 
     /// The highest position ever acknowledged.
@@ -355,6 +378,24 @@ mod tests {
             &mut keys,
         );
         assert_eq!(keys, vec![Key::Room(RoomId(1))]);
+    }
+
+    #[tokio::test]
+    async fn after_a_start_every_read_waits_for_what_the_log_held() {
+        let (tracker, sender) = tracker(Duration::from_secs(3600));
+        tracker.acknowledge_all_up_to(7);
+        let waiting = tracker.settle_room(RoomId(99));
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), &mut waiting)
+                .await
+                .is_err(),
+            "a room this process never wrote to still waits for the log's head at start"
+        );
+        sender.send_replace(7);
+        waiting.await.unwrap();
+        // Once projected, nothing waits.
+        tracker.settle_room(RoomId(98)).await.unwrap();
     }
 
     #[tokio::test]

@@ -99,6 +99,9 @@ impl App {
         ));
         let projector = projector.with_auth_cache(auth_cache.clone());
         let writes = Arc::new(AckTracker::new(projector.watch(), parts.max_read_wait));
+        // What the log holds now was acknowledged by an earlier process (or another
+        // node): reads wait for the projector to reach it too.
+        writes.acknowledge_all_up_to(parts.log.head());
         let commands = CommandHandler::new(
             parts.log.clone(),
             parts.read.clone(),

@@ -25,12 +25,26 @@ struct Binary {
     base: String,
 }
 
-async fn launch(dir: &Path) -> Binary {
+/// The flags that put the binary on `backends`.
+fn backend_args(backends: &hayabusa::Backends) -> Vec<String> {
+    use hayabusa::backends::{EventLogBackend, ReadStoreBackend};
+    let mut args = Vec::new();
+    if let EventLogBackend::Nats { servers, .. } = &backends.event_log {
+        args.extend(["--event-log".to_string(), servers.expose().to_string()]);
+    }
+    if let ReadStoreBackend::Postgres(url) = &backends.read_store {
+        args.extend(["--read-store".to_string(), url.expose().to_string()]);
+    }
+    args
+}
+
+async fn launch(dir: &Path, backends: &hayabusa::Backends) -> Binary {
     for _ in 0..5 {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_hayabusa"))
             .args(["serve", "--data-dir"])
             .arg(dir)
+            .args(backend_args(backends))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--no-rate-limits")
             .env("RUST_LOG", "warn")
@@ -60,9 +74,19 @@ async fn launch(dir: &Path) -> Binary {
     panic!("the binary did not come up");
 }
 
-/// Every posted message in the log: body → (room, count).
-async fn bodies_in_log(dir: &Path) -> HashMap<String, (u64, usize)> {
-    let log = hayabusa_sqlite::SqliteEventLog::open(&dir.join("events.sqlite")).unwrap();
+/// Every posted message in the log (the data directory's, or on NATS): body →
+/// (room, count).
+async fn bodies_in_log(dir: &Path, backends: &hayabusa::Backends) -> HashMap<String, (u64, usize)> {
+    let log: Box<dyn EventReader> = match &backends.event_log {
+        hayabusa::backends::EventLogBackend::Embedded => {
+            Box::new(hayabusa_sqlite::SqliteEventLog::open(&dir.join("events.sqlite")).unwrap())
+        }
+        hayabusa::backends::EventLogBackend::Nats { servers, .. } => Box::new(
+            hayabusa_nats::connect(servers.expose(), hayabusa_nats::NatsOptions::default())
+                .await
+                .unwrap(),
+        ),
+    };
     let mut found: HashMap<String, (u64, usize)> = HashMap::new();
     let mut after = 0;
     loop {
@@ -85,7 +109,10 @@ async fn bodies_in_log(dir: &Path) -> HashMap<String, (u64, usize)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut binary = launch(dir.path()).await;
+    // On HAYABUSA_TEST_BACKEND's engines (their servers outlive the binary's kills).
+    let backend = TestBackend::from_env().await;
+    let backends = backend.backends.clone();
+    let mut binary = launch(dir.path(), &backends).await;
     let token = std::fs::read_to_string(dir.path().join("admin.token"))
         .unwrap()
         .trim()
@@ -149,7 +176,7 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
             writer.await.unwrap();
         }
 
-        let in_log = bodies_in_log(dir.path()).await;
+        let in_log = bodies_in_log(dir.path(), &backends).await;
         let acked = acknowledged.lock().unwrap().clone();
         assert!(
             !acked.is_empty(),
@@ -170,7 +197,7 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
             );
         }
 
-        binary = launch(dir.path()).await;
+        binary = launch(dir.path(), &backends).await;
         let client = Client::new(&binary.base, &token);
         // Every acknowledged message is readable, with its body, after the restart.
         for (body, (room, id)) in acked
@@ -198,7 +225,7 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
 #[tokio::test]
 async fn sigterm_shuts_the_server_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let mut binary = launch(dir.path()).await;
+    let mut binary = launch(dir.path(), &hayabusa::Backends::default()).await;
     let pid = nix::unistd::Pid::from_raw(binary.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let started = Instant::now();

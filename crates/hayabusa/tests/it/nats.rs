@@ -124,3 +124,112 @@ async fn a_data_directory_of_the_embedded_log_is_not_served_from_jetstream() {
         "the refusal says why and what to do: {error}"
     );
 }
+
+/// kill -9 of nats-server (single node, `sync_interval: always`) while clients post:
+/// posts during the outage are refused (never wrongly acknowledged), every
+/// acknowledged post is there once it is back, and the server recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nats_server_loses_no_acknowledged_post_and_the_server_recovers_by_itself() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, admin) = start_on(dir.path(), &nats).await.expect("server starts");
+    let app = TestApp {
+        base: format!("http://{}", server.addr),
+        server: Some(server),
+        admin,
+        dir,
+        backend: TestBackend::embedded(),
+    };
+    let alice = app.account("Alice").await;
+    let room = app.room(&alice, &[], &[]).await;
+    let path = format!("/v2/rooms/{room}/messages");
+
+    let acknowledged: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (client, path) = (alice.client.clone(), path.clone());
+        let (acknowledged, refused, stop) = (acknowledged.clone(), refused.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let body = format!("w{writer}-{i}");
+                let sent = client
+                    .request(Method::POST, &path)
+                    .form(&[("body", body.as_str())])
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        let answer: serde_json::Value = response.json().await.expect("json");
+                        let id = answer["message_id"].as_str().expect("id").to_string();
+                        acknowledged.lock().unwrap().insert(body, id);
+                    }
+                    Ok(response) => {
+                        assert!(
+                            response.status().is_server_error(),
+                            "an outage is a 5xx, not {}",
+                            response.status()
+                        );
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before_kill = acknowledged.lock().unwrap().len();
+    assert!(before_kill > 0, "posts were acknowledged before the kill");
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nats.restart();
+    // The same server process recovers: posts are acknowledged again.
+    let restarted = Instant::now();
+    let recovered = loop {
+        let now = acknowledged.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if acknowledged.lock().unwrap().len() > now {
+            break restarted.elapsed();
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "no post acknowledged within 30 s of nats-server's restart"
+        );
+    };
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert!(
+        refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "posts during the outage were refused"
+    );
+    // Every acknowledged post is there, by id and in the room's count.
+    let acked = acknowledged.lock().unwrap().clone();
+    for (body, id) in &acked {
+        let (status, message) = alice.client.get(&format!("{path}/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}: {message}");
+        assert_eq!(message["body"], body.as_str());
+    }
+    // A post whose answer was lost with the connection may or may not be stored; no
+    // more messages than posts attempted.
+    let (_, view) = alice.client.get(&format!("/v2/rooms/{room}")).await;
+    let stored = view["message_num"].as_u64().expect("message_num");
+    let unanswered = refused.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    assert!(
+        stored >= acked.len() as u64 && stored <= acked.len() as u64 + unanswered,
+        "{stored} stored, {} acknowledged, {unanswered} refused (recovered {recovered:?} after the restart)",
+        acked.len()
+    );
+    app.stop().await;
+}

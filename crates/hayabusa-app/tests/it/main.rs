@@ -13,11 +13,14 @@ use hayabusa_store::{
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
-    let read = Arc::new(MemoryReadStore::new());
-    let (app, projector) = App::build(AppParts {
-        log: Arc::new(MemoryEventLog::new()),
-        read: read.clone(),
+/// The parts of a test app on `log` and `read` (system clock, in-memory blobs and hub).
+fn parts(
+    log: Arc<dyn hayabusa_store::EventLog>,
+    read: Arc<dyn hayabusa_store::ReadStore>,
+) -> AppParts {
+    AppParts {
+        log,
+        read,
         clock: Arc::new(SystemClock),
         ids: Arc::new(IdGenerator::new(0).unwrap()),
         secret: TokenSecret::new(vec![7; 32]),
@@ -26,9 +29,14 @@ async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
         page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
         max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
         projector_delay: Default::default(),
-    })
-    .await
-    .unwrap();
+    }
+}
+
+async fn app() -> (Arc<App>, Projector, Arc<MemoryReadStore>) {
+    let read = Arc::new(MemoryReadStore::new());
+    let (app, projector) = App::build(parts(Arc::new(MemoryEventLog::new()), read.clone()))
+        .await
+        .unwrap();
     (Arc::new(app), projector, read)
 }
 
@@ -189,20 +197,7 @@ impl hayabusa_store::EventReader for CountingLog {
 
 /// An app (with a cold room cache) on `log` and `read`, projected up to date.
 async fn app_on(log: Arc<CountingLog>, read: Arc<MemoryReadStore>) -> (App, Projector) {
-    let (app, projector) = App::build(AppParts {
-        log,
-        read,
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(IdGenerator::new(0).unwrap()),
-        secret: TokenSecret::new(vec![7; 32]),
-        hub: Arc::new(InProcessHub::new()),
-        blobs: Arc::new(MemoryBlobStore::default()),
-        page_cache_rooms: hayabusa_app::page_cache::DEFAULT_CAPACITY,
-        max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
-        projector_delay: Default::default(),
-    })
-    .await
-    .unwrap();
+    let (app, projector) = App::build(parts(log, read)).await.unwrap();
     projector.catch_up().await.unwrap();
     (app, projector)
 }

@@ -24,18 +24,23 @@ async fn start_on(dir: &Path, nats: &NatsServer) -> anyhow::Result<(RunningServe
     Ok((server, admin))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_on_jetstream_writes_reads_and_restarts() {
-    let nats = NatsServer::start();
+/// A server on a fresh data directory with its event log on `nats`.
+async fn app_on(nats: &NatsServer) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (server, admin) = start_on(dir.path(), &nats).await.expect("server starts");
-    let app = TestApp {
+    let (server, admin) = start_on(dir.path(), nats).await.expect("server starts");
+    TestApp {
         base: format!("http://{}", server.addr),
         server: Some(server),
         admin,
         dir,
         backend: TestBackend::embedded(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_jetstream_writes_reads_and_restarts() {
+    let nats = NatsServer::start();
+    let app = app_on(&nats).await;
     let alice = app.account("Alice").await;
     let bob = app.account("Bob").await;
     let room = app.room(&alice, &[&bob], &[]).await;
@@ -134,15 +139,7 @@ async fn a_killed_nats_server_loses_no_acknowledged_post_and_the_server_recovers
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
     let mut nats = NatsServer::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (server, admin) = start_on(dir.path(), &nats).await.expect("server starts");
-    let app = TestApp {
-        base: format!("http://{}", server.addr),
-        server: Some(server),
-        admin,
-        dir,
-        backend: TestBackend::embedded(),
-    };
+    let app = app_on(&nats).await;
     let alice = app.account("Alice").await;
     let room = app.room(&alice, &[], &[]).await;
     let path = format!("/v2/rooms/{room}/messages");

@@ -224,14 +224,7 @@ impl AckTracker {
 
     /// The latest position acknowledged under `key` (0: none that is not projected).
     pub fn acked(&self, key: Key) -> Position {
-        let floor = self.floor.load(Ordering::SeqCst);
-        self.acked
-            .lock()
-            .positions
-            .get(&key)
-            .copied()
-            .unwrap_or(0)
-            .max(floor)
+        self.acked_max([key])
     }
 
     /// The latest position acknowledged under any of `keys`.

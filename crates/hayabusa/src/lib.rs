@@ -89,6 +89,34 @@ pub struct Backends {
     pub read_store: backends::ReadStoreBackend,
 }
 
+impl Backends {
+    /// The `serve` / `rebuild` flags that choose these engines, secrets included:
+    /// for starting a process, never for printing.
+    pub fn to_args(&self) -> Vec<String> {
+        use backends::{EventLogBackend, ReadStoreBackend};
+        let mut args = Vec::new();
+        if let EventLogBackend::Nats {
+            servers,
+            stream,
+            replicas,
+        } = &self.event_log
+        {
+            args.extend([
+                "--event-log".to_string(),
+                servers.expose().to_string(),
+                "--event-log-stream".to_string(),
+                stream.clone(),
+                "--event-log-replicas".to_string(),
+                replicas.to_string(),
+            ]);
+        }
+        if let ReadStoreBackend::Postgres(url) = &self.read_store {
+            args.extend(["--read-store".to_string(), url.expose().to_string()]);
+        }
+        args
+    }
+}
+
 /// The stores of a data directory.
 pub struct Stores {
     /// The event log.

@@ -12,7 +12,7 @@ use std::time::Instant;
 /// Rebuilds the bulk log's read models (in the run's read store) and reports the
 /// replay rate.
 pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
-    let (backends, _database) = context.rebuild_backends().await;
+    let (backends, _database) = context.backends().await;
     let started = Instant::now();
     let position = hayabusa::rebuild(&bulk.dir, &backends).await?;
     let elapsed = started.elapsed();

@@ -86,22 +86,15 @@ impl Context {
         ServerBinary,
         Option<hayabusa_postgres::testkit::TestDatabase>,
     ) {
+        let (backends, database) = self.backends().await;
         let mut binary = self.server.clone();
-        match self.args.backend {
-            Backend::Sqlite => (binary, None),
-            Backend::Postgres => {
-                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
-                binary
-                    .extra_args
-                    .extend(["--read-store".to_string(), database.connection_string()]);
-                (binary, Some(database))
-            }
-        }
+        binary.extra_args.extend(backends.to_args());
+        (binary, database)
     }
 
-    /// The engines `hayabusa::rebuild` replays into for this run, with the fresh
-    /// database they use (PostgreSQL).
-    pub async fn rebuild_backends(
+    /// The engines of this run (for a server, or for `hayabusa::rebuild` to replay
+    /// into), with the fresh database they use (PostgreSQL).
+    pub async fn backends(
         &self,
     ) -> (
         hayabusa::Backends,

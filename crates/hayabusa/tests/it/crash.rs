@@ -25,26 +25,13 @@ struct Binary {
     base: String,
 }
 
-/// The flags that put the binary on `backends`.
-fn backend_args(backends: &hayabusa::Backends) -> Vec<String> {
-    use hayabusa::backends::{EventLogBackend, ReadStoreBackend};
-    let mut args = Vec::new();
-    if let EventLogBackend::Nats { servers, .. } = &backends.event_log {
-        args.extend(["--event-log".to_string(), servers.expose().to_string()]);
-    }
-    if let ReadStoreBackend::Postgres(url) = &backends.read_store {
-        args.extend(["--read-store".to_string(), url.expose().to_string()]);
-    }
-    args
-}
-
 async fn launch(dir: &Path, backends: &hayabusa::Backends) -> Binary {
     for _ in 0..5 {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_hayabusa"))
             .args(["serve", "--data-dir"])
             .arg(dir)
-            .args(backend_args(backends))
+            .args(backends.to_args())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--no-rate-limits")
             .env("RUST_LOG", "warn")

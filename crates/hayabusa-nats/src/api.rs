@@ -9,9 +9,11 @@
 use async_nats::{Client, HeaderMap, RequestErrorKind};
 use base64::Engine;
 use bytes::Bytes;
+use futures::StreamExt;
 use hayabusa_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// `Nats-Msg-Id`: deduplication within the stream's duplicate window.
 pub const MSG_ID: &str = "Nats-Msg-Id";
@@ -62,6 +64,24 @@ pub enum Published {
     Duplicate(u64),
     /// Refused by the stream (a failed expectation, too large, …).
     Refused(ApiError),
+}
+
+/// Headers of a Direct Get answer (ADR-31 of the NATS architecture documents).
+const NATS_SEQUENCE: &str = "Nats-Sequence";
+const NATS_SUBJECT: &str = "Nats-Subject";
+const NATS_NUM_PENDING: &str = "Nats-Num-Pending";
+/// The status of the message that ends a batch ("204 EOB").
+const END_OF_BATCH: u16 = 204;
+
+/// What one batched Direct Get returned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectBatch {
+    /// The messages, in sequence order.
+    pub messages: Vec<StoredMessage>,
+    /// How many matching messages the answering server holds after the last one
+    /// (`Nats-Num-Pending`); None when the server does not batch (before 2.11 it
+    /// answers one message, without this header) or found nothing.
+    pub pending: Option<u64>,
 }
 
 /// A stored message as `STREAM.MSG.GET` returns it.
@@ -131,12 +151,18 @@ fn undecodable(what: &str, error: impl std::fmt::Display) -> StoreError {
 pub struct Api {
     client: Client,
     stream: String,
+    /// How long to wait for each message of a Direct Get batch.
+    timeout: Duration,
 }
 
 impl Api {
-    /// The API of `stream`, over `client`.
-    pub fn new(client: Client, stream: String) -> Self {
-        Api { client, stream }
+    /// The API of `stream`, over `client`; `timeout` bounds each wait for an answer.
+    pub fn new(client: Client, stream: String, timeout: Duration) -> Self {
+        Api {
+            client,
+            stream,
+            timeout,
+        }
     }
 
     /// The stream's name.
@@ -240,6 +266,86 @@ impl Api {
         .await
     }
 
+    /// Up to `batch` messages at or after `sequence` on `subject` (wildcards allowed)
+    /// and at most about `max_bytes`, in one Direct Get request (the stream must
+    /// allow direct access). The server streams the messages to an inbox of this
+    /// request and ends with a "204 EOB" status message; a server before 2.11 answers
+    /// the first message only, which is all this returns then. Direct Get may be
+    /// answered by any replica, so on a replicated stream the answer can end before
+    /// the leader's last message (never with a gap: a replica holds a prefix).
+    pub async fn next_batch_on(
+        &self,
+        subject: &str,
+        sequence: u64,
+        batch: usize,
+        max_bytes: usize,
+    ) -> Result<DirectBatch, StoreError> {
+        let what = "read the log";
+        let request = json!({
+            "seq": sequence,
+            "next_by_subj": subject,
+            "batch": batch,
+            "max_bytes": max_bytes,
+        });
+        let payload = serde_json::to_vec(&request).map_err(|error| undecodable(what, error))?;
+        let inbox = self.client.new_inbox();
+        let mut answers = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("{what}: {error}")))?;
+        self.client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{}", self.stream),
+                inbox,
+                Bytes::from(payload),
+            )
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("{what}: {error}")))?;
+        let mut out = DirectBatch::default();
+        loop {
+            let answer = match tokio::time::timeout(self.timeout, answers.next()).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: the connection closed during a batch"
+                    )));
+                }
+                Err(_) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: timed out waiting for JetStream"
+                    )));
+                }
+            };
+            match answer.status.map(|status| status.as_u16()) {
+                None | Some(200) => {}
+                Some(END_OF_BATCH) => break,
+                Some(404) => break,
+                Some(503) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: no Direct Get responder for stream {} (no responders)",
+                        self.stream
+                    )));
+                }
+                Some(status) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: JetStream answered {status} {}",
+                        answer.description.as_deref().unwrap_or("")
+                    )));
+                }
+            }
+            let (message, pending) = direct_message(answer).map_err(|e| undecodable(what, e))?;
+            let batched = pending.is_some();
+            out.pending = pending;
+            out.messages.push(message);
+            if !batched {
+                // A server that does not batch sends this one message and no end.
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// The last message on `subject` (wildcards allowed).
     pub async fn last_on(&self, subject: &str) -> Result<Option<StoredMessage>, StoreError> {
         self.get(
@@ -294,6 +400,28 @@ impl Api {
             .await?
             .map(|_| ()))
     }
+}
+
+/// A message of a Direct Get answer and its `Nats-Num-Pending`, from its headers.
+fn direct_message(answer: async_nats::Message) -> Result<(StoredMessage, Option<u64>), String> {
+    let headers = answer
+        .headers
+        .ok_or_else(|| "a Direct Get answer without headers".to_owned())?;
+    let header = |name: &str| headers.get(name).map(|value| value.as_str().to_owned());
+    let sequence = header(NATS_SEQUENCE)
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| "a Direct Get answer without a sequence".to_owned())?;
+    let subject =
+        header(NATS_SUBJECT).ok_or_else(|| "a Direct Get answer without a subject".to_owned())?;
+    let pending = header(NATS_NUM_PENDING).and_then(|value| value.parse().ok());
+    Ok((
+        StoredMessage {
+            subject,
+            sequence,
+            data: answer.payload.to_vec(),
+        },
+        pending,
+    ))
 }
 
 /// The sequence in "wrong last sequence: N".

@@ -37,7 +37,7 @@ use crate::api::{
 };
 use crate::envelope::{Body, Envelope};
 use crate::position::{self, MAX_EVENTS_PER_APPEND, MAX_SEQUENCE};
-use crate::server::{self, Credentials, Servers};
+use crate::server::{self, BATCHED_DIRECT_GET, Credentials, Servers};
 use crate::subject;
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, HeaderMap};
@@ -61,6 +61,13 @@ pub const DEFAULT_SUBJECT_PREFIX: &str = "hb";
 /// The default idempotency expiry: keys are kept this long.
 pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The default number of messages per read request.
+pub const DEFAULT_READ_BATCH: usize = 256;
+/// The most a read request may ask for (messages).
+const MAX_READ_BATCH: usize = 4096;
+/// The most bytes one read request asks for (the server's own limit is 64 MiB).
+const MAX_READ_BYTES: usize = 4 << 20;
+
 /// A `Nats-Expected-Last-Msg-Id` that never matches: our message ids all start with
 /// `hb1-`.
 const NEVER_A_MESSAGE_ID: &str = "hayabusa-key-probe";
@@ -81,6 +88,10 @@ pub struct NatsOptions {
     pub request_timeout: Duration,
     /// How often the head is read from the stream without an announcement.
     pub head_poll_interval: Duration,
+    /// Messages asked for per read request (a Direct Get batch, NATS 2.11 and
+    /// later); 1 reads one message per request through the stream leader, as
+    /// servers before 2.11 need.
+    pub read_batch: usize,
 }
 
 impl Default for NatsOptions {
@@ -92,6 +103,7 @@ impl Default for NatsOptions {
             idempotency_expiry: DEFAULT_IDEMPOTENCY_EXPIRY,
             request_timeout: Duration::from_secs(5),
             head_poll_interval: Duration::from_secs(1),
+            read_batch: DEFAULT_READ_BATCH,
         }
     }
 }
@@ -125,6 +137,12 @@ impl NatsOptions {
         if self.idempotency_expiry < Duration::from_secs(1) {
             return invalid("the idempotency expiry must be at least a second".into());
         }
+        if !(1..=MAX_READ_BATCH).contains(&self.read_batch) {
+            return invalid(format!(
+                "the read batch must be 1 to {MAX_READ_BATCH} messages, not {}",
+                self.read_batch
+            ));
+        }
         Ok(())
     }
 }
@@ -152,6 +170,10 @@ struct Inner {
     /// The server addresses, without credentials (for messages).
     servers: String,
     head: watch::Sender<Position>,
+    /// Messages per read request; 1: one `STREAM.MSG.GET` per message.
+    read_batch: usize,
+    /// The stream has replicas, so a Direct Get may come from one behind the leader.
+    replicated: bool,
 }
 
 /// Connects to NATS (`urls`: `nats://host:port`, comma-separated; credentials in
@@ -179,7 +201,11 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
     if !info.jetstream {
         return Err(no_jetstream());
     }
-    let api = Api::new(client.clone(), options.stream.clone());
+    let api = Api::new(
+        client.clone(),
+        options.stream.clone(),
+        options.request_timeout,
+    );
     match api.account_info().await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -192,13 +218,22 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         }
         Err(error) => return Err(error),
     }
-    ensure_stream(&api, &options, &shown).await?;
+    let replicas = ensure_stream(&api, &options, &shown).await?;
+    // Servers before 2.11 answer a Direct Get with one message; reading through the
+    // leader one message at a time is as fast there and needs no special case.
+    let read_batch = if version >= BATCHED_DIRECT_GET {
+        options.read_batch
+    } else {
+        1
+    };
     let inner = Arc::new(Inner {
         client,
         api,
         prefix: options.subject_prefix.clone(),
         servers: shown.clone(),
         head: watch::channel(0).0,
+        read_batch,
+        replicated: replicas > 1,
     });
     inner.refresh_head().await?;
     let follower = tokio::spawn(follow_head(Arc::clone(&inner), options.head_poll_interval));
@@ -206,7 +241,8 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         servers = %shown,
         version = %version,
         stream = %options.stream,
-        replicas = options.replicas,
+        replicas,
+        read_batch,
         head = *inner.head.borrow(),
         "event log on NATS JetStream"
     );
@@ -253,8 +289,9 @@ async fn open_connection(servers: &Servers, options: &NatsOptions) -> Result<Cli
 }
 
 /// Creates the stream, or checks an existing one (and brings its duplicate window to
-/// the idempotency expiry).
-async fn ensure_stream(api: &Api, options: &NatsOptions, shown: &str) -> Result<(), StoreError> {
+/// the idempotency expiry and turns on Direct Get, which batched reads use). Returns
+/// the stream's replica count.
+async fn ensure_stream(api: &Api, options: &NatsOptions, shown: &str) -> Result<u64, StoreError> {
     let subjects = vec![
         subject::all_events(&options.subject_prefix),
         subject::keys(&options.subject_prefix),
@@ -279,12 +316,12 @@ async fn ensure_stream(api: &Api, options: &NatsOptions, shown: &str) -> Result<
                     "deny_delete": true,
                     "deny_purge": true,
                     "allow_rollup_hdrs": false,
-                    "allow_direct": false,
+                    "allow_direct": true,
                 });
                 match api.put_stream(&config, false).await? {
                     Ok(()) => {
                         tracing::info!(stream = %options.stream, replicas = options.replicas, "created the JetStream stream");
-                        return Ok(());
+                        return Ok(options.replicas as u64);
                     }
                     // Another process created it meanwhile: check it.
                     Err(error) if error.err_code == STREAM_NAME_IN_USE => continue,
@@ -322,16 +359,20 @@ async fn ensure_stream(api: &Api, options: &NatsOptions, shown: &str) -> Result<
                         "the event log stream has another replica count; it is left as it is"
                     );
                 }
-                if config["duplicate_window"].as_i64() != Some(window) {
+                if config["duplicate_window"].as_i64() != Some(window)
+                    || config["allow_direct"] != json!(true)
+                {
                     config["duplicate_window"] = json!(window);
+                    config["allow_direct"] = json!(true);
                     if let Err(error) = api.put_stream(&config, true).await? {
                         return Err(StoreError::Unavailable(format!(
-                            "cannot set the duplicate window of JetStream stream {}: {error}",
+                            "cannot set the duplicate window and direct access of JetStream \
+                             stream {}: {error}",
                             options.stream
                         )));
                     }
                 }
-                return Ok(());
+                return Ok(replicas);
             }
         }
     }
@@ -706,6 +747,12 @@ impl EventAppender for NatsEventLog {
 impl NatsEventLog {
     /// Reads events on `subject` (wildcards allowed) with positions above `after`,
     /// at most `limit`, checking that each message belongs to `stream` if given.
+    ///
+    /// Messages come in Direct Get batches (`read_batch` per request). A batch may
+    /// come from a replica behind the leader; it then ends early but never skips a
+    /// message, so on a replicated stream an answer that seems to reach the end is
+    /// confirmed by one `STREAM.MSG.GET` through the leader — a read never misses a
+    /// message that was acknowledged before it started.
     async fn read(
         &self,
         subject: &str,
@@ -713,34 +760,68 @@ impl NatsEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let api = &self.inner.api;
         let mut out = Vec::new();
         let mut sequence = position::first_sequence_after(after).max(1);
         while out.len() < limit {
-            let Some(message) = self.inner.api.next_on(subject, sequence).await? else {
-                break;
+            let (mut messages, mut at_end) = if self.inner.read_batch > 1 {
+                // Messages hold one event or more: ask for no more than are wanted.
+                let batch = (limit - out.len()).min(self.inner.read_batch);
+                let answer = api
+                    .next_batch_on(subject, sequence, batch, MAX_READ_BYTES)
+                    .await?;
+                // The end: nothing, or nothing left after the last message (the server's
+                // count of matching messages after it; a cut by `max_bytes` leaves some).
+                let at_end = answer.messages.is_empty() || answer.pending == Some(0);
+                (answer.messages, at_end)
+            } else {
+                let message = api.next_on(subject, sequence).await?;
+                let at_end = message.is_none();
+                (message.into_iter().collect::<Vec<_>>(), at_end)
             };
-            let envelope = Envelope::decode(&message.data)?;
-            if let Some(stream) = stream
-                && envelope.stream != stream
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "message {} on {} belongs to stream {}, not {stream}",
-                    message.sequence, message.subject, envelope.stream
-                )));
+            if at_end && self.inner.replicated && self.inner.read_batch > 1 {
+                let next = messages.last().map_or(sequence, |last| last.sequence + 1);
+                if let Some(message) = api.next_on(subject, next).await? {
+                    messages.push(message);
+                    at_end = false;
+                }
             }
-            if !matches!(envelope.body, Body::Events(_)) {
-                return Err(StoreError::Corrupt(format!(
-                    "message {} on {} holds no events",
-                    message.sequence, message.subject
-                )));
+            for message in messages {
+                if out.len() >= limit {
+                    break;
+                }
+                let envelope = Envelope::decode(&message.data)?;
+                if let Some(stream) = stream
+                    && envelope.stream != stream
+                {
+                    return Err(StoreError::Corrupt(format!(
+                        "message {} on {} belongs to stream {}, not {stream}",
+                        message.sequence, message.subject, envelope.stream
+                    )));
+                }
+                if !matches!(envelope.body, Body::Events(_)) {
+                    return Err(StoreError::Corrupt(format!(
+                        "message {} on {} holds no events",
+                        message.sequence, message.subject
+                    )));
+                }
+                if message.sequence < sequence {
+                    return Err(StoreError::Corrupt(format!(
+                        "JetStream answered message {} for a read from {sequence}",
+                        message.sequence
+                    )));
+                }
+                out.extend(
+                    recorded(&envelope, message.sequence)
+                        .into_iter()
+                        .filter(|event| event.position > after)
+                        .take(limit - out.len()),
+                );
+                sequence = message.sequence + 1;
             }
-            out.extend(
-                recorded(&envelope, message.sequence)
-                    .into_iter()
-                    .filter(|event| event.position > after)
-                    .take(limit - out.len()),
-            );
-            sequence = message.sequence + 1;
+            if at_end {
+                break;
+            }
         }
         Ok(out)
     }

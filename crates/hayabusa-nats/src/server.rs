@@ -12,6 +12,8 @@ use std::fmt;
 
 /// The oldest NATS server accepted.
 pub const MINIMUM_VERSION: Version = Version(2, 10, 23);
+/// The first version whose Direct Get answers a batch of messages.
+pub const BATCHED_DIRECT_GET: Version = Version(2, 11, 0);
 
 /// A server version `major.minor.patch`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

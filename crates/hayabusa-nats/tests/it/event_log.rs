@@ -62,6 +62,29 @@ async fn passes_the_event_log_conformance_suite() {
     .await;
 }
 
+/// Reads in batches of other sizes, and one message per request through the leader
+/// (what servers before 2.11 get).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_complete_with_any_read_batch() {
+    let server = NatsServer::start();
+    for read_batch in [1, 3] {
+        let open = async |name: &str| {
+            let options = NatsOptions {
+                read_batch,
+                ..options(name)
+            };
+            match connect(&server.url(), options).await {
+                Ok(log) => Arc::new(log),
+                Err(error) => panic!("connect: {error}\n{}", server.log()),
+            }
+        };
+        let name = format!("batch{read_batch}");
+        conformance::read_stream_honours_after_and_limit(open(&format!("{name}s")).await).await;
+        conformance::read_all_honours_after_and_limit(open(&format!("{name}a")).await).await;
+        conformance::long_reads_see_every_event_once(open(&format!("{name}l")).await).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_through_one_connection_advance_the_head_of_another() {
     let server = NatsServer::start();
@@ -296,4 +319,42 @@ async fn idempotency_keys_expire_with_the_duplicate_window() {
         Err(error) => panic!("connect: {error}"),
     };
     conformance::idempotency_keys_expire(Arc::new(log), expiry).await;
+}
+
+/// One Direct Get request answers a whole batch (NATS 2.11+), in order, limited by
+/// `batch`, with the server's count of what is left; past the end, nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_direct_get_answers_a_batch() {
+    let server = NatsServer::start();
+    let log = open(&server, "direct").await;
+    for i in 0..10 {
+        log.append(request(&format!("s{}", i % 2), &format!("e{i}"), None))
+            .await
+            .expect("append");
+    }
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let api = hayabusa_nats::api::Api::new(client, "DIRECT".into(), Duration::from_secs(2));
+    let all = hayabusa_nats::subject::all_events("direct");
+    let batch = api.next_batch_on(&all, 1, 4, 1 << 20).await.expect("batch");
+    let sequences: Vec<u64> = batch.messages.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, vec![1, 2, 3, 4], "the first four messages");
+    assert_eq!(batch.pending, Some(6), "six more messages match");
+    let rest = api
+        .next_batch_on(&all, 5, 100, 1 << 20)
+        .await
+        .expect("rest");
+    assert_eq!(rest.messages.len(), 6, "the rest in one answer");
+    assert_eq!(rest.pending, Some(0));
+    let one_stream = hayabusa_nats::subject::of_stream("direct", "s1");
+    let odd = api
+        .next_batch_on(&one_stream, 1, 100, 1 << 20)
+        .await
+        .expect("s1");
+    let sequences: Vec<u64> = odd.messages.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, vec![2, 4, 6, 8, 10], "one subject's messages");
+    let past = api
+        .next_batch_on(&all, 11, 100, 1 << 20)
+        .await
+        .expect("past");
+    assert!(past.messages.is_empty(), "nothing after the last message");
 }

@@ -42,6 +42,7 @@ where
     stream_revisions_increase_per_stream(fresh().await).await;
     read_stream_honours_after_and_limit(fresh().await).await;
     read_all_honours_after_and_limit(fresh().await).await;
+    long_reads_see_every_event_once(fresh().await).await;
     expected_version_any_always_admits(fresh().await).await;
     expected_version_no_stream(fresh().await).await;
     expected_version_exactly(fresh().await).await;
@@ -494,6 +495,68 @@ pub async fn read_all_honours_after_and_limit<L: EventLog + ?Sized>(log: Arc<L>)
         seen.extend(page);
     }
     assert_eq!(seen, all, "{what}: paging by 3 must see every event once");
+}
+
+/// Reads longer than an adapter's read batch (NATS asks for 256 messages per
+/// request): 700 appends of 1 to 3 events over three streams, read whole, in pages
+/// of several sizes (ending inside an append and between appends), and per stream.
+pub async fn long_reads_see_every_event_once<L: EventLog + ?Sized>(log: Arc<L>) {
+    let what = "long reads";
+    let streams = ["long-a", "long-b", "long-c"];
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for i in 0..700 {
+        let stream = streams[i % 3];
+        let batch = events(&format!("{stream}-{i}"), 1 + i * 7 % 3);
+        expected.extend(
+            batch
+                .iter()
+                .map(|event| (stream.to_owned(), event.event_type.clone())),
+        );
+        append_ok(&*log, request(stream, ExpectedVersion::Any, batch), what).await;
+    }
+    let labels = |events: &[RecordedEvent]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|event| (event.stream.clone(), event.event_type.clone()))
+            .collect()
+    };
+    let all = read_all_ok(&*log, 0, expected.len() + 10).await;
+    assert_eq!(labels(&all), expected, "{what}: one read of everything");
+    let p = positions_of(&all);
+    assert!(p.windows(2).all(|pair| pair[0] < pair[1]), "{what}: order");
+    for page in [1, 2, 255, 256, 257, 1000] {
+        let mut after = 0;
+        let mut seen = Vec::new();
+        loop {
+            let events = read_all_ok(&*log, after, page).await;
+            assert!(events.len() <= page, "{what}: page {page} holds too many");
+            let Some(last) = events.last() else { break };
+            after = last.position;
+            seen.extend(events);
+        }
+        assert_eq!(seen, all, "{what}: paging by {page} sees every event once");
+    }
+    for stream in streams {
+        let mine: Vec<RecordedEvent> = all
+            .iter()
+            .filter(|event| event.stream == stream)
+            .cloned()
+            .collect();
+        for page in [7, 300, 2000] {
+            let mut after = 0;
+            let mut seen = Vec::new();
+            loop {
+                let events = match log.read_stream(stream, after, page).await {
+                    Ok(events) => events,
+                    Err(error) => panic!("{what}: read_stream failed: {error}"),
+                };
+                let Some(last) = events.last() else { break };
+                after = last.stream_version;
+                seen.extend(events);
+            }
+            assert_eq!(seen, mine, "{what}: stream {stream} by {page}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -4,19 +4,20 @@
 //! with genuine `account_created`, `room_created`, … events and a valid secret and
 //! admin token); the server is stopped; then millions of real `message_posted` domain
 //! events (gapless `seq` per room, unique snowflake `message_id`s from a worker id the
-//! server does not use) are appended straight to `events.sqlite` through
-//! `SqliteEventLog`, in big batches from many rooms at once. The read models then lag
-//! the log by all those messages, as after a restore from a log backup.
+//! server does not use) are appended straight to the log — `events.sqlite` through
+//! `SqliteEventLog`, or the run's JetStream stream through `NatsEventLog` — in big
+//! batches from many rooms at once. The read models then lag the log by all those
+//! messages, as after a restore from a log backup.
 
 use crate::report::thousands;
-use crate::scenarios::{Context, events_file};
+use crate::scenarios::{Context, Engines, events_file};
 use crate::server::{ServerProcess, admin_token};
 use crate::setup;
 use anyhow::Context as _;
 use hayabusa_domain::ids::{Snowflake, SnowflakeLayout};
 use hayabusa_domain::{AccountId, Event, MessageId, RoomId};
 use hayabusa_sqlite::SqliteEventLog;
-use hayabusa_store::{AppendRequest, EventAppender, EventReader, ExpectedVersion, NewEvent};
+use hayabusa_store::{AppendRequest, EventLog, ExpectedVersion, NewEvent};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,8 +30,12 @@ const MEMBERS_PER_ROOM: usize = 4;
 pub struct BulkLog {
     /// The data directory (server stopped).
     pub dir: PathBuf,
-    /// The log's head: every event in it.
+    /// The engines holding the log (its nats-server) and the setup's read models.
+    pub engines: Engines,
+    /// The log's head position.
     pub head: u64,
+    /// The events in the log (positions are not dense on every backend).
+    pub events: u64,
     /// Messages appended per second while generating (big batches).
     pub append_rate: f64,
     /// The administrator's token.
@@ -47,9 +52,13 @@ pub struct BulkLog {
 pub async fn generate(context: &Context) -> anyhow::Result<BulkLog> {
     let sizes = &context.sizes;
     let dir = context.fresh_dir("bulk")?;
-    let server =
-        ServerProcess::start_hayabusa(&context.server, &dir, &context.log_path("bulk-setup"))
-            .await?;
+    let engines = context.engines().await;
+    let server = ServerProcess::start_hayabusa(
+        &context.server_on(&engines),
+        &dir,
+        &context.log_path("bulk-setup"),
+    )
+    .await?;
     let api = server.api()?;
     let admin_token = admin_token(&dir).await?;
     let admin = crate::client::Account {
@@ -76,8 +85,16 @@ pub async fn generate(context: &Context) -> anyhow::Result<BulkLog> {
         })
         .collect();
 
-    let path = events_file(&dir);
-    let log = Arc::new(tokio::task::spawn_blocking(move || SqliteEventLog::open(&path)).await??);
+    let log: Arc<dyn EventLog> = match &engines.nats {
+        Some(nats) => Arc::new(
+            hayabusa_nats::connect(&nats.url(), hayabusa_nats::NatsOptions::default()).await?,
+        ),
+        None => {
+            let path = events_file(&dir);
+            Arc::new(tokio::task::spawn_blocking(move || SqliteEventLog::open(&path)).await??)
+        }
+    };
+    let setup_events = count_events(&*log).await?;
     let layout = SnowflakeLayout::WIDE;
     let ids = Arc::new(Mutex::new(
         Snowflake::new(layout, layout.max_worker()).context("message id generator")?,
@@ -155,13 +172,29 @@ pub async fn generate(context: &Context) -> anyhow::Result<BulkLog> {
     );
     Ok(BulkLog {
         dir,
+        engines,
         head,
+        events: setup_events + messages,
         append_rate,
         admin_token,
         probe_room,
         bulk_rooms: bulk_rooms.iter().map(|(room, _)| room.0).collect(),
         messages_per_room: total / room_count,
     })
+}
+
+/// Counts the events in `log` by reading it through.
+async fn count_events(log: &dyn EventLog) -> anyhow::Result<u64> {
+    let mut after = 0;
+    let mut count = 0;
+    loop {
+        let page = log.read_all(after, 10_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = last.position;
+        count += page.len() as u64;
+    }
 }
 
 fn now_ms() -> u64 {

@@ -72,7 +72,6 @@ pub enum Scenario {
     Baseline,
 }
 
-/// Options of a benchmark run.
 /// The engines of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -80,6 +79,8 @@ pub enum Backend {
     Sqlite,
     /// The event log in SQLite, the read models in PostgreSQL.
     Postgres,
+    /// The event log on NATS JetStream, the read models in PostgreSQL.
+    NatsPostgres,
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -99,7 +100,9 @@ pub struct RunArgs {
     pub server_bin: Option<PathBuf>,
     /// The engines the server runs on: `sqlite` (the data directory's files),
     /// `postgres` (the read models in PostgreSQL: a fresh database per server, made
-    /// through `HAYABUSA_TEST_POSTGRES`, by default the local server as `postgres`).
+    /// through `HAYABUSA_TEST_POSTGRES`, by default the local server as `postgres`),
+    /// `nats-postgres` (also the event log on NATS JetStream: a nats-server per
+    /// server from `scripts/setup-tools`, `sync_interval: always`, on this machine).
     #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
     pub backend: Backend,
     /// Extra argument for `hayabusa serve` (repeatable), e.g. `--server-arg=--worker-id=1`.

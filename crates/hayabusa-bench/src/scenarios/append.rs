@@ -1,16 +1,21 @@
 //! `append`: raw event-log appends per second with fsync before acknowledgement,
 //! next to raw fsyncs per second on the same disk.
 //!
-//! Many concurrent appenders call `SqliteEventLog::append` directly (no HTTP, no
+//! Many concurrent appenders call the event log's `append` directly (no HTTP, no
 //! domain), each one event per request on its own stream, closed-loop: this measures
-//! throughput, and how many events the group commit puts behind one fsync. Then a
-//! loop of `write 4 KiB + fdatasync` in the same directory shows what the disk does
-//! per flush; the ratio of the two is what group commit buys.
+//! throughput, and (SQLite) how many events the group commit puts behind one fsync.
+//! On `nats-postgres` the log is `NatsEventLog` on a nats-server of its own
+//! (`sync_interval: always`: JetStream flushes before it acknowledges). Then a loop of
+//! `write 4 KiB + fdatasync` on the same disk shows what the disk does per flush; the
+//! ratio of the two is what batching flushes buys.
 
 use super::{Context, events_file};
+use crate::Backend;
 use crate::load::{self, quantile_ms};
 use crate::report::{Row, thousands};
 use hayabusa_domain::{AccountId, Event, MessageId, RoomId};
+use hayabusa_nats::NatsOptions;
+use hayabusa_nats::testkit::NatsServer;
 use hayabusa_sqlite::SqliteEventLog;
 use hayabusa_store::{AppendRequest, EventAppender, ExpectedVersion, NewEvent};
 use std::io::Write;
@@ -29,7 +34,8 @@ struct Appends {
     events: u64,
     elapsed: Duration,
     latency: hdrhistogram::Histogram<u64>,
-    events_per_fsync: f64,
+    /// Events per fsync (SQLite's group commit reports it; JetStream does not).
+    events_per_fsync: Option<f64>,
 }
 
 impl Appends {
@@ -42,16 +48,28 @@ impl Appends {
 pub async fn run(context: &Context) -> anyhow::Result<Row> {
     let sizes = &context.sizes;
     let dir = context.fresh_dir("append")?;
-    let many = appenders(&dir.join("many"), sizes.appenders, sizes.append_duration).await?;
+    let nats = context.args.backend == Backend::NatsPostgres;
+    let per_fsync = |appends: &Appends| {
+        appends
+            .events_per_fsync
+            .map_or_else(String::new, |per| format!(", {per:.1} events per fsync"))
+    };
+    let many = on_backend(
+        nats,
+        &dir.join("many"),
+        sizes.appenders,
+        sizes.append_duration,
+    )
+    .await?;
     eprintln!(
-        "  {} appenders: {:.0} events/s, {:.1} events per fsync, p50 {:.2} ms, p99 {:.2} ms",
+        "  {} appenders: {:.0} events/s{}, p50 {:.2} ms, p99 {:.2} ms",
         sizes.appenders,
         many.per_second(),
-        many.events_per_fsync,
+        per_fsync(&many),
         quantile_ms(&many.latency, 0.5),
         quantile_ms(&many.latency, 0.99)
     );
-    let one = appenders(&dir.join("one"), 1, sizes.append_duration / 2).await?;
+    let one = on_backend(nats, &dir.join("one"), 1, sizes.append_duration / 2).await?;
     eprintln!(
         "  1 appender: {:.0} events/s, p50 {:.2} ms",
         one.per_second(),
@@ -62,17 +80,26 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     let fsyncs = tokio::task::spawn_blocking(move || fsync_probe(&probe_dir, duration)).await??;
     eprintln!("  raw write 4 KiB + fdatasync: {fsyncs:.0}/s");
     let works = many.events > 0 && one.events > 0 && fsyncs > 0.0;
+    let engine = if nats {
+        "NatsEventLog on JetStream, sync_interval: always"
+    } else {
+        "SqliteEventLog directly"
+    };
     Ok(Row::new(
         "append",
         format!(
-            "event-log appends/s, fsync before ack, {} concurrent appenders (1 event each, SqliteEventLog directly)",
+            "event-log appends/s, fsync before ack, {} concurrent appenders (1 event each, {engine})",
             sizes.appenders
         ),
-        "group commit: far more appends/s than fsyncs/s",
+        if nats {
+            "≥ 20,000/s, next to the disk's fsyncs/s"
+        } else {
+            "group commit: far more appends/s than fsyncs/s"
+        },
         format!(
-            "{}/s, {:.1} events per fsync, p99 append {:.2} ms; 1 appender: {}/s",
+            "{}/s{}, p99 append {:.2} ms; 1 appender: {}/s",
             thousands(many.per_second()),
-            many.events_per_fsync,
+            per_fsync(&many),
             quantile_ms(&many.latency, 0.99),
             thousands(one.per_second())
         ),
@@ -85,12 +112,40 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     ))
 }
 
-/// `count` appenders on a new log in `dir`, each appending one event per request to
-/// its own stream until `duration` has passed.
-async fn appenders(dir: &Path, count: usize, duration: Duration) -> anyhow::Result<Appends> {
+/// `count` appenders on a new log of the run's backend (in `dir`, or on a nats-server
+/// of its own).
+async fn on_backend(
+    nats: bool,
+    dir: &Path,
+    count: usize,
+    duration: Duration,
+) -> anyhow::Result<Appends> {
+    if nats {
+        let server = tokio::task::spawn_blocking(NatsServer::start).await?;
+        let log = Arc::new(hayabusa_nats::connect(&server.url(), NatsOptions::default()).await?);
+        let appends = appenders(Arc::clone(&log) as Arc<dyn EventAppender>, count, duration).await;
+        drop(log);
+        tokio::task::spawn_blocking(move || drop(server)).await?;
+        return appends;
+    }
     std::fs::create_dir_all(dir)?;
     let path = events_file(dir);
     let log = Arc::new(tokio::task::spawn_blocking(move || SqliteEventLog::open(&path)).await??);
+    let mut appends =
+        appenders(Arc::clone(&log) as Arc<dyn EventAppender>, count, duration).await?;
+    appends.events_per_fsync = Some(log.stats().events_per_batch());
+    // Dropping the log joins its writer thread: do it off the runtime's workers.
+    tokio::task::spawn_blocking(move || drop(log)).await?;
+    Ok(appends)
+}
+
+/// `count` appenders on `log`, each appending one event per request to its own
+/// stream until `duration` has passed.
+async fn appenders(
+    log: Arc<dyn EventAppender>,
+    count: usize,
+    duration: Duration,
+) -> anyhow::Result<Appends> {
     let payload = sample_event().encode();
     let started = Instant::now();
     let deadline = started + duration;
@@ -128,15 +183,11 @@ async fn appenders(dir: &Path, count: usize, duration: Duration) -> anyhow::Resu
         events += appended;
         latency.add(&histogram)?;
     }
-    let elapsed = started.elapsed();
-    let stats = log.stats();
-    // Dropping the log joins its writer thread: do it off the runtime's workers.
-    tokio::task::spawn_blocking(move || drop(log)).await?;
     Ok(Appends {
         events,
-        elapsed,
+        elapsed: started.elapsed(),
         latency,
-        events_per_fsync: stats.events_per_batch(),
+        events_per_fsync: None,
     })
 }
 

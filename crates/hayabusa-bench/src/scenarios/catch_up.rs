@@ -12,11 +12,11 @@ use std::time::Instant;
 /// Rebuilds the bulk log's read models (in the run's read store) and reports the
 /// replay rate.
 pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
-    let (backends, _database) = context.backends().await;
+    let engines = context.engines_sharing_log(&bulk.engines).await;
     let started = Instant::now();
-    let position = hayabusa::rebuild(&bulk.dir, &backends).await?;
+    let position = hayabusa::rebuild(&bulk.dir, &engines.backends()).await?;
     let elapsed = started.elapsed();
-    let rate = position as f64 / elapsed.as_secs_f64();
+    let rate = bulk.events as f64 / elapsed.as_secs_f64();
     eprintln!(
         "  rebuilt up to {position} in {:.1} s: {rate:.0} events/s",
         elapsed.as_secs_f64()
@@ -25,7 +25,7 @@ pub async fn run(context: &Context, bulk: &BulkLog) -> anyhow::Result<Row> {
     let mut result = format!(
         "{} events/s ({} events in {:.1} s)",
         thousands(rate),
-        thousands(position as f64),
+        thousands(bulk.events as f64),
         elapsed.as_secs_f64()
     );
     if !works {

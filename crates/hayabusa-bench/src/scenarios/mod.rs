@@ -22,7 +22,9 @@ use crate::report::{Provenance, Row, thousands};
 use crate::server::{ServerBinary, ServerProcess, admin_token};
 use crate::{Backend, RunArgs, Scenario, Sizes, bulk_log};
 use anyhow::Context as _;
+use hayabusa_nats::testkit::NatsServer;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What every scenario gets.
@@ -37,12 +39,54 @@ pub struct Context {
     pub work: PathBuf,
 }
 
+/// The engines a server (or `hayabusa::rebuild`) of a run uses besides its data
+/// directory; dropping it stops the nats-server and drops the database.
+#[derive(Default)]
+pub struct Engines {
+    /// The nats-server holding the event log (shared by the servers of one log).
+    pub nats: Option<Arc<NatsServer>>,
+    /// The database holding the read models.
+    pub database: Option<hayabusa_postgres::testkit::TestDatabase>,
+}
+
+impl Engines {
+    /// The `hayabusa::Backends` that select these engines.
+    pub fn backends(&self) -> hayabusa::Backends {
+        use hayabusa::backends::{EventLogBackend, ReadStoreBackend, ServiceUrl};
+        let event_log = match &self.nats {
+            Some(nats) => EventLogBackend::Nats {
+                servers: ServiceUrl::new(nats.url()),
+                stream: hayabusa_nats::DEFAULT_STREAM.to_owned(),
+                replicas: 1,
+            },
+            None => EventLogBackend::Embedded,
+        };
+        let read_store = match &self.database {
+            Some(database) => {
+                ReadStoreBackend::Postgres(ServiceUrl::new(database.connection_string()))
+            }
+            None => ReadStoreBackend::Embedded,
+        };
+        hayabusa::Backends {
+            event_log,
+            read_store,
+        }
+    }
+}
+
+/// Starts a nats-server (off the runtime's workers: it waits for the server).
+async fn start_nats() -> NatsServer {
+    tokio::task::spawn_blocking(NatsServer::start)
+        .await
+        .expect("starting nats-server")
+}
+
 /// A server started for one scenario, with a client and the administrator's token.
 pub struct Started {
     /// The process.
     pub server: ServerProcess,
-    /// The server's own database, on PostgreSQL (kept while it runs).
-    pub _database: Option<hayabusa_postgres::testkit::TestDatabase>,
+    /// The server's own engines (kept while it runs).
+    pub _engines: Engines,
     /// A client for it.
     pub api: Api,
     /// The administrator's token (from `admin.token`).
@@ -65,54 +109,51 @@ impl Context {
     /// Starts `hayabusa serve` on a fresh data directory `name`.
     pub async fn start_server(&self, name: &str) -> anyhow::Result<Started> {
         let data_dir = self.fresh_dir(name)?;
-        let (binary, database) = self.server_on_backend().await;
+        let engines = self.engines().await;
+        let binary = self.server_on(&engines);
         let server =
             ServerProcess::start_hayabusa(&binary, &data_dir, &self.log_path(name)).await?;
         let admin_token = admin_token(&data_dir).await?;
         let api = server.api()?;
         Ok(Started {
             server,
-            _database: database,
+            _engines: engines,
             api,
             admin_token,
         })
     }
 
-    /// The server binary with the flags of this run's backend, and the fresh
-    /// database it is to use (PostgreSQL).
-    pub async fn server_on_backend(
-        &self,
-    ) -> (
-        ServerBinary,
-        Option<hayabusa_postgres::testkit::TestDatabase>,
-    ) {
-        let (backends, database) = self.backends().await;
+    /// The server binary with the flags that put it on `engines`.
+    pub fn server_on(&self, engines: &Engines) -> ServerBinary {
         let mut binary = self.server.clone();
-        binary.extra_args.extend(backends.to_args());
-        (binary, database)
+        binary.extra_args.extend(engines.backends().to_args());
+        binary
     }
 
-    /// The engines of this run (for a server, or for `hayabusa::rebuild` to replay
-    /// into), with the fresh database they use (PostgreSQL).
-    pub async fn backends(
-        &self,
-    ) -> (
-        hayabusa::Backends,
-        Option<hayabusa_postgres::testkit::TestDatabase>,
-    ) {
-        match self.args.backend {
-            Backend::Sqlite => (hayabusa::Backends::default(), None),
-            Backend::Postgres => {
-                let database = hayabusa_postgres::testkit::TestDatabase::create().await;
-                let backends = hayabusa::Backends {
-                    read_store: hayabusa::backends::ReadStoreBackend::Postgres(
-                        hayabusa::backends::ServiceUrl::new(database.connection_string()),
-                    ),
-                    ..hayabusa::Backends::default()
-                };
-                (backends, Some(database))
+    /// Fresh engines of this run's backend: a new database (PostgreSQL) and a new
+    /// nats-server (JetStream, `sync_interval: always`), as the backend needs.
+    pub async fn engines(&self) -> Engines {
+        let nats = match self.args.backend {
+            Backend::NatsPostgres => Some(Arc::new(start_nats().await)),
+            Backend::Sqlite | Backend::Postgres => None,
+        };
+        self.engines_on_log(nats).await
+    }
+
+    /// Engines sharing the event log of `log` (its nats-server, if any) with a fresh
+    /// read store.
+    pub async fn engines_sharing_log(&self, log: &Engines) -> Engines {
+        self.engines_on_log(log.nats.clone()).await
+    }
+
+    async fn engines_on_log(&self, nats: Option<Arc<NatsServer>>) -> Engines {
+        let database = match self.args.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres | Backend::NatsPostgres => {
+                Some(hayabusa_postgres::testkit::TestDatabase::create().await)
             }
-        }
+        };
+        Engines { nats, database }
     }
 
     /// The post/read ladder of this run.

@@ -3,4 +3,6 @@
 //! `event_log::run_all(|| async { MyLog::open(...) }).await`.
 
 pub mod event_log;
+pub mod persistent;
+pub mod random_batches;
 pub mod read_store;

@@ -128,6 +128,18 @@ impl NatsServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The configuration of JetStream stream `stream` on this server, or None if
+    /// there is no such stream.
+    pub async fn stream_config(&self, stream: &str) -> Option<serde_json::Value> {
+        let client = async_nats::connect(self.url())
+            .await
+            .unwrap_or_else(|error| panic!("connect to {}: {error}", self.url()));
+        crate::api::Api::new(client, stream.to_owned(), Duration::from_secs(5))
+            .stream_config()
+            .await
+            .unwrap_or_else(|error| panic!("stream info of {stream}: {error}"))
+    }
+
     fn config(&self) -> String {
         let mut config = format!(
             "listen: \"127.0.0.1:{port}\"\nserver_name: \"hayabusa-test-{port}\"\n",

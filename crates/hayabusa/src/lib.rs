@@ -80,13 +80,30 @@ impl Config {
 }
 
 /// Which engines hold the event log and the read models (the embedded SQLite files
-/// of the data directory by default).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// of the data directory by default), and how the log keeps idempotency keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backends {
     /// The event log.
     pub event_log: backends::EventLogBackend,
     /// The read models.
     pub read_store: backends::ReadStoreBackend,
+    /// How many hours the event log keeps an idempotency key: a retry with the key
+    /// within them returns the first attempt's result, after them it appends again
+    /// (JetStream's duplicate window is set to the same).
+    pub idempotency_key_hours: u64,
+}
+
+/// The default of [`Backends::idempotency_key_hours`].
+pub const DEFAULT_IDEMPOTENCY_KEY_HOURS: u64 = 24;
+
+impl Default for Backends {
+    fn default() -> Self {
+        Backends {
+            event_log: backends::EventLogBackend::default(),
+            read_store: backends::ReadStoreBackend::default(),
+            idempotency_key_hours: DEFAULT_IDEMPOTENCY_KEY_HOURS,
+        }
+    }
 }
 
 impl Backends {
@@ -113,7 +130,18 @@ impl Backends {
         if let ReadStoreBackend::Postgres(url) = &self.read_store {
             args.extend(["--read-store".to_string(), url.expose().to_string()]);
         }
+        if self.idempotency_key_hours != DEFAULT_IDEMPOTENCY_KEY_HOURS {
+            args.extend([
+                "--idempotency-key-hours".to_string(),
+                self.idempotency_key_hours.to_string(),
+            ]);
+        }
         args
+    }
+
+    /// [`Backends::idempotency_key_hours`] as a duration.
+    pub fn idempotency_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.idempotency_key_hours.saturating_mul(3600))
     }
 }
 
@@ -133,8 +161,14 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
     use backends::{EventLogBackend, ReadStoreBackend};
     let log: Arc<dyn EventLog> = match &backends.event_log {
         EventLogBackend::Embedded => Arc::new(
-            hayabusa_sqlite::SqliteEventLog::open(&dir.join(data_dir::EVENTS_FILE))
-                .with_context(|| format!("opening the event log in {}", dir.display()))?,
+            hayabusa_sqlite::SqliteEventLog::open_with_settings(
+                &dir.join(data_dir::EVENTS_FILE),
+                hayabusa_sqlite::LogSettings {
+                    idempotency_expiry: backends.idempotency_expiry(),
+                    ..hayabusa_sqlite::LogSettings::default()
+                },
+            )
+            .with_context(|| format!("opening the event log in {}", dir.display()))?,
         ),
         EventLogBackend::Nats {
             servers,
@@ -155,6 +189,7 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             let options = hayabusa_nats::NatsOptions {
                 stream: stream.clone(),
                 replicas: *replicas,
+                idempotency_expiry: backends.idempotency_expiry(),
                 ..hayabusa_nats::NatsOptions::default()
             };
             Arc::new(

@@ -192,6 +192,15 @@ struct StoreArgs {
         hide_env_values = true
     )]
     read_store: Option<String>,
+    /// Hours the event log keeps an idempotency key: a retried request with the same
+    /// key within them gets the first attempt's answer, after them it is new.
+    #[arg(
+        long,
+        env = "HAYABUSA_IDEMPOTENCY_KEY_HOURS",
+        default_value_t = hayabusa::DEFAULT_IDEMPOTENCY_KEY_HOURS,
+        value_parser = clap::value_parser!(u64).range(1..=8760)
+    )]
+    idempotency_key_hours: u64,
 }
 
 impl StoreArgs {
@@ -203,6 +212,7 @@ impl StoreArgs {
                 self.event_log_replicas,
             )?,
             read_store: hayabusa::backends::ReadStoreBackend::parse(self.read_store.as_deref())?,
+            idempotency_key_hours: self.idempotency_key_hours,
         })
     }
 }

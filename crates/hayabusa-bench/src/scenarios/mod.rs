@@ -70,6 +70,7 @@ impl Engines {
         hayabusa::Backends {
             event_log,
             read_store,
+            ..hayabusa::Backends::default()
         }
     }
 }

@@ -230,3 +230,51 @@ async fn a_killed_nats_server_loses_no_acknowledged_post_and_the_server_recovers
     );
     app.stop().await;
 }
+
+/// `--idempotency-key-hours` reaches the log: the server creates its JetStream
+/// stream with that duplicate window (the window is how long JetStream refuses a
+/// second message with a key). A value outside 1 to 8760 is refused, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idempotency_key_expiry_is_the_streams_duplicate_window() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hayabusa"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--event-log", &nats.url(), "--idempotency-key-hours", "2"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let started = std::time::Instant::now();
+    let config = loop {
+        if let Some(config) = nats.stream_config("HAYABUSA").await {
+            break config;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the server never created its stream"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let two_hours_ns = 2 * 3600 * 1_000_000_000_i64;
+    assert_eq!(config["duplicate_window"].as_i64(), Some(two_hours_ns));
+
+    for bad in ["0", "8761", "soon"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hayabusa"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .args(["--idempotency-key-hours", bad])
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{bad} is refused");
+        assert!(
+            stderr.contains("--idempotency-key-hours"),
+            "the refusal of {bad} names the flag: {stderr}"
+        );
+    }
+}

@@ -58,8 +58,8 @@ use tokio::task::JoinHandle;
 pub const DEFAULT_STREAM: &str = "HAYABUSA";
 /// The default subject prefix.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "hb";
-/// The default idempotency expiry: keys are kept this long.
-pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// The default idempotency expiry: keys are kept this long (the port's default).
+pub use hayabusa_store::DEFAULT_IDEMPOTENCY_EXPIRY;
 
 /// The default number of messages per read request.
 pub const DEFAULT_READ_BATCH: usize = 256;

@@ -211,8 +211,8 @@ impl Default for IndexSettings {
     }
 }
 
-/// How long idempotency keys are kept by default.
-pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long idempotency keys are kept by default (the port's default).
+pub use hayabusa_store::DEFAULT_IDEMPOTENCY_EXPIRY;
 
 /// Everything that can be tuned when opening the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

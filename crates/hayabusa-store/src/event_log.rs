@@ -33,7 +33,12 @@
 
 use crate::error::StoreError;
 use async_trait::async_trait;
+use std::time::Duration;
 use tokio::sync::watch;
+
+/// How long an adapter keeps idempotency keys unless told otherwise (every adapter
+/// has the expiry; see the module documentation).
+pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A global position in the log: increasing, not dense. 0 means "before the first event".
 pub type Position = u64;

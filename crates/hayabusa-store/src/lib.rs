@@ -13,8 +13,8 @@ pub use blob::{BlobStore, MemoryBlobStore};
 pub use canonical::{CanonicalDump, status_of};
 pub use error::StoreError;
 pub use event_log::{
-    AppendRequest, Appended, EventAppender, EventLog, EventReader, ExpectedVersion, IdempotencyKey,
-    NewEvent, Position, RecordedEvent,
+    AppendRequest, Appended, DEFAULT_IDEMPOTENCY_EXPIRY, EventAppender, EventLog, EventReader,
+    ExpectedVersion, IdempotencyKey, NewEvent, Position, RecordedEvent,
 };
 pub use read_model::{
     AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,

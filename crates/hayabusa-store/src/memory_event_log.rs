@@ -25,8 +25,8 @@ pub struct MemoryEventLog {
     idempotency_expiry: Duration,
 }
 
-/// How long idempotency keys are kept by default, as by the other adapters.
-pub const DEFAULT_IDEMPOTENCY_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long idempotency keys are kept by default (the port's default).
+pub use crate::event_log::DEFAULT_IDEMPOTENCY_EXPIRY;
 
 /// Everything behind the lock.
 #[derive(Debug, Default)]

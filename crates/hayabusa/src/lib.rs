@@ -93,8 +93,9 @@ pub struct Backends {
     pub idempotency_key_hours: u64,
 }
 
-/// The default of [`Backends::idempotency_key_hours`].
-pub const DEFAULT_IDEMPOTENCY_KEY_HOURS: u64 = 24;
+/// The default of [`Backends::idempotency_key_hours`]: the event log port's default.
+pub const DEFAULT_IDEMPOTENCY_KEY_HOURS: u64 =
+    hayabusa_store::DEFAULT_IDEMPOTENCY_EXPIRY.as_secs() / 3600;
 
 impl Default for Backends {
     fn default() -> Self {

@@ -15,7 +15,6 @@ use crate::load::{self, quantile_ms};
 use crate::report::{Row, thousands};
 use hayabusa_domain::{AccountId, Event, MessageId, RoomId};
 use hayabusa_nats::NatsOptions;
-use hayabusa_nats::testkit::NatsServer;
 use hayabusa_sqlite::SqliteEventLog;
 use hayabusa_store::{AppendRequest, EventAppender, ExpectedVersion, NewEvent};
 use std::io::Write;
@@ -121,7 +120,7 @@ async fn on_backend(
     duration: Duration,
 ) -> anyhow::Result<Appends> {
     if nats {
-        let server = tokio::task::spawn_blocking(NatsServer::start).await?;
+        let server = super::start_nats().await;
         let log = Arc::new(hayabusa_nats::connect(&server.url(), NatsOptions::default()).await?);
         let appends = appenders(Arc::clone(&log) as Arc<dyn EventAppender>, count, duration).await;
         drop(log);

@@ -41,7 +41,6 @@ pub struct Context {
 
 /// The engines a server (or `hayabusa::rebuild`) of a run uses besides its data
 /// directory; dropping it stops the nats-server and drops the database.
-#[derive(Default)]
 pub struct Engines {
     /// The nats-server holding the event log (shared by the servers of one log).
     pub nats: Option<Arc<NatsServer>>,
@@ -76,7 +75,7 @@ impl Engines {
 }
 
 /// Starts a nats-server (off the runtime's workers: it waits for the server).
-async fn start_nats() -> NatsServer {
+pub async fn start_nats() -> NatsServer {
     tokio::task::spawn_blocking(NatsServer::start)
         .await
         .expect("starting nats-server")

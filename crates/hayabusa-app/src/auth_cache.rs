@@ -158,22 +158,37 @@ impl AuthCache {
     /// Called by the projector after committing `changes` up to `position` and before
     /// announcing it.
     pub fn invalidate(&self, changes: &[Change], position: Position) {
+        let (put, tokens) = accounts_changed(changes);
+        self.invalidate_accounts(&put, &tokens, position);
+    }
+
+    /// [`AuthCache::invalidate`] by what changed: the accounts whose row was put
+    /// again and those whose token changed (from a commit notice of another node's
+    /// projector).
+    pub fn invalidate_accounts(&self, put: &[AccountId], tokens: &[AccountId], position: Position) {
         let mut state = self.state.lock();
-        for change in changes {
-            match change {
-                // Only a rebuild puts an existing account again; a new one is not cached.
-                Change::PutAccount(account) => state.forget(account.account_id),
-                Change::SetTokenHash { account_id, .. } => {
-                    state.epoch += 1;
-                    state.forget(*account_id);
-                    let _ = self.token_changes.send(*account_id);
-                }
-                _ => {}
-            }
+        for account in put {
+            state.forget(*account);
+        }
+        for account in tokens {
+            state.epoch += 1;
+            state.forget(*account);
+            let _ = self.token_changes.send(*account);
         }
         if !state.pending.is_empty() {
             state.pending.retain(|_, (at, _)| *at > position);
         }
+    }
+
+    /// Drops every cached account, for a follower that may have missed
+    /// invalidations up to `position`. Open connections cannot be told which token
+    /// changed: they are left to the next invalidation they hear of.
+    pub fn clear(&self, position: Position) {
+        let mut state = self.state.lock();
+        state.epoch += 1;
+        state.by_hash.clear();
+        state.hash_of.clear();
+        state.pending.retain(|_, (at, _)| *at > position);
     }
 
     /// How many accounts are cached (for tests).
@@ -185,6 +200,21 @@ impl AuthCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The accounts whose row `changes` put again (only a rebuild puts an existing
+/// account again; a new one is not cached) and those whose token they change.
+pub fn accounts_changed(changes: &[Change]) -> (Vec<AccountId>, Vec<AccountId>) {
+    let mut put = Vec::new();
+    let mut tokens = Vec::new();
+    for change in changes {
+        match change {
+            Change::PutAccount(account) => put.push(account.account_id),
+            Change::SetTokenHash { account_id, .. } => tokens.push(*account_id),
+            _ => {}
+        }
+    }
+    (put, tokens)
 }
 
 #[cfg(test)]

@@ -22,14 +22,23 @@
 //!
 //! Memory is bounded: positions the projection has reached are forgotten whenever the
 //! map has doubled since the last sweep.
+//!
+//! **Across processes.** The tracker knows only this process's writes. On a log that
+//! other processes append to ([`EventReader::is_shared`]), every request first learns
+//! the log's acknowledged head from the log itself ([`AckTracker::observe_log`],
+//! called by authentication) and waits until the read models reach it. The reads of
+//! the head are coalesced by a [`HeadBarrier`]: one read in flight at a time, serving
+//! every request that arrived before it began, so the cost is one round trip to the
+//! log's leader per round trip, not per request.
 
 use crate::error::AppError;
 use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::{AccountId, Event, RoomId};
-use hayabusa_store::{Position, ReadModelQueries};
+use hayabusa_store::{EventReader, Position, ReadModelQueries, StoreError};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -160,6 +169,87 @@ pub struct AckTracker {
     floor: AtomicU64,
     projection: ProjectionWatch,
     max_wait: Duration,
+    /// Reads of a shared log's head (None: only this process appends).
+    barrier: Option<Arc<HeadBarrier>>,
+}
+
+/// Coalesced reads of a shared log's acknowledged head: [`HeadBarrier::head`]
+/// answers with a head read that began after the call did, and at most one read is in
+/// flight; the calls that arrive meanwhile share the next one.
+pub struct HeadBarrier {
+    log: Arc<dyn EventReader>,
+    timeout: Duration,
+    state: Mutex<BarrierState>,
+}
+
+#[derive(Default)]
+struct BarrierState {
+    /// A read (or the task that starts the next one) is running.
+    running: bool,
+    /// Callers waiting for a read that has not begun.
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<Position, String>>>,
+}
+
+impl std::fmt::Debug for HeadBarrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadBarrier").finish_non_exhaustive()
+    }
+}
+
+impl HeadBarrier {
+    /// Reads of `log`'s head, each bounded by `timeout`.
+    pub fn new(log: Arc<dyn EventReader>, timeout: Duration) -> Arc<Self> {
+        Arc::new(HeadBarrier {
+            log,
+            timeout,
+            state: Mutex::new(BarrierState::default()),
+        })
+    }
+
+    /// A head at least as high as every append acknowledged before this call.
+    pub async fn head(self: &Arc<Self>) -> Result<Position, AppError> {
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut state = self.state.lock();
+            state.waiting.push(sender);
+            !std::mem::replace(&mut state.running, true)
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).pump());
+        }
+        match answer.await {
+            Ok(Ok(head)) => Ok(head),
+            Ok(Err(reason)) => Err(AppError::Store(StoreError::Unavailable(reason))),
+            Err(_) => Err(AppError::Store(StoreError::Unavailable(
+                "the event log head reader stopped".into(),
+            ))),
+        }
+    }
+
+    /// Reads the head for everyone waiting, again while anyone arrived meanwhile.
+    async fn pump(self: Arc<Self>) {
+        loop {
+            let waiting = {
+                let mut state = self.state.lock();
+                if state.waiting.is_empty() {
+                    state.running = false;
+                    return;
+                }
+                std::mem::take(&mut state.waiting)
+            };
+            let started = std::time::Instant::now();
+            let head = match tokio::time::timeout(self.timeout, self.log.durable_head()).await {
+                Ok(Ok(head)) => Ok(head),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err("timed out reading the event log head".to_owned()),
+            };
+            metrics::histogram!("hayabusa_log_head_read_seconds")
+                .record(started.elapsed().as_secs_f64());
+            for sender in waiting {
+                let _ = sender.send(head.clone());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Acked {
@@ -182,7 +272,32 @@ impl AckTracker {
             floor: AtomicU64::new(0),
             projection,
             max_wait,
+            barrier: None,
         }
+    }
+
+    /// Makes [`AckTracker::observe_log`] learn `log`'s head before every request
+    /// (for a log that other processes append to).
+    pub fn with_shared_log(mut self, log: Arc<dyn EventReader>) -> Self {
+        self.barrier = Some(HeadBarrier::new(log, self.max_wait));
+        self
+    }
+
+    /// On a shared log: reads the log's acknowledged head (coalesced with other
+    /// requests), counts it as acknowledged under every key, and waits until the read
+    /// models reach it, so that this request sees every write any process
+    /// acknowledged before it began. Nothing to do on a log only this process
+    /// appends to.
+    pub async fn observe_log(&self) -> Result<(), AppError> {
+        let Some(barrier) = &self.barrier else {
+            return Ok(());
+        };
+        let head = barrier.head().await?;
+        self.acknowledge_all_up_to(head);
+        if head > self.projection.current() {
+            self.wait_for(head).await?;
+        }
+        Ok(())
     }
 
     /// Records that `events`, appended up to `position` (the append's last event), are

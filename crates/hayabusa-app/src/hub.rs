@@ -3,8 +3,8 @@
 //! waiter re-reads its ops from the read store — so a lost or duplicate wake-up can
 //! delay an op but never lose or repeat one.
 //!
-//! A port, so that a NATS-backed hub (core pub/sub subjects per room and account) can
-//! replace the in-process one when gateways and projectors run in different processes.
+//! In a cluster the projector runs elsewhere: each API node's commit-feed follower
+//! ([`crate::follower`]) publishes the wake-ups of every batch to its own hub.
 
 use hayabusa_domain::{AccountId, RoomId};
 use hayabusa_store::{Change, Position};
@@ -55,10 +55,25 @@ pub fn wakeups_for(changes: &[Change], position: Position) -> Vec<Wakeup> {
         .collect()
 }
 
+/// The rooms and the accounts of `wakeups`.
+pub fn split_wakeups(wakeups: &[Wakeup]) -> (Vec<RoomId>, Vec<AccountId>) {
+    let mut rooms = Vec::new();
+    let mut accounts = Vec::new();
+    for wakeup in wakeups {
+        match wakeup {
+            Wakeup::Room(room, _) => rooms.push(*room),
+            Wakeup::Account(account, _) => accounts.push(*account),
+        }
+    }
+    (rooms, accounts)
+}
+
 /// Publishes and delivers wake-ups.
 pub trait WakeupHub: Send + Sync {
     /// Wakes the waiters concerned by any of `wakeups`.
     fn publish(&self, wakeups: &[Wakeup]);
+    /// Wakes every waiter (after wake-ups may have been lost: each re-reads its ops).
+    fn wake_all(&self);
     /// Registers a waiter for `account` and its `rooms`. Wake-ups published after this
     /// call are never missed by the returned subscription.
     fn subscribe(&self, account: AccountId, rooms: Vec<RoomId>) -> Subscription;
@@ -153,6 +168,12 @@ impl WakeupHub for InProcessHub {
                     notify.notify_one();
                 }
             }
+        }
+    }
+
+    fn wake_all(&self) {
+        for (_, _, notify) in self.registry.lock().waiters.values() {
+            notify.notify_one();
         }
     }
 

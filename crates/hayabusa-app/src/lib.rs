@@ -8,8 +8,10 @@ pub mod clock;
 pub mod commands;
 pub mod consistency;
 pub mod error;
+pub mod follower;
 pub mod hub;
 pub mod idempotency;
+pub mod leased;
 pub mod ops;
 pub mod page_cache;
 pub mod projection_watch;
@@ -28,15 +30,17 @@ pub use commands::{
 };
 pub use consistency::AckTracker;
 pub use error::AppError;
+pub use follower::Follower;
 pub use hub::{InProcessHub, WakeupHub};
+pub use leased::{LeaseSettings, run_leased_projector};
 pub use page_cache::PageCache;
 pub use projection_watch::ProjectionWatch;
-pub use projector::{Projector, ProjectorDelay, rebuild};
+pub use projector::{Projector, ProjectorDelay, Stopped, rebuild};
 pub use queries::{LIST_LIMIT, Queries};
 pub use sync::SyncService;
 pub use tokens::{TokenSecret, hash_token};
 
-use hayabusa_store::{BlobStore, EventLog, ReadStore};
+use hayabusa_store::{BlobStore, CommitFeed, EventLog, ReadStore};
 use std::sync::Arc;
 
 /// Everything the API needs, built from the ports.
@@ -53,6 +57,8 @@ pub struct App {
     pub blobs: Arc<dyn BlobStore>,
     /// The event log (for health and head position).
     pub log: Arc<dyn EventLog>,
+    /// The read store (for readiness checks).
+    pub read: Arc<dyn ReadStore>,
     /// The rendered latest-messages pages (the queries fill it, the projector
     /// invalidates it); here for tests and metrics.
     pub pages: Arc<PageCache>,
@@ -85,20 +91,59 @@ pub struct AppParts {
 }
 
 impl App {
-    /// Builds the app and its projector; the caller runs [`Projector::run`].
+    /// Builds the app and its projector (a process projecting into a read store of
+    /// its own); the caller runs [`Projector::run`].
     pub async fn build(parts: AppParts) -> Result<(App, Projector), AppError> {
         let projector = Projector::new(parts.log.clone(), parts.read.clone())
             .await?
             .with_hub(parts.hub.clone())
-            .with_delay(parts.projector_delay);
+            .with_delay(parts.projector_delay.clone());
         let pages = Arc::new(PageCache::new(parts.page_cache_rooms, projector.watch()));
-        let projector = projector.with_page_cache(pages.clone());
         let auth_cache = Arc::new(AuthCache::new(
             auth_cache::DEFAULT_CAPACITY,
             projector.watch(),
         ));
-        let projector = projector.with_auth_cache(auth_cache.clone());
-        let writes = Arc::new(AckTracker::new(projector.watch(), parts.max_read_wait));
+        let watch = projector.watch();
+        let projector = projector
+            .with_page_cache(pages.clone())
+            .with_auth_cache(auth_cache.clone());
+        let app = Self::assemble(parts, pages, auth_cache, watch);
+        Ok((app, projector))
+    }
+
+    /// Builds the app of a cluster node, whose read models some process holding the
+    /// projector lease projects ([`run_leased_projector`]), and the follower of that
+    /// projector's commit `feed` that keeps the app's caches and position true; the
+    /// caller runs [`Follower::run`].
+    pub async fn build_following(
+        parts: AppParts,
+        feed: Arc<dyn CommitFeed>,
+    ) -> Result<(App, Follower), AppError> {
+        let follower = Follower::new(parts.read.clone(), feed, parts.hub.clone()).await?;
+        let pages = Arc::new(PageCache::new(parts.page_cache_rooms, follower.watch()));
+        let auth_cache = Arc::new(AuthCache::new(
+            auth_cache::DEFAULT_CAPACITY,
+            follower.watch(),
+        ));
+        let watch = follower.watch();
+        let follower = follower
+            .with_page_cache(pages.clone())
+            .with_auth_cache(auth_cache.clone());
+        let app = Self::assemble(parts, pages, auth_cache, watch);
+        Ok((app, follower))
+    }
+
+    fn assemble(
+        parts: AppParts,
+        pages: Arc<PageCache>,
+        auth_cache: Arc<AuthCache>,
+        watch: ProjectionWatch,
+    ) -> App {
+        let mut writes = AckTracker::new(watch, parts.max_read_wait);
+        if parts.log.is_shared() {
+            writes = writes.with_shared_log(parts.log.clone());
+        }
+        let writes = Arc::new(writes);
         // What the log holds now was acknowledged by an earlier process (or another
         // node): reads wait for the projector to reach it too.
         writes.acknowledge_all_up_to(parts.log.head());
@@ -119,19 +164,22 @@ impl App {
             writes.clone(),
             parts.hub,
         );
-        let queries = Queries::new(parts.read, parts.log.clone(), writes.clone(), pages.clone())
-            .with_auth_cache(auth_cache);
-        Ok((
-            App {
-                commands,
-                queries,
-                writes,
-                sync,
-                blobs: parts.blobs,
-                log: parts.log,
-                pages,
-            },
-            projector,
-        ))
+        let queries = Queries::new(
+            parts.read.clone(),
+            parts.log.clone(),
+            writes.clone(),
+            pages.clone(),
+        )
+        .with_auth_cache(auth_cache);
+        App {
+            commands,
+            queries,
+            writes,
+            sync,
+            blobs: parts.blobs,
+            log: parts.log,
+            read: parts.read,
+            pages,
+        }
     }
 }

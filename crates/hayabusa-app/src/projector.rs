@@ -4,6 +4,12 @@
 //!
 //! After every batch it publishes the position it reached on a watch channel, which
 //! is what reads wait on to see every acknowledged write ([`crate::consistency`]).
+//!
+//! In a cluster the projector holds the projector lease ([`crate::leased`]): its
+//! batches are fenced by the lease ([`ReadModelWriter::apply_fenced`]), and instead
+//! of touching this process's caches it publishes a [`Committed`] notice after each
+//! batch, which every API node's [`crate::follower::Follower`] (this node's too)
+//! turns into cache invalidations, its projection position and sync wake-ups.
 
 use crate::auth_cache::AuthCache;
 use crate::error::AppError;
@@ -12,8 +18,8 @@ use crate::page_cache::{PageCache, Touched, touched_by};
 use crate::projection_watch::ProjectionWatch;
 use hayabusa_domain::{Event, decode_event};
 use hayabusa_store::{
-    AccountRow, Change, ContactRequestRow, EventReader, FileRow, LinkRow, MessageRow, Position,
-    ReadModelWriter, RecordedEvent, RoomRow, StoreError, TaskRow,
+    AccountRow, Change, CommitFeed, Committed, ContactRequestRow, EventReader, FileRow, LinkRow,
+    MessageRow, Position, ReadModelWriter, RecordedEvent, RoomRow, StoreError, TaskRow,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -417,6 +423,21 @@ pub struct Projector {
     auth: Option<Arc<AuthCache>>,
     min_batch_interval: Duration,
     delay: ProjectorDelay,
+    /// Where commit notices go (a cluster), instead of this process's caches.
+    feed: Option<Arc<dyn CommitFeed>>,
+    /// The projector lease's fence this projector holds (a cluster).
+    fence: Option<u64>,
+}
+
+/// Why [`Projector::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// The read store refused a batch: another projector holds the lease now.
+    Fenced,
+    /// The log's head watch closed (the log is gone).
+    LogClosed,
 }
 
 impl Projector {
@@ -436,7 +457,23 @@ impl Projector {
             auth: None,
             min_batch_interval: MIN_BATCH_INTERVAL,
             delay: ProjectorDelay::default(),
+            feed: None,
+            fence: None,
         })
+    }
+
+    /// Publishes a [`Committed`] notice to `feed` after every batch (best effort).
+    pub fn with_feed(mut self, feed: Arc<dyn CommitFeed>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
+    /// Applies every batch fenced by the projector lease's `fence`: once another
+    /// projector acquired the lease, the next batch is refused and [`Projector::run`]
+    /// returns [`Stopped::Fenced`].
+    pub fn with_fence(mut self, fence: u64) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// Publishes wake-ups to `hub` after every batch.
@@ -474,7 +511,7 @@ impl Projector {
 
     /// Whether batches are read for live consumers (wake-ups, cached pages).
     fn live(&self) -> bool {
-        self.hub.is_some() || self.pages.is_some()
+        self.hub.is_some() || self.pages.is_some() || self.feed.is_some()
     }
 
     /// Watches the projected position.
@@ -506,8 +543,9 @@ impl Projector {
     }
 
     async fn apply(&self, batch: Batch) -> Result<(), AppError> {
-        let token_changes: Vec<Change> = match &self.auth {
-            Some(_) => batch
+        let token_changes: Vec<Change> = match (&self.auth, &self.feed) {
+            (None, None) => Vec::new(),
+            _ => batch
                 .changes
                 .iter()
                 .filter(|change| {
@@ -515,12 +553,38 @@ impl Projector {
                 })
                 .cloned()
                 .collect(),
-            None => Vec::new(),
         };
+        let from = *self.sender.borrow();
         let started = std::time::Instant::now();
-        self.store.apply(batch.changes, batch.last).await?;
+        match self.fence {
+            Some(fence) => {
+                self.store
+                    .apply_fenced(batch.changes, batch.last, fence)
+                    .await?
+            }
+            None => self.store.apply(batch.changes, batch.last).await?,
+        }
         metrics::histogram!("hayabusa_projector_apply_seconds")
             .record(started.elapsed().as_secs_f64());
+        if let Some(feed) = &self.feed {
+            let (accounts, tokens) = crate::auth_cache::accounts_changed(&token_changes);
+            let (wake_rooms, wake_accounts) = crate::hub::split_wakeups(&batch.wakeups);
+            let notice = Committed {
+                from,
+                to: batch.last,
+                rooms: batch.touched.rooms.clone(),
+                everything: batch.touched.everything,
+                accounts,
+                tokens,
+                wake_rooms,
+                wake_accounts,
+                wake_all: false,
+            };
+            // A lost notice delays followers until they see the gap (see the feed).
+            if let Err(error) = feed.publish(&notice).await {
+                tracing::warn!(%error, "could not publish a commit notice");
+            }
+        }
         if let Some(auth) = &self.auth {
             auth.invalidate(&token_changes, batch.last);
         }
@@ -550,7 +614,7 @@ impl Projector {
 
     /// Runs until `shutdown` resolves: projects new events as the log's head moves.
     /// Store errors are logged and retried with backoff; nothing is skipped.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Stopped {
         let mut head = self.log.subscribe();
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(10);
@@ -559,7 +623,7 @@ impl Projector {
             if !delay.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = &mut shutdown => return,
+                    _ = &mut shutdown => return Stopped::Shutdown,
                 }
             }
             let started = tokio::time::Instant::now();
@@ -570,17 +634,21 @@ impl Projector {
                         // Busy: let the next batch gather what arrives meanwhile.
                         tokio::select! {
                             _ = tokio::time::sleep_until(started + self.min_batch_interval) => {}
-                            _ = &mut shutdown => return,
+                            _ = &mut shutdown => return Stopped::Shutdown,
                         }
                     }
                     continue;
                 }
                 Ok(None) => {}
+                Err(AppError::Store(StoreError::Fenced(reason))) => {
+                    tracing::warn!(%reason, "projector fenced off: another projector took over");
+                    return Stopped::Fenced;
+                }
                 Err(error) => {
                     tracing::error!(%error, "projection failed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = &mut shutdown => return,
+                        _ = &mut shutdown => return Stopped::Shutdown,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -590,10 +658,10 @@ impl Projector {
             tokio::select! {
                 changed = head.wait_for(|head| *head > projected) => {
                     if changed.is_err() {
-                        return;
+                        return Stopped::LogClosed;
                     }
                 }
-                _ = &mut shutdown => return,
+                _ = &mut shutdown => return Stopped::Shutdown,
             }
         }
     }
@@ -634,6 +702,15 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             self.inner.apply(changes, checkpoint).await
+        }
+        async fn apply_fenced(
+            &self,
+            changes: Vec<Change>,
+            checkpoint: Position,
+            fence: u64,
+        ) -> Result<(), StoreError> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            self.inner.apply_fenced(changes, checkpoint, fence).await
         }
         async fn checkpoint(&self) -> Result<Position, StoreError> {
             self.inner.checkpoint().await

@@ -76,6 +76,9 @@ impl Queries {
         if token.is_empty() || token.len() > 256 {
             return Err(AppError::Unauthenticated);
         }
+        // Writes other processes acknowledged, token rotations included, are
+        // projected and their invalidations heard before the cache is consulted.
+        self.writes.observe_log().await?;
         let hash = hash_token(token);
         if let Some(account) = self.auth_cache.get(&hash) {
             return Ok(account);

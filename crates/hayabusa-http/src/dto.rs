@@ -692,6 +692,17 @@ pub struct Health {
     pub projected: u64,
 }
 
+/// `GET /readyz`.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: String,
+    /// The event log's acknowledged head, read from the log for this check.
+    pub log_head: u64,
+    /// The last position the read models include, as this node knows it.
+    pub projected: u64,
+}
+
 /// `GET /sync`: the ops after `since`, and the revision to continue after.
 #[derive(Serialize, ToSchema)]
 pub struct SyncBatch {

@@ -97,7 +97,7 @@ impl From<AppError> for ApiError {
                     "the request is too large to store",
                 )
             }
-            AppError::Store(StoreError::Unavailable(detail)) => {
+            AppError::Store(StoreError::Unavailable(detail) | StoreError::Fenced(detail)) => {
                 tracing::error!(%detail, "store unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

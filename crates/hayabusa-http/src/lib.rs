@@ -33,7 +33,11 @@ use tokio::net::TcpListener;
 use tower::Layer;
 use tower::util::MapRequestLayer;
 
-/// The API's routes (without the method-override wrapper), built from [`routes()`].
+/// The routes a node that does not serve the API still answers (probes, metrics).
+pub const OPERATIONS_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The API's routes (without the method-override wrapper), built from [`routes()`]
+/// (only [`OPERATIONS_PATHS`] on a node that does not serve the API).
 pub fn router(state: Arc<AppState>) -> Router {
     // Install the process-wide metrics recorder before anything is recorded.
     metrics::handle();
@@ -44,6 +48,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         axum::middleware::from_fn_with_state(rate_limiter.clone(), rate_limit::limit_room_posts);
     let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
     for spec in routes() {
+        if !state.api && !OPERATIONS_PATHS.contains(&spec.path) {
+            continue;
+        }
         let mut method_router = (spec.handler)(spec.filter());
         if spec.room_post {
             method_router = method_router.layer(room_posts.clone());

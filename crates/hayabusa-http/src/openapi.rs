@@ -986,6 +986,17 @@ const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: HttpMethod::Get,
+        path: "/readyz",
+        tag: "meta",
+        summary: "Readiness: the engines answer and the read models keep up (503 otherwise)",
+        params: &[],
+        multipart: false,
+        access: Access::Public,
+        answer: Answer::Json(body::<dto::Ready>()),
+        extra_errors: &[503],
+    },
+    Endpoint {
+        method: HttpMethod::Get,
         path: "/metrics",
         tag: "meta",
         summary: "Metrics in the Prometheus text format",
@@ -1591,6 +1602,7 @@ mod tests {
         ("post", "/v2/accounts/{account_id}/token"),
         ("delete", "/v2/accounts/{account_id}/token"),
         ("get", "/healthz"),
+        ("get", "/readyz"),
         ("get", "/metrics"),
         ("get", "/v2/openapi.json"),
     ];
@@ -1654,7 +1666,8 @@ mod tests {
         for (method, path) in operations(&doc) {
             let op = &doc["paths"][&path][&method];
             let responses = op["responses"].as_object().unwrap();
-            let public = ["/healthz", "/metrics", "/v2/openapi.json"].contains(&path.as_str())
+            let public = ["/healthz", "/readyz", "/metrics", "/v2/openapi.json"]
+                .contains(&path.as_str())
                 || path.starts_with("/v2/files/download/");
             if public {
                 assert_eq!(op["security"], serde_json::json!([]), "{method} {path}");

@@ -301,8 +301,8 @@ pub async fn enforce(
         .get::<OriginalUri>()
         .map_or_else(|| request.uri().path(), |original| original.0.path())
         .to_string();
-    if path == "/healthz" {
-        // Liveness probes of load balancers are not API traffic.
+    if path == "/healthz" || path == "/readyz" {
+        // Probes of load balancers are not API traffic.
         return next.run(request).await;
     }
     let now = Instant::now();

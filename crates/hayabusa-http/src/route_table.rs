@@ -110,6 +110,7 @@ const DELETE: Method = Method::DELETE;
 
 static ROUTES: &[RouteSpec] = &[
     route(GET, "/healthz", Public, |m| on(m, health::healthz)),
+    route(GET, "/readyz", Public, |m| on(m, health::readyz)),
     route(GET, "/metrics", Public, |m| on(m, metrics::serve)),
     route(GET, "/v2/openapi.json", Public, |m| on(m, openapi::serve)),
     route(GET, "/v2/me", Authenticated, |m| on(m, me::me)),

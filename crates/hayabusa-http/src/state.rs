@@ -17,6 +17,9 @@ pub struct AppState {
     pub connections: ConnectionSettings,
     /// How the server names itself in absolute URLs.
     pub public: PublicSettings,
+    /// Whether this node serves the API; a cluster's projector-role node does not,
+    /// and answers only `/healthz`, `/readyz` and `/metrics`.
+    pub api: bool,
 }
 
 /// Timeouts and the cap on concurrent connections of the HTTP server.

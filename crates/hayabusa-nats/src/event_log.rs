@@ -147,6 +147,17 @@ impl NatsOptions {
     }
 }
 
+impl NatsEventLog {
+    /// The commit feed of this log's processes, on core NATS over the same
+    /// connection (subject `{prefix}.committed`).
+    pub fn commit_feed(&self) -> crate::feed::NatsCommitFeed {
+        crate::feed::NatsCommitFeed::new(
+            self.inner.client.clone(),
+            subject::commit_notices(&self.inner.prefix),
+        )
+    }
+}
+
 /// The event log on NATS JetStream.
 pub struct NatsEventLog {
     inner: Arc<Inner>,
@@ -851,6 +862,18 @@ impl EventReader for NatsEventLog {
 
     fn head(&self) -> Position {
         *self.inner.head.borrow()
+    }
+
+    /// The stream's last event, read through the leader (`STREAM.MSG.GET`), so it
+    /// includes every append acknowledged before the call.
+    async fn durable_head(&self) -> Result<Position, StoreError> {
+        self.inner.ensure_connected()?;
+        self.inner.refresh_head().await?;
+        Ok(*self.inner.head.borrow())
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn subscribe(&self) -> watch::Receiver<Position> {

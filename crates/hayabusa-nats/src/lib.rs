@@ -19,6 +19,7 @@
 pub mod api;
 pub mod envelope;
 pub mod event_log;
+pub mod feed;
 pub mod position;
 pub mod server;
 pub mod subject;

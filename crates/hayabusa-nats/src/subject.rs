@@ -56,6 +56,12 @@ pub fn head_announcements(prefix: &str) -> String {
     format!("{prefix}.head")
 }
 
+/// The core-NATS subject of the projector's commit notices
+/// ([`hayabusa_store::Committed`]).
+pub fn commit_notices(prefix: &str) -> String {
+    format!("{prefix}.committed")
+}
+
 /// Whether `prefix` is usable: dot-separated tokens of ASCII letters, digits, `-`, `_`.
 pub fn valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()

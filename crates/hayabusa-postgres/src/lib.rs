@@ -22,6 +22,7 @@
 
 mod config;
 mod dump;
+mod leases;
 mod queries;
 mod schema;
 mod snapshots;

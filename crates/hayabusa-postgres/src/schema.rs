@@ -40,7 +40,23 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "aggregate snapshots",
         sql: V2_SNAPSHOTS,
     },
+    Migration {
+        version: 3,
+        description: "leases (the active projector, snowflake worker ids)",
+        sql: V3_LEASES,
+    },
 ];
+
+/// Leases by name, with their fences (see `hayabusa_store::lease`); expiry is judged
+/// by the database's clock. A reset keeps them.
+const V3_LEASES: &str = "
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    fence BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+";
 
 /// Snapshots of the write side's aggregates, by stream (caches of the log: a reset
 /// drops them with the read models).

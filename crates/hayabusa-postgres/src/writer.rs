@@ -287,14 +287,22 @@ fn stale_writer(expected: Position, actual: Position) -> StoreError {
 }
 
 /// [`ReadModelWriter::apply`](hayabusa_store::ReadModelWriter::apply).
+///
+/// With a projector lease `fence`, the batch is refused unless the fence is the
+/// lease's latest ([`crate::leases::check_projector_fence`]); the lease then decides
+/// who writes, in place of this store's remembered checkpoint.
 pub(crate) async fn apply(
     store: &PgReadStore,
     changes: &[Change],
     checkpoint: Position,
+    fence: Option<u64>,
 ) -> Result<(), StoreError> {
     let new_checkpoint = sql_int(checkpoint)?;
     let mut client = store.client().await?;
     let transaction = client.transaction().await.map_err(store_error)?;
+    if let Some(fence) = fence {
+        crate::leases::check_projector_fence(&transaction, fence).await?;
+    }
     let lock = transaction
         .prepare_cached(LOCK_CHECKPOINT)
         .await
@@ -316,6 +324,7 @@ pub(crate) async fn apply(
         return Ok(());
     }
     if let Some(expected) = store.fence()
+        && fence.is_none()
         && expected != stored
     {
         transaction.rollback().await.map_err(store_error)?;
@@ -1068,7 +1077,16 @@ async fn apply_change(transaction: &Transaction<'_>, change: &Change) -> Result<
 #[async_trait::async_trait]
 impl hayabusa_store::ReadModelWriter for PgReadStore {
     async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError> {
-        apply(self, &changes, checkpoint).await
+        apply(self, &changes, checkpoint, None).await
+    }
+
+    async fn apply_fenced(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Position,
+        fence: u64,
+    ) -> Result<(), StoreError> {
+        apply(self, &changes, checkpoint, Some(fence)).await
     }
 
     async fn checkpoint(&self) -> Result<Position, StoreError> {

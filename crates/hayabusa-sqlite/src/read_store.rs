@@ -68,9 +68,9 @@ use std::time::Duration;
 ///
 /// 2 added `sync_ops` and `membership_intervals`; 3 added `tasks`, `files`, `contacts`,
 /// `contact_requests`, `links` and `join_requests`; 4 dropped the primary key of
-/// `messages` (see [`MESSAGES_TABLE`]). An older file gets the tables it lacks on open,
+/// `messages` (see [`MESSAGES_TABLE`]); 6 added `leases`. An older file gets the tables it lacks on open,
 /// and its `messages` are copied into the new table.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 6;
@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     position INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO checkpoint (id, position) VALUES (0, 0);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    fence INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS accounts (
     account_id INTEGER PRIMARY KEY,
@@ -878,15 +884,27 @@ fn stored_checkpoint(connection: &Connection) -> rusqlite::Result<Position> {
         .unwrap_or(0))
 }
 
+/// The outcome of [`apply_batch`] for a fenced batch whose fence is not the projector
+/// lease's: the lease's fence (None: never held).
+struct FencedOff(Option<u64>);
+
 fn apply_batch(
     connection: &mut Connection,
     changes: &[Change],
     checkpoint: Position,
-) -> rusqlite::Result<()> {
+    fence: Option<u64>,
+) -> rusqlite::Result<Result<(), FencedOff>> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(fence) = fence {
+        let current =
+            lease_row(&transaction, hayabusa_store::PROJECTOR_LEASE)?.map(|row| row.fence);
+        if current != Some(fence) {
+            return Ok(Err(FencedOff(current)));
+        }
+    }
     if checkpoint <= stored_checkpoint(&transaction)? {
         // Already applied: dropping the transaction rolls it back.
-        return Ok(());
+        return Ok(Ok(()));
     }
     let mut batch = BatchWriter::new(&transaction);
     for change in changes {
@@ -898,7 +916,41 @@ fn apply_batch(
     transaction
         .prepare_cached("UPDATE checkpoint SET position = ?1 WHERE id = 0")?
         .execute(params![Int(checkpoint)])?;
-    transaction.commit()
+    transaction.commit().map(Ok)
+}
+
+/// The stored row of lease `name`.
+fn lease_row(
+    connection: &Connection,
+    name: &str,
+) -> rusqlite::Result<Option<hayabusa_store::lease::LeaseRow>> {
+    connection
+        .prepare_cached("SELECT holder, fence, expires_at_ms FROM leases WHERE name = ?1")?
+        .query_row(params![name], |row| {
+            Ok(hayabusa_store::lease::LeaseRow {
+                holder: row.get(0)?,
+                fence: row.get::<_, Int>(1)?.0,
+                expires_at_ms: row.get(2)?,
+            })
+        })
+        .optional()
+}
+
+/// Stores lease `name`'s row.
+fn put_lease(
+    connection: &Connection,
+    name: &str,
+    row: &hayabusa_store::lease::LeaseRow,
+) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(
+            "INSERT INTO leases (name, holder, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE
+             SET holder = excluded.holder, fence = excluded.fence,
+                 expires_at_ms = excluded.expires_at_ms",
+        )?
+        .execute(params![name, row.holder, Int(row.fence), row.expires_at_ms])
+        .map(|_| ())
 }
 
 /// What the messages inserted in a batch do to one room's counters, not yet written.
@@ -2065,19 +2117,16 @@ fn dump_models(connection: &mut Connection) -> rusqlite::Result<String> {
 #[async_trait]
 impl ReadModelWriter for SqliteReadStore {
     async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError> {
-        let changes = self
-            .with_writer(move |connection| {
-                apply_batch(connection, &changes, checkpoint)?;
-                Ok(changes)
-            })
-            .await?;
-        if changes.len() >= DROP_ELSEWHERE {
-            // Freeing a catch-up batch (thousands of strings) took a good part of the
-            // writer's time: free it on a blocking thread instead, so that the
-            // projector can hand the writer its next batch meanwhile.
-            tokio::task::spawn_blocking(move || drop(changes));
-        }
-        Ok(())
+        self.apply_changes(changes, checkpoint, None).await
+    }
+
+    async fn apply_fenced(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Position,
+        fence: u64,
+    ) -> Result<(), StoreError> {
+        self.apply_changes(changes, checkpoint, Some(fence)).await
     }
 
     async fn checkpoint(&self) -> Result<Position, StoreError> {
@@ -2091,6 +2140,93 @@ impl ReadModelWriter for SqliteReadStore {
 
     async fn dump(&self) -> Result<String, StoreError> {
         self.with_reader(dump_models).await
+    }
+}
+
+impl SqliteReadStore {
+    /// [`ReadModelWriter::apply`], fenced by the projector lease if `fence` is given.
+    async fn apply_changes(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Position,
+        fence: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let (changes, outcome) = self
+            .with_writer(move |connection| {
+                let outcome = apply_batch(connection, &changes, checkpoint, fence)?;
+                Ok((changes, outcome))
+            })
+            .await?;
+        if changes.len() >= DROP_ELSEWHERE {
+            // Freeing a catch-up batch (thousands of strings) took a good part of the
+            // writer's time: free it on a blocking thread instead, so that the
+            // projector can hand the writer its next batch meanwhile.
+            tokio::task::spawn_blocking(move || drop(changes));
+        }
+        outcome.map_err(|FencedOff(current)| {
+            hayabusa_store::lease::fenced(fence.unwrap_or_default(), current)
+        })
+    }
+}
+
+#[async_trait]
+impl hayabusa_store::Leases for SqliteReadStore {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with_writer(move |connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = hayabusa_store::lease::now_ms();
+            let row = lease_row(&transaction, &name)?;
+            let Some(row) = hayabusa_store::lease::acquired(row.as_ref(), &holder, ttl, now) else {
+                return Ok(None);
+            };
+            put_lease(&transaction, &name, &row)?;
+            transaction.commit()?;
+            Ok(Some(row.fence))
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        name: &str,
+        holder: &str,
+        fence: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with_writer(move |connection| {
+            let expires =
+                hayabusa_store::lease::now_ms().saturating_add(hayabusa_store::lease::ttl_ms(ttl));
+            let renewed = connection
+                .prepare_cached(
+                    "UPDATE leases SET expires_at_ms = ?4
+                     WHERE name = ?1 AND holder = ?2 AND fence = ?3",
+                )?
+                .execute(params![name, holder, Int(fence), expires])?;
+            Ok(renewed == 1)
+        })
+        .await
+    }
+
+    async fn release(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.with_writer(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE leases SET expires_at_ms = 0
+                     WHERE name = ?1 AND holder = ?2 AND fence = ?3",
+                )?
+                .execute(params![name, holder, Int(fence)])
+                .map(|_| ())
+        })
+        .await
     }
 }
 

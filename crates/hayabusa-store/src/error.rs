@@ -24,6 +24,10 @@ pub enum StoreError {
     /// distributed log the outcome may be unknown (retry with an idempotency key).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A projector's batch was refused: the projector lease was acquired again since
+    /// this projector got it (see [`crate::lease`]). The projector must stop.
+    #[error("fenced off: {0}")]
+    Fenced(String),
     /// Stored data cannot be read back.
     #[error("store corrupt: {0}")]
     Corrupt(String),

@@ -176,6 +176,18 @@ pub trait EventReader: Send + Sync {
     /// processes: a cached, monotonic lower bound that includes this process's own
     /// acknowledged appends (see the module documentation).
     fn head(&self) -> Position;
+    /// The last acknowledged position, read now from the log itself: at least every
+    /// position whose append was acknowledged (by any process) before this call
+    /// began. For a log only this process appends to, [`EventReader::head`]
+    /// already is that; a shared log asks its leader.
+    async fn durable_head(&self) -> Result<Position, StoreError> {
+        Ok(self.head())
+    }
+    /// Whether other processes may append to this log (then reads must learn what
+    /// they acknowledged with [`EventReader::durable_head`]).
+    fn is_shared(&self) -> bool {
+        false
+    }
     /// Watches the head (the same cached value): changes whenever new events become
     /// durable, never goes backwards.
     fn subscribe(&self) -> watch::Receiver<Position>;

@@ -6,6 +6,8 @@ pub mod blob;
 pub mod canonical;
 pub mod error;
 pub mod event_log;
+pub mod feed;
+pub mod lease;
 pub mod read_model;
 pub mod snapshot;
 
@@ -16,6 +18,8 @@ pub use event_log::{
     AppendRequest, Appended, DEFAULT_IDEMPOTENCY_EXPIRY, EventAppender, EventLog, EventReader,
     ExpectedVersion, IdempotencyKey, NewEvent, Position, RecordedEvent,
 };
+pub use feed::{CommitFeed, Committed, MemoryCommitFeed};
+pub use lease::{Leases, PROJECTOR_LEASE, worker_lease};
 pub use read_model::{
     AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
     JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,

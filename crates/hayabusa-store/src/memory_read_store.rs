@@ -82,6 +82,26 @@ struct State {
     fetch_cursors: BTreeMap<(AccountId, RoomId), u64>,
     /// Aggregate snapshots by stream: dropped by `reset`.
     snapshots: BTreeMap<String, crate::Snapshot>,
+    /// Leases by name (kept by `reset`).
+    leases: BTreeMap<String, crate::lease::LeaseRow>,
+}
+
+impl State {
+    /// Applies a batch unless `checkpoint` is not above the stored one.
+    fn apply(&mut self, changes: Vec<Change>, checkpoint: Position) {
+        if checkpoint <= self.models.checkpoint {
+            return;
+        }
+        for change in changes {
+            if let Change::DeleteRoom { room_id } = &change {
+                let room_id = *room_id;
+                self.fetch_cursors
+                    .retain(|&(_, cursor_room), _| cursor_room != room_id);
+            }
+            self.models.apply(change);
+        }
+        self.models.checkpoint = checkpoint;
+    }
 }
 
 /// The read models and their checkpoint.
@@ -720,19 +740,25 @@ impl State {
 impl ReadModelWriter for MemoryReadStore {
     async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError> {
         let mut state = self.state.lock();
-        if checkpoint <= state.models.checkpoint {
-            return Ok(());
+        state.apply(changes, checkpoint);
+        Ok(())
+    }
+
+    async fn apply_fenced(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Position,
+        fence: u64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        let current = state
+            .leases
+            .get(crate::PROJECTOR_LEASE)
+            .map(|lease| lease.fence);
+        if current != Some(fence) {
+            return Err(crate::lease::fenced(fence, current));
         }
-        for change in changes {
-            if let Change::DeleteRoom { room_id } = &change {
-                let room_id = *room_id;
-                state
-                    .fetch_cursors
-                    .retain(|&(_, cursor_room), _| cursor_room != room_id);
-            }
-            state.models.apply(change);
-        }
-        state.models.checkpoint = checkpoint;
+        state.apply(changes, checkpoint);
         Ok(())
     }
 
@@ -768,6 +794,54 @@ impl crate::SnapshotStore for MemoryReadStore {
             state
                 .snapshots
                 .insert(snapshot.stream.clone(), snapshot.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::Leases for MemoryReadStore {
+    async fn acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut state = self.state.lock();
+        let now = crate::lease::now_ms();
+        let Some(row) = crate::lease::acquired(state.leases.get(name), holder, ttl, now) else {
+            return Ok(None);
+        };
+        let fence = row.fence;
+        state.leases.insert(name.to_owned(), row);
+        Ok(Some(fence))
+    }
+
+    async fn renew(
+        &self,
+        name: &str,
+        holder: &str,
+        fence: u64,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock();
+        let now = crate::lease::now_ms();
+        match state.leases.get_mut(name) {
+            Some(row) if row.fence == fence && row.holder == holder => {
+                row.expires_at_ms = now.saturating_add(crate::lease::ttl_ms(ttl));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
+        let mut state = self.state.lock();
+        if let Some(row) = state.leases.get_mut(name)
+            && row.fence == fence
+            && row.holder == holder
+        {
+            row.expires_at_ms = 0;
         }
         Ok(())
     }

@@ -475,6 +475,16 @@ pub trait ReadModelWriter: Send + Sync {
     /// Applies `changes` and stores `checkpoint` in one transaction. Does nothing if
     /// `checkpoint` is not above the stored checkpoint.
     async fn apply(&self, changes: Vec<Change>, checkpoint: Position) -> Result<(), StoreError>;
+    /// [`ReadModelWriter::apply`] by the projector holding the projector lease
+    /// ([`crate::PROJECTOR_LEASE`]) with `fence`: refused with
+    /// [`StoreError::Fenced`], changing nothing, unless `fence` is still the lease's
+    /// latest fence, checked in the same transaction as the changes.
+    async fn apply_fenced(
+        &self,
+        changes: Vec<Change>,
+        checkpoint: Position,
+        fence: u64,
+    ) -> Result<(), StoreError>;
     /// The log position the read models reflect.
     async fn checkpoint(&self) -> Result<Position, StoreError>;
     /// Drops every read model and the checkpoint (for a rebuild). Fetch cursors stay.
@@ -607,6 +617,10 @@ pub trait ReadModelQueries: Send + Sync {
     async fn ops_retained_from(&self) -> Result<Position, StoreError>;
 }
 
-/// A whole read store: read models, and the aggregates' snapshots kept beside them.
-pub trait ReadStore: ReadModelWriter + ReadModelQueries + crate::SnapshotStore {}
-impl<T: ReadModelWriter + ReadModelQueries + crate::SnapshotStore> ReadStore for T {}
+/// A whole read store: read models, the aggregates' snapshots kept beside them, and
+/// the leases of the processes that share it.
+pub trait ReadStore:
+    ReadModelWriter + ReadModelQueries + crate::SnapshotStore + crate::Leases
+{
+}
+impl<T: ReadModelWriter + ReadModelQueries + crate::SnapshotStore + crate::Leases> ReadStore for T {}

@@ -8,11 +8,11 @@ pub mod config_file;
 pub mod data_dir;
 
 use anyhow::Context;
-use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, Projector, SystemClock};
+use hayabusa_app::{App, AppParts, IdGenerator, InProcessHub, NewAccount, SystemClock};
 use hayabusa_http::{
     AppState, ConnectionSettings, PublicSettings, RateLimits, SyncSettings, UploadSettings,
 };
-use hayabusa_store::{BlobStore, EventLog, ReadStore};
+use hayabusa_store::{BlobStore, CommitFeed, EventLog, ReadStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +29,10 @@ pub struct Config {
     pub backends: Backends,
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// This process's snowflake worker id (0–31).
+    /// What this process does in a cluster ([`Role::All`] on a single node).
+    pub role: Role,
+    /// This process's snowflake worker id (0–31). In a cluster it is leased: this
+    /// one if free, otherwise any free one.
     pub worker_id: u64,
     /// Realtime sync settings (WebSocket origins, timeouts).
     pub sync: SyncSettings,
@@ -65,6 +68,7 @@ impl Config {
             data_dir: data_dir.into(),
             backends: Backends::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            role: Role::All,
             worker_id: 0,
             sync: SyncSettings::default(),
             rate_limits: RateLimits::default(),
@@ -76,6 +80,42 @@ impl Config {
             max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
             projector_delay: hayabusa_app::ProjectorDelay::default(),
         }
+    }
+}
+
+/// What a process does (`serve --role`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// The API and the projector (a single node; in a cluster, a node that is
+    /// both, whose projector takes part in the projector lease).
+    #[default]
+    All,
+    /// The API only (a stateless node of a cluster).
+    Api,
+    /// The projector only, under the projector lease; answers only `/healthz`,
+    /// `/readyz` and `/metrics`.
+    Projector,
+}
+
+impl Role {
+    /// From `--role`.
+    pub fn parse(raw: &str) -> anyhow::Result<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "all" => Ok(Role::All),
+            "api" => Ok(Role::Api),
+            "projector" => Ok(Role::Projector),
+            _ => anyhow::bail!("--role {raw:?}: expected all, api or projector"),
+        }
+    }
+
+    /// Whether this role serves the API.
+    pub fn serves_api(self) -> bool {
+        self != Role::Projector
+    }
+
+    /// Whether this role projects.
+    pub fn projects(self) -> bool {
+        self != Role::Api
     }
 }
 
@@ -154,12 +194,17 @@ pub struct Stores {
     pub read: Arc<dyn ReadStore>,
     /// File contents.
     pub blobs: Arc<dyn BlobStore>,
+    /// A cluster's commit feed: present when several processes share the log (NATS
+    /// JetStream) and the read models (PostgreSQL), which one of them projects
+    /// under the projector lease.
+    pub feed: Option<Arc<dyn CommitFeed>>,
 }
 
 /// Opens (creating if needed) the stores: the event log and the read models where
 /// `backends` says, the files in `dir`.
 pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::Result<Stores> {
     use backends::{EventLogBackend, ReadStoreBackend};
+    let mut feed: Option<Arc<dyn CommitFeed>> = None;
     let log: Arc<dyn EventLog> = match &backends.event_log {
         EventLogBackend::Embedded => Arc::new(
             hayabusa_sqlite::SqliteEventLog::open_with_settings(
@@ -193,13 +238,13 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
                 idempotency_expiry: backends.idempotency_expiry(),
                 ..hayabusa_nats::NatsOptions::default()
             };
-            Arc::new(
-                hayabusa_nats::connect(servers.expose(), options)
-                    .await
-                    .with_context(|| {
-                        format!("opening the event log on NATS JetStream at {servers}")
-                    })?,
-            )
+            let log = hayabusa_nats::connect(servers.expose(), options)
+                .await
+                .with_context(|| format!("opening the event log on NATS JetStream at {servers}"))?;
+            if matches!(backends.read_store, ReadStoreBackend::Postgres(_)) {
+                feed = Some(Arc::new(log.commit_feed()));
+            }
+            Arc::new(log)
         }
     };
     let read: Arc<dyn ReadStore> = match &backends.read_store {
@@ -222,6 +267,7 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
         log,
         read,
         blobs: Arc::new(blobs),
+        feed,
     })
 }
 
@@ -233,7 +279,8 @@ pub struct RunningServer {
     pub state: Arc<AppState>,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
-    projector: JoinHandle<()>,
+    /// The projector or follower, the leased projector, the worker-id lease keeper.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -241,7 +288,9 @@ impl RunningServer {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.http.await.context("http task")??;
-        self.projector.await.context("projector task")?;
+        for task in self.background {
+            task.await.context("background task")?;
+        }
         Ok(())
     }
 
@@ -266,11 +315,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let dir = data_dir::prepare(&config.data_dir)?;
     let secret = data_dir::load_or_create_secret(&dir)?;
     let stores = open_stores(&dir, &config.backends).await?;
-    let ids = Arc::new(IdGenerator::new(config.worker_id).context("worker id")?);
-    spawn_blob_sweep(stores.log.clone(), stores.blobs.clone());
-    let (app, projector): (App, Projector) = App::build(AppParts {
-        log: stores.log,
-        read: stores.read,
+    if config.role != Role::All && stores.feed.is_none() {
+        anyhow::bail!(
+            "--role {:?} is for a cluster: give --event-log nats://… and --read-store \
+             postgres://… (shared by every node)",
+            config.role
+        );
+    }
+    let (shutdown, _) = watch::channel(false);
+    let mut background = Vec::new();
+    let worker_id = match &stores.feed {
+        Some(_) => {
+            let lease = lease_worker_id(stores.read.clone(), config.worker_id).await?;
+            let worker_id = lease.worker;
+            background.push(tokio::spawn(keep_worker_lease(
+                stores.read.clone(),
+                lease,
+                shutdown.clone(),
+            )));
+            worker_id
+        }
+        None => config.worker_id,
+    };
+    let ids = Arc::new(IdGenerator::new(worker_id).context("worker id")?);
+    if config.role.serves_api() {
+        spawn_blob_sweep(stores.log.clone(), stores.blobs.clone());
+    }
+    let parts = AppParts {
+        log: stores.log.clone(),
+        read: stores.read.clone(),
         clock: Arc::new(SystemClock),
         ids,
         secret,
@@ -279,10 +352,39 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         page_cache_rooms: config.page_cache_rooms,
         max_read_wait: config.max_read_wait,
         projector_delay: config.projector_delay.clone(),
-    })
-    .await
-    .context("building the application")?;
-    bootstrap_admin(&app, &dir).await?;
+    };
+    let app = match &stores.feed {
+        None => {
+            let (app, projector) = App::build(parts)
+                .await
+                .context("building the application")?;
+            let stop = shutdown_signal(&shutdown);
+            background.push(tokio::spawn(async move {
+                projector.run(stop).await;
+            }));
+            app
+        }
+        Some(feed) => {
+            let (app, follower) = App::build_following(parts, feed.clone())
+                .await
+                .context("building the application")?;
+            background.push(tokio::spawn(follower.run(shutdown_signal(&shutdown))));
+            if config.role.projects() {
+                background.push(tokio::spawn(hayabusa_app::run_leased_projector(
+                    stores.log.clone(),
+                    stores.read.clone(),
+                    feed.clone(),
+                    hayabusa_app::LeaseSettings::new(hayabusa_app::leased::holder_name()),
+                    config.projector_delay.clone(),
+                    shutdown.subscribe(),
+                )));
+            }
+            app
+        }
+    };
+    if config.role.serves_api() {
+        bootstrap_admin(&app, &dir).await?;
+    }
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -312,22 +414,105 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             base_url,
             trusted_proxies: config.trusted_proxies.clone(),
         },
+        api: config.role.serves_api(),
     });
-    let (shutdown, _) = watch::channel(false);
-    let projector = tokio::spawn(projector.run(shutdown_signal(&shutdown)));
     let http = tokio::spawn(hayabusa_http::serve(
         listener,
         state.clone(),
         shutdown_signal(&shutdown),
     ));
-    tracing::info!(%addr, data_dir = %dir.display(), "hayabusa is serving");
+    tracing::info!(%addr, role = ?config.role, worker_id, data_dir = %dir.display(), "hayabusa is serving");
     Ok(RunningServer {
         addr,
         state,
         shutdown,
         http,
-        projector,
+        background,
     })
+}
+
+/// How long a worker-id lease lasts without a renewal, and how often it is renewed.
+const WORKER_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const WORKER_LEASE_RENEW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A held worker-id lease.
+struct WorkerLease {
+    worker: u64,
+    holder: String,
+    fence: u64,
+}
+
+/// Leases a snowflake worker id: `preferred` if free, otherwise the first free one of
+/// 0–31. The holder name is new for every process start, so a restarted process
+/// never reuses a lease its previous run might still hold.
+async fn lease_worker_id(store: Arc<dyn ReadStore>, preferred: u64) -> anyhow::Result<WorkerLease> {
+    let holder = hayabusa_app::leased::holder_name();
+    let order = std::iter::once(preferred).chain((0..32).filter(|worker| *worker != preferred));
+    for worker in order {
+        let name = hayabusa_store::worker_lease(worker);
+        if let Some(fence) = store
+            .acquire(&name, &holder, WORKER_LEASE_TTL)
+            .await
+            .context("leasing a worker id")?
+        {
+            return Ok(WorkerLease {
+                worker,
+                holder,
+                fence,
+            });
+        }
+    }
+    anyhow::bail!("all 32 snowflake worker ids are leased by running processes")
+}
+
+/// Renews the worker-id lease until shutdown. If it is refused, or cannot be renewed
+/// before it might expire, the process stops: another process may take the id.
+async fn keep_worker_lease(
+    store: Arc<dyn ReadStore>,
+    lease: WorkerLease,
+    shutdown: watch::Sender<bool>,
+) {
+    let name = hayabusa_store::worker_lease(lease.worker);
+    let mut stopping = shutdown.subscribe();
+    let mut valid_until = tokio::time::Instant::now() + WORKER_LEASE_TTL;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(WORKER_LEASE_RENEW) => {}
+            stop = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
+                if stop {
+                    let _ = store.release(&name, &lease.holder, lease.fence).await;
+                }
+                return;
+            }
+        }
+        let sent = tokio::time::Instant::now();
+        match tokio::time::timeout(
+            WORKER_LEASE_RENEW,
+            store.renew(&name, &lease.holder, lease.fence, WORKER_LEASE_TTL),
+        )
+        .await
+        {
+            Ok(Ok(true)) => valid_until = sent + WORKER_LEASE_TTL,
+            Ok(Ok(false)) => {
+                tracing::error!(
+                    worker = lease.worker,
+                    "the worker-id lease was lost: stopping"
+                );
+                let _ = shutdown.send(true);
+                return;
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "cannot renew the worker-id lease"),
+            Err(_) => tracing::warn!("renewing the worker-id lease timed out"),
+        }
+        if tokio::time::Instant::now() + 2 * WORKER_LEASE_RENEW >= valid_until {
+            tracing::error!(
+                worker = lease.worker,
+                "the worker-id lease could not be renewed in time: stopping"
+            );
+            let _ = shutdown.send(true);
+            return;
+        }
+    }
 }
 
 /// File descriptors kept out of the connection cap: the stores, uploads in flight

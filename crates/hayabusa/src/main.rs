@@ -51,8 +51,15 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "HAYABUSA_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Snowflake worker id of this process (0–31).
-        #[arg(long, env = "HAYABUSA_WORKER_ID", default_value_t = 0)]
+        /// What this process does: `all` (the API and the projector; a single node),
+        /// `api` (a stateless API node of a cluster) or `projector` (a cluster's
+        /// projector: one of them projects at a time, under a lease). `api` and
+        /// `projector` need --event-log nats://… and --read-store postgres://….
+        #[arg(long, env = "HAYABUSA_ROLE", default_value = "all", value_parser = hayabusa::Role::parse)]
+        role: hayabusa::Role,
+        /// Snowflake worker id of this process (0–31). In a cluster it is leased:
+        /// this one if free, otherwise any free one.
+        #[arg(long, env = "HAYABUSA_WORKER_ID", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..32))]
         worker_id: u64,
         /// Browser origins allowed to open the sync WebSocket, comma-separated
         /// (same-origin pages and non-browser clients are always allowed).
@@ -350,6 +357,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             data_dir,
             listen,
+            role,
             worker_id,
             ws_allowed_origins,
             stores,
@@ -365,6 +373,7 @@ async fn main() -> anyhow::Result<()> {
                 data_dir,
                 backends: stores.backends()?,
                 listen,
+                role,
                 worker_id,
                 sync: hayabusa_http::SyncSettings {
                     allowed_origins: ws_allowed_origins,

@@ -82,6 +82,118 @@ where
     reset_clears_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
     dumps_include_tasks_files_contacts_links_and_requests(&make().await, &make().await).await;
     snapshots_are_kept_per_stream_never_move_back_and_go_with_a_reset(&make().await).await;
+    a_lease_has_one_holder_until_it_expires_or_is_released(&make().await).await;
+    a_fenced_batch_applies_only_with_the_projector_leases_latest_fence(&make().await).await;
+}
+
+/// How long the lease checks' leases last.
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Leases: one holder at a time; a renewal needs the latest fence; expiry and release
+/// free the lease, and every acquisition has a higher fence; names are independent
+/// and a reset keeps them.
+pub async fn a_lease_has_one_holder_until_it_expires_or_is_released<S: ReadStore>(store: &S) {
+    let long = std::time::Duration::from_secs(60);
+    let first = store
+        .acquire("worker-1", "a", long)
+        .await
+        .unwrap()
+        .expect("a free lease is acquired");
+    assert_eq!(
+        store.acquire("worker-1", "b", long).await.unwrap(),
+        None,
+        "a held lease is not acquired by another holder"
+    );
+    let other_name = store.acquire("worker-2", "b", long).await.unwrap();
+    assert!(other_name.is_some(), "names are independent");
+    assert!(store.renew("worker-1", "a", first, long).await.unwrap());
+    assert!(!store.renew("worker-1", "b", first, long).await.unwrap());
+    assert!(!store.renew("worker-1", "a", first + 1, long).await.unwrap());
+
+    // The holder acquiring again fences off its older fence.
+    let again = store
+        .acquire("worker-1", "a", long)
+        .await
+        .unwrap()
+        .expect("its holder acquires a lease again");
+    assert!(again > first, "fence {again} after {first}");
+    assert!(!store.renew("worker-1", "a", first, long).await.unwrap());
+
+    // A release frees it at once.
+    store.release("worker-1", "a", first).await.unwrap();
+    assert_eq!(
+        store.acquire("worker-1", "b", long).await.unwrap(),
+        None,
+        "a release with an old fence changes nothing"
+    );
+    store.release("worker-1", "a", again).await.unwrap();
+    let taken = store
+        .acquire("worker-1", "b", LEASE_TTL)
+        .await
+        .unwrap()
+        .expect("a released lease is acquired");
+    assert!(taken > again);
+    assert!(!store.renew("worker-1", "a", again, long).await.unwrap());
+
+    // Expiry frees it; a reset keeps leases.
+    store.reset().await.unwrap();
+    assert_eq!(store.acquire("worker-1", "c", long).await.unwrap(), None);
+    tokio::time::sleep(LEASE_TTL * 2).await;
+    let after_expiry = store
+        .acquire("worker-1", "c", long)
+        .await
+        .unwrap()
+        .expect("an expired lease is acquired");
+    assert!(after_expiry > taken);
+    assert!(!store.renew("worker-1", "b", taken, long).await.unwrap());
+}
+
+/// A fenced batch applies only while its fence is the projector lease's latest; a
+/// refused one changes nothing.
+pub async fn a_fenced_batch_applies_only_with_the_projector_leases_latest_fence<S: ReadStore>(
+    store: &S,
+) {
+    use crate::PROJECTOR_LEASE;
+    let batch = |n: u64| vec![Change::PutAccount(account(AccountId(n), &format!("n{n}")))];
+    let refused = store.apply_fenced(batch(1), 10, 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced(_))),
+        "no lease held: {refused:?}"
+    );
+    assert_eq!(store.checkpoint().await.unwrap(), 0);
+
+    let long = std::time::Duration::from_secs(60);
+    let old = store
+        .acquire(PROJECTOR_LEASE, "p1", long)
+        .await
+        .unwrap()
+        .unwrap();
+    store.apply_fenced(batch(1), 10, old).await.unwrap();
+    assert_eq!(store.checkpoint().await.unwrap(), 10);
+
+    store.release(PROJECTOR_LEASE, "p1", old).await.unwrap();
+    let new = store
+        .acquire(PROJECTOR_LEASE, "p2", long)
+        .await
+        .unwrap()
+        .unwrap();
+    let dump = store.dump().await.unwrap();
+    let refused = store.apply_fenced(batch(2), 20, old).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced(_))),
+        "a stale projector's batch: {refused:?}"
+    );
+    assert_eq!(store.checkpoint().await.unwrap(), 10);
+    assert_eq!(
+        store.dump().await.unwrap(),
+        dump,
+        "a refused batch changes nothing"
+    );
+    assert_eq!(store.accounts(&[AccountId(2)]).await.unwrap(), vec![]);
+
+    store.apply_fenced(batch(2), 20, new).await.unwrap();
+    assert_eq!(store.checkpoint().await.unwrap(), 20);
+    assert_eq!(store.accounts(&[AccountId(2)]).await.unwrap().len(), 1);
 }
 
 /// Snapshots: one per stream; a newer revision or another format replaces it, an

@@ -344,7 +344,7 @@ impl World {
         };
         let method = spec.method.as_str();
         match (method, spec.path) {
-            ("GET", "/healthz" | "/metrics" | "/v2/openapi.json") => {}
+            ("GET", "/healthz" | "/readyz" | "/metrics" | "/v2/openapi.json") => {}
             (
                 "GET",
                 "/v2/me"

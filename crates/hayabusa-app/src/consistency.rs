@@ -24,12 +24,15 @@
 //! map has doubled since the last sweep.
 //!
 //! **Across processes.** The tracker knows only this process's writes. On a log that
-//! other processes append to ([`EventReader::is_shared`]), every request first learns
-//! the log's acknowledged head from the log itself ([`AckTracker::observe_log`],
-//! called by authentication) and waits until the read models reach it. The reads of
-//! the head are coalesced by a [`HeadBarrier`]: one read in flight at a time, serving
-//! every request that arrived before it began, so the cost is one round trip to the
-//! log's leader per round trip, not per request.
+//! other processes append to ([`EventReader::is_shared`]), every settle first learns
+//! the log's acknowledged head from the log itself ([`AckTracker::learn_log_head`])
+//! and counts it as acknowledged under every key: a read on any node waits until the
+//! read models reach every write acknowledged anywhere before it began (not only
+//! its keys': a node does not know what other nodes' writes touched). Writes that
+//! consult no read model do not wait. The reads of the head are coalesced by a
+//! [`HeadBarrier`]: one read in flight at a time, serving every request that arrived
+//! before it began, so the cost is one round trip to the log's leader per round trip,
+//! not per request.
 
 use crate::error::AppError;
 use crate::projection_watch::ProjectionWatch;
@@ -276,7 +279,7 @@ impl AckTracker {
         }
     }
 
-    /// Makes [`AckTracker::observe_log`] learn `log`'s head before every request
+    /// Makes [`AckTracker::learn_log_head`] read `log`'s head before every settle
     /// (for a log that other processes append to).
     pub fn with_shared_log(mut self, log: Arc<dyn EventReader>) -> Self {
         self.barrier = Some(HeadBarrier::new(log, self.max_wait));
@@ -284,18 +287,13 @@ impl AckTracker {
     }
 
     /// On a shared log: reads the log's acknowledged head (coalesced with other
-    /// requests), counts it as acknowledged under every key, and waits until the read
-    /// models reach it, so that this request sees every write any process
-    /// acknowledged before it began. Nothing to do on a log only this process
-    /// appends to.
-    pub async fn observe_log(&self) -> Result<(), AppError> {
-        let Some(barrier) = &self.barrier else {
-            return Ok(());
-        };
-        let head = barrier.head().await?;
-        self.acknowledge_all_up_to(head);
-        if head > self.projection.current() {
-            self.wait_for(head).await?;
+    /// requests) and counts it as acknowledged under every key, so that the waits
+    /// that follow cover every write any process acknowledged before now. Nothing
+    /// to do on a log only this process appends to.
+    pub async fn learn_log_head(&self) -> Result<(), AppError> {
+        if let Some(barrier) = &self.barrier {
+            let head = barrier.head().await?;
+            self.acknowledge_all_up_to(head);
         }
         Ok(())
     }
@@ -385,8 +383,15 @@ impl AckTracker {
         })
     }
 
-    /// Waits until every acknowledged write under any of `keys` is projected.
+    /// Waits until every acknowledged write under any of `keys` is projected (on a
+    /// shared log: every write acknowledged anywhere, see
+    /// [`AckTracker::learn_log_head`]).
     pub async fn settle(&self, keys: impl IntoIterator<Item = Key>) -> Result<(), AppError> {
+        self.learn_log_head().await?;
+        self.settle_keys(keys).await
+    }
+
+    async fn settle_keys(&self, keys: impl IntoIterator<Item = Key>) -> Result<(), AppError> {
         if self.all_projected() {
             return Ok(());
         }
@@ -411,16 +416,17 @@ impl AckTracker {
         read: &dyn ReadModelQueries,
         account: AccountId,
     ) -> Result<(), AppError> {
+        self.learn_log_head().await?;
         if self.all_projected() {
             return Ok(());
         }
-        self.settle([Key::Account(account)]).await?;
+        self.settle_keys([Key::Account(account)]).await?;
         if self.all_projected() {
             return Ok(());
         }
         // Membership changes of `account` are projected now: this is its room list.
         let rooms = read.room_ids_of(account).await?;
-        self.settle(rooms.into_iter().map(Key::Room)).await
+        self.settle_keys(rooms.into_iter().map(Key::Room)).await
     }
 
     /// The projection's progress.

@@ -76,9 +76,6 @@ impl Queries {
         if token.is_empty() || token.len() > 256 {
             return Err(AppError::Unauthenticated);
         }
-        // Writes other processes acknowledged, token rotations included, are
-        // projected and their invalidations heard before the cache is consulted.
-        self.writes.observe_log().await?;
         let hash = hash_token(token);
         if let Some(account) = self.auth_cache.get(&hash) {
             return Ok(account);
@@ -91,9 +88,14 @@ impl Queries {
             let projected_before = projection.current();
             let mut found = self.read.account_by_token_hash(&hash).await?;
             if found.is_none() {
-                // The projector may have been behind when we looked (or still be).
+                // The projector may have been behind when we looked (or still be); on
+                // a shared log the token may come from another node's write.
+                self.writes.learn_log_head().await?;
                 projection
-                    .wait_for(self.log.head(), Duration::from_secs(2))
+                    .wait_for(
+                        self.log.head().max(self.writes.max_acked()),
+                        Duration::from_secs(2),
+                    )
                     .await;
                 if projection.current() > projected_before {
                     found = self.read.account_by_token_hash(&hash).await?;

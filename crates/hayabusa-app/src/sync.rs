@@ -174,7 +174,11 @@ impl SyncService {
         // The log's head is a cached lower bound on a shared log, which the projector
         // (reading the log directly) may be ahead of: a revision it handed out is valid.
         if since.position > self.log.head().max(self.current()) {
-            return Ok(Err(SyncError::Future(since.to_string())));
+            // Another node may have handed it out: learn the log's head first.
+            self.writes.learn_log_head().await?;
+            if since.position > self.log.head().max(self.writes.max_acked()) {
+                return Ok(Err(SyncError::Future(since.to_string())));
+            }
         }
         if since.position > self.current() {
             self.writes.wait_for(since.position).await?;

@@ -1,6 +1,10 @@
 //! [`NatsCommitFeed`]: the commit feed ([`hayabusa_store::CommitFeed`]) on a core
 //! NATS subject. Core NATS delivers at most once, which is what the feed promises:
 //! a follower that misses a notice sees the gap and starts over from the store.
+//!
+//! The event log's connection does not echo its own messages back (`no_echo`), so
+//! notices published by this process reach this process's followers in-process,
+//! with no round trip; other processes hear them on the subject.
 
 use async_nats::Client;
 use async_trait::async_trait;
@@ -17,12 +21,19 @@ pub const MAX_NOTICE_BYTES: usize = 256 * 1024;
 pub struct NatsCommitFeed {
     client: Client,
     subject: String,
+    /// This process's own notices, for its own followers.
+    local: hayabusa_store::MemoryCommitFeed,
 }
 
 impl NatsCommitFeed {
-    /// The feed on `subject` over `client`.
+    /// The feed on `subject` over `client` (a connection that does not echo: one
+    /// feed per process, shared by its projector and its followers).
     pub fn new(client: Client, subject: String) -> Self {
-        NatsCommitFeed { client, subject }
+        NatsCommitFeed {
+            client,
+            subject,
+            local: hayabusa_store::MemoryCommitFeed::new(),
+        }
     }
 }
 
@@ -42,6 +53,7 @@ pub fn encode(notice: &Committed) -> Result<Vec<u8>, StoreError> {
 #[async_trait]
 impl CommitFeed for NatsCommitFeed {
     async fn publish(&self, notice: &Committed) -> Result<(), StoreError> {
+        self.local.publish(notice).await?;
         let payload = encode(notice)?;
         self.client
             .publish(self.subject.clone(), payload.into())
@@ -59,7 +71,8 @@ impl CommitFeed for NatsCommitFeed {
             .map_err(|error| {
                 StoreError::Unavailable(format!("following commit notices: {error}"))
             })?;
-        Ok(Box::pin(subscriber.filter_map(|message| async move {
+        let local = self.local.subscribe().await?;
+        let remote = subscriber.filter_map(|message| async move {
             match serde_json::from_slice::<Committed>(&message.payload) {
                 Ok(notice) => Some(notice),
                 Err(error) => {
@@ -68,7 +81,8 @@ impl CommitFeed for NatsCommitFeed {
                     None
                 }
             }
-        })))
+        });
+        Ok(Box::pin(futures::stream::select(local, remote)))
     }
 }
 

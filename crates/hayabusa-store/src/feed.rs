@@ -60,8 +60,9 @@ pub trait CommitFeed: Send + Sync {
     async fn subscribe(&self) -> Result<BoxStream<'static, Committed>, StoreError>;
 }
 
-/// An in-process feed (for tests): a broadcast channel.
-#[derive(Clone)]
+/// An in-process feed: a broadcast channel (for tests, and for a process's own
+/// notices beside a network feed).
+#[derive(Clone, Debug)]
 pub struct MemoryCommitFeed {
     sender: tokio::sync::broadcast::Sender<Committed>,
 }

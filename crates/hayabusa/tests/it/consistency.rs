@@ -507,12 +507,23 @@ async fn a_stuck_projector_gets_a_503_with_retry_after_and_idle_rooms_are_served
         );
     }
 
-    // Reads of rooms and accounts with nothing in flight do not wait at all.
     let started = Instant::now();
     let (status, view) = bob.client.get(&format!("/v2/rooms/{}", bob.my_room)).await;
+    let (contacts_status, contacts) = bob.client.get("/v2/contacts").await;
+    if app.backend.nats.is_some() {
+        // On a log shared by several processes a node knows only the log's head, not
+        // what the writes behind it touched: every read waits for the head (ADR 0011).
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{view}");
+        assert_eq!(
+            contacts_status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{contacts}"
+        );
+        return;
+    }
+    // Reads of rooms and accounts with nothing in flight do not wait at all.
     assert_eq!(status, StatusCode::OK, "{view}");
-    let (status, contacts) = bob.client.get("/v2/contacts").await;
-    assert_eq!(status, StatusCode::OK, "{contacts}");
+    assert_eq!(contacts_status, StatusCode::OK, "{contacts}");
     assert!(
         started.elapsed() < max_read_wait / 2,
         "idle reads took {:?}",

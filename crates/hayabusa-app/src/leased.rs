@@ -59,13 +59,14 @@ pub async fn run_leased_projector(
     delay: ProjectorDelay,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let active = metrics::gauge!("hayabusa_projector_active");
+    // Looked up at each change: the recorder may be installed after this starts.
+    let active = || metrics::gauge!("hayabusa_projector_active");
     loop {
         let Some(fence) = acquire(store.as_ref(), &settings, &mut shutdown).await else {
             return;
         };
         tracing::info!(fence, holder = %settings.holder, "took the projector lease: projecting");
-        active.set(1.0);
+        active().set(1.0);
         let writer: Arc<dyn hayabusa_store::ReadModelWriter> = store.clone();
         let projector = match Projector::new(log.clone(), writer).await {
             Ok(projector) => projector
@@ -77,7 +78,7 @@ pub async fn run_leased_projector(
                 let _ = store
                     .release(PROJECTOR_LEASE, &settings.holder, fence)
                     .await;
-                active.set(0.0);
+                active().set(0.0);
                 continue;
             }
         };
@@ -93,7 +94,7 @@ pub async fn run_leased_projector(
             })
             .await;
         keeper.abort();
-        active.set(0.0);
+        active().set(0.0);
         let shutting_down = *shutdown.borrow();
         if shutting_down || stopped == Stopped::Shutdown {
             // Lost or shutting down: give it up either way (a lost lease ignores this).

@@ -6,7 +6,8 @@
 //! temporary directory and `sync_interval: always`, so that every acknowledged append
 //! is fsync'd. A missing binary is a test failure that says how to install it, never
 //! a skipped test. The server can be killed with SIGKILL and restarted on the same
-//! port and store, and is killed when dropped.
+//! port and store, and is killed when dropped. [`NatsCluster`] runs several as one
+//! JetStream cluster.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     jetstream: bool,
+    /// Its cluster: the cluster port, and the cluster ports of every member.
+    cluster: Option<(u16, Vec<u16>)>,
     dir: tempfile::TempDir,
     /// Log of the current run.
     log: PathBuf,
@@ -68,22 +71,32 @@ impl NatsServer {
     }
 
     fn start_with(jetstream: bool) -> NatsServer {
+        let mut server = NatsServer::new(jetstream, None);
+        server.run();
+        server
+    }
+
+    fn new(jetstream: bool, cluster: Option<(u16, Vec<u16>)>) -> NatsServer {
         let binary = nats_server_binary();
         let dir = tempfile::Builder::new()
             .prefix("hayabusa-nats-")
             .tempdir()
             .expect("temporary directory for nats-server");
-        let mut server = NatsServer {
+        NatsServer {
             binary,
             child: None,
             port: free_port(),
             jetstream,
+            cluster,
             log: dir.path().join("nats-server-0.log"),
             dir,
             runs: 0,
-        };
-        server.run();
-        server
+        }
+    }
+
+    /// The server's name (unique: it holds the client port).
+    pub fn name(&self) -> String {
+        format!("hayabusa-test-{}", self.port)
     }
 
     /// The client URL (`nats://127.0.0.1:PORT`).
@@ -142,9 +155,21 @@ impl NatsServer {
 
     fn config(&self) -> String {
         let mut config = format!(
-            "listen: \"127.0.0.1:{port}\"\nserver_name: \"hayabusa-test-{port}\"\n",
-            port = self.port
+            "listen: \"127.0.0.1:{port}\"\nserver_name: \"{name}\"\n",
+            port = self.port,
+            name = self.name()
         );
+        if let Some((port, members)) = &self.cluster {
+            let routes: Vec<String> = members
+                .iter()
+                .map(|member| format!("\"nats-route://127.0.0.1:{member}\""))
+                .collect();
+            config.push_str(&format!(
+                "cluster {{\n  name: \"hayabusa-test\"\n  listen: \"127.0.0.1:{port}\"\n  \
+                 routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
         if self.jetstream {
             config.push_str(&format!(
                 "jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
@@ -189,6 +214,66 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Several nats-servers forming one JetStream cluster on local ports (each with
+/// `sync_interval: always` and a store of its own).
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The members, in start order.
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers routed to each other.
+    pub fn start(size: usize) -> NatsCluster {
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let mut servers: Vec<NatsServer> = cluster_ports
+            .iter()
+            .map(|port| NatsServer::new(true, Some((*port, cluster_ports.clone()))))
+            .collect();
+        for server in &mut servers {
+            server.run();
+        }
+        NatsCluster { servers }
+    }
+
+    /// Every member's client URL, comma-separated (what `--event-log` takes).
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the member leading stream `stream` (asked of any running
+    /// member), or None while it has no leader.
+    pub async fn stream_leader(&mut self, stream: &str) -> Option<usize> {
+        let running: Vec<String> = self
+            .servers
+            .iter_mut()
+            .filter_map(|server| server.is_running().then(|| server.url()))
+            .collect();
+        for url in running {
+            let Ok(client) = async_nats::connect(url).await else {
+                continue;
+            };
+            let Ok(answer) = client
+                .request(format!("$JS.API.STREAM.INFO.{stream}"), "{}".into())
+                .await
+            else {
+                continue;
+            };
+            let info: serde_json::Value = serde_json::from_slice(&answer.payload).ok()?;
+            let leader = info["cluster"]["leader"].as_str()?;
+            return self
+                .servers
+                .iter()
+                .position(|server| server.name() == leader);
+        }
+        None
     }
 }
 

@@ -7,6 +7,7 @@ mod accounts;
 mod at_rest;
 mod authz_matrix;
 mod backup;
+mod cluster;
 mod consistency;
 mod contacts;
 mod conventions;

@@ -1,0 +1,554 @@
+//! A cluster on one machine, killed node by node: a 3-node JetStream cluster
+//! (replicas 3, `sync_interval: always`), PostgreSQL, two `api` nodes and two
+//! `projector` nodes, each a real `hayabusa` process. Writers post through both API
+//! nodes while WebSocket clients on both follow the account; in turn the JetStream
+//! stream leader, an API node and the active projector are killed with SIGKILL and
+//! restarted, and then JetStream loses its quorum.
+//!
+//! Checked: every acknowledged post is in the log exactly once, in the read models of
+//! both API nodes, and in every follower's stream in log order with no gap or
+//! duplicate; the read models equal a fresh rebuild; no post is acknowledged while
+//! JetStream has no quorum (a refused one may still land once it is back: its outcome
+//! was unknown). Reported (and bounded): how long writes failed after the
+//! leader kill, and how long the standby projector took to take over.
+
+use crate::helpers::*;
+use futures::StreamExt;
+use hayabusa_domain::Event;
+use hayabusa_nats::testkit::NatsCluster;
+use hayabusa_store::{EventReader, ReadModelWriter};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const STREAM: &str = "HAYABUSA";
+
+/// One `hayabusa serve` process, restartable on the same port and data directory.
+struct Node {
+    name: &'static str,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new(name: &'static str, role: &str, common: &[String], secret: &[u8]) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret.key");
+        std::fs::write(&secret_file, secret).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let mut args = vec!["serve".to_string(), "--role".into(), role.into()];
+        args.extend(common.iter().cloned());
+        Node {
+            name,
+            args,
+            dir,
+            port: hayabusa_nats::testkit::free_port(),
+            child: None,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process and waits until `/healthz` answers (it retries while the
+    /// JetStream cluster is still electing its leaders).
+    async fn start(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_hayabusa"))
+                .args(&self.args)
+                .arg("--data-dir")
+                .arg(self.dir.path())
+                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("the binary starts");
+            let up = Instant::now();
+            while up.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if let Ok(response) = reqwest::get(format!("{}/healthz", self.base())).await
+                    && response.status().is_success()
+                {
+                    self.child = Some(child);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("{} did not come up:\n{}", self.name, self.log());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Whether its projector holds the lease now (from `/metrics`).
+    async fn projecting(&self) -> bool {
+        let Ok(response) = reqwest::get(format!("{}/metrics", self.base())).await else {
+            return false;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .any(|line| line.starts_with("hayabusa_projector_active") && line.ends_with(" 1"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the writers got.
+#[derive(Default)]
+struct Acked {
+    /// body → (room, message id).
+    posts: HashMap<String, (u64, String)>,
+}
+
+/// Posts `body` through `bases` in turn (with an idempotency key, so a retry on the
+/// other node never posts twice) until one acknowledges it or `attempts` run out.
+async fn post(
+    http: &reqwest::Client,
+    bases: &[String],
+    token: &str,
+    room: u64,
+    body: &str,
+    attempts: usize,
+) -> Option<String> {
+    for attempt in 0..attempts {
+        let base = &bases[attempt % bases.len()];
+        let response = http
+            .post(format!("{base}/v2/rooms/{room}/messages"))
+            .header("X-ChatWorkToken", token)
+            .header("Idempotency-Key", body)
+            .form(&[("body", body)])
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(response) = response {
+            let status = response.status();
+            if status == StatusCode::OK {
+                let json: Value = response.json().await.unwrap();
+                return Some(json["message_id"].as_str().unwrap().to_string());
+            }
+            assert!(
+                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+                "a post was refused with {status}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// A WebSocket follower of the admin account: reconnects to the next node with its
+/// last revision whenever its socket ends. Collects (revision position, message id)
+/// of every `message_created` op, in the order received.
+fn follow(
+    bases: Vec<String>,
+    token: String,
+    since: String,
+    seen: Arc<Mutex<Vec<(u64, String)>>>,
+    reconnects: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut since = since;
+        let mut node = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let url = format!(
+                "{}/v2/sync/ws?since={since}&token={token}",
+                bases[node % bases.len()].replace("http://", "ws://")
+            );
+            let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url).await else {
+                node += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            loop {
+                let frame = tokio::time::timeout(Duration::from_millis(500), socket.next()).await;
+                match frame {
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        let op: Value = serde_json::from_str(&text).unwrap();
+                        let revision = op["revision"].as_str().unwrap().to_string();
+                        if op["type"] == "message_created" {
+                            let position: u64 =
+                                revision.split(':').next().unwrap().parse().unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .push((position, op["message_id"].as_str().unwrap().to_string()));
+                        }
+                        since = revision;
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(_)) | None) => break,
+                    Err(_) if stop.load(Ordering::SeqCst) => return,
+                    Err(_) => {}
+                }
+            }
+            reconnects.fetch_add(1, Ordering::SeqCst);
+            node += 1;
+        }
+    })
+}
+
+/// Every message in the log: body → how many times.
+async fn bodies_in_log(urls: &str) -> HashMap<String, usize> {
+    let log = hayabusa_nats::connect(urls, hayabusa_nats::NatsOptions::default())
+        .await
+        .unwrap();
+    let mut found = HashMap::new();
+    let mut after = 0;
+    loop {
+        let batch = log.read_all(after, 5_000).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for recorded in &batch {
+            if let Ok(Event::MessagePosted { body, .. }) = hayabusa_domain::decode_event(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.data,
+            ) {
+                *found.entry(body).or_insert(0) += 1;
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_survives_losing_any_node() {
+    let mut nats = NatsCluster::start(3);
+    let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let urls = nats.urls();
+    let common: Vec<String> = [
+        "--event-log",
+        &urls,
+        "--event-log-replicas",
+        "3",
+        "--read-store",
+        &database.connection_string(),
+        "--no-rate-limits",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let secret = [42u8; 32];
+    let mut projectors = [
+        Node::new("projector 1", "projector", &common, &secret),
+        Node::new("projector 2", "projector", &common, &secret),
+    ];
+    let mut apis = [
+        Node::new("api 1", "api", &common, &secret),
+        Node::new("api 2", "api", &common, &secret),
+    ];
+    for node in projectors.iter_mut().chain(apis.iter_mut()) {
+        node.start().await;
+    }
+    let bases: Vec<String> = apis.iter().map(Node::base).collect();
+    let token = std::fs::read_to_string(apis[0].dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let other_token = std::fs::read_to_string(apis[1].dir.path().join("admin.token")).unwrap();
+    assert_eq!(token, other_token.trim(), "one administrator, one token");
+    let admin = Client::new(&bases[0], &token);
+    let (_, me) = admin.get("/v2/me").await;
+    let mut rooms = Vec::new();
+    for name in ["cluster a", "cluster b"] {
+        let (status, room) = admin
+            .send(
+                reqwest::Method::POST,
+                "/v2/rooms",
+                &[
+                    ("name", name.to_string()),
+                    ("members_admin_ids", me["account_id"].to_string()),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{room}");
+        rooms.push(room["room_id"].as_u64().unwrap());
+    }
+    // Read on the other node right after the write: the room is there.
+    let (status, _) = Client::new(&bases[1], &token)
+        .get(&format!("/v2/rooms/{}", rooms[1]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Followers on both nodes, from the revision before any post.
+    let (_, start) = admin.get("/v2/sync").await;
+    let since = start["revision"].as_str().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let followers: Vec<_> = (0..2)
+        .map(|first| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let mut order = bases.clone();
+            order.rotate_left(first);
+            let task = follow(
+                order,
+                token.clone(),
+                since.clone(),
+                seen.clone(),
+                reconnects.clone(),
+                stop.clone(),
+            );
+            (seen, task)
+        })
+        .collect();
+
+    // Writers through both API nodes.
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let writing = Arc::new(AtomicBool::new(true));
+    let http = reqwest::Client::new();
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (acked, writing, http, token) =
+                (acked.clone(), writing.clone(), http.clone(), token.clone());
+            let mut order = bases.clone();
+            order.rotate_left(writer % 2);
+            let room = rooms[writer % rooms.len()];
+            tokio::spawn(async move {
+                let mut i = 0;
+                while writing.load(Ordering::SeqCst) {
+                    let body = format!("w{writer}-{i}");
+                    i += 1;
+                    if let Some(id) = post(&http, &order, &token, room, &body, 400).await {
+                        acked.lock().unwrap().posts.insert(body, (room, id));
+                    }
+                }
+            })
+        })
+        .collect();
+    let acked_count = || acked.lock().unwrap().posts.len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // 1. The JetStream leader of the stream.
+    let leader = nats
+        .stream_leader(STREAM)
+        .await
+        .expect("the stream has a leader");
+    let before = acked_count();
+    let killed = Instant::now();
+    nats.servers[leader].kill();
+    let probe = format!("probe-after-leader-kill-{}", std::process::id());
+    let id = post(&http, &bases, &token, rooms[0], &probe, 1_000).await;
+    let writes_back = killed.elapsed();
+    assert!(id.is_some(), "writes never came back after the leader kill");
+    acked
+        .lock()
+        .unwrap()
+        .posts
+        .insert(probe, (rooms[0], id.unwrap()));
+    nats.servers[leader].restart();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(acked_count() > before, "writes went on");
+
+    // 2. An API node: its followers and writers move to the other one.
+    let reconnects_before = reconnects.load(Ordering::SeqCst);
+    apis[0].kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        reconnects.load(Ordering::SeqCst) > reconnects_before,
+        "the followers of the killed node reconnected"
+    );
+    apis[0].start().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 3. The active projector: the standby takes over.
+    let mut active = None;
+    for _ in 0..100 {
+        for (index, projector) in projectors.iter().enumerate() {
+            if projector.projecting().await {
+                active = Some(index);
+            }
+        }
+        if active.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let active = active.expect("one projector is active");
+    let standby = 1 - active;
+    assert!(
+        !projectors[standby].projecting().await,
+        "one projector at a time"
+    );
+    let killed = Instant::now();
+    projectors[active].kill();
+    while !projectors[standby].projecting().await {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the standby never took over:\n{}",
+            projectors[standby].log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let failover = killed.elapsed();
+    // A post after the takeover is read on the other node.
+    let probe = format!("probe-after-failover-{}", std::process::id());
+    let id = post(&http, &bases, &token, rooms[1], &probe, 400)
+        .await
+        .unwrap();
+    let (status, _) = Client::new(&bases[1], &token)
+        .get(&format!("/v2/rooms/{}/messages/{id}", rooms[1]))
+        .await;
+    assert_eq!(status, StatusCode::OK, "read after the failover");
+    acked.lock().unwrap().posts.insert(probe, (rooms[1], id));
+    projectors[active].start().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Writers stop; then JetStream loses its quorum: nothing is acknowledged.
+    writing.store(false, Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    nats.servers[1].kill();
+    nats.servers[2].kill();
+    let refused = format!("without-quorum-{}", std::process::id());
+    let answer = http
+        .post(format!("{}/v2/rooms/{}/messages", bases[0], rooms[0]))
+        .header("X-ChatWorkToken", &token)
+        .form(&[("body", refused.as_str())])
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    if let Ok(answer) = answer {
+        assert_ne!(
+            answer.status(),
+            StatusCode::OK,
+            "acknowledged without a quorum"
+        );
+    }
+    nats.servers[1].restart();
+    nats.servers[2].restart();
+
+    // Every acknowledged post: in the log once, in every follower's stream in log
+    // order, in both nodes' read models, and the read models equal a rebuild.
+    let acked = std::mem::take(&mut acked.lock().unwrap().posts);
+    let expected: HashSet<String> = acked.values().map(|(_, id)| id.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (seen, _) in &followers {
+        loop {
+            let got: HashSet<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect();
+            if expected.is_subset(&got) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a follower misses {} acknowledged posts",
+                expected.difference(&got).count()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for (seen, task) in followers {
+        task.await.unwrap();
+        let seen = seen.lock().unwrap();
+        let ids: HashSet<&String> = seen.iter().map(|(_, id)| id).collect();
+        assert_eq!(ids.len(), seen.len(), "a follower got a post twice");
+        assert!(
+            seen.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "a follower's posts are out of log order"
+        );
+    }
+    let in_log = loop {
+        // The log answers again once the restarted servers rejoined.
+        match tokio::time::timeout(Duration::from_secs(30), bodies_in_log(&urls)).await {
+            Ok(found) => break found,
+            Err(_) => panic!("the log did not answer after the quorum came back"),
+        }
+    };
+    for body in acked.keys() {
+        assert_eq!(in_log.get(body), Some(&1), "{body} in the log");
+    }
+    // (A refused post may still reach the log once the quorum is back: it was not
+    // acknowledged, so its outcome was unknown, as a 503 says.)
+    for base in &bases {
+        let client = Client::new(base, &token);
+        for (room, id) in acked.values().step_by((acked.len() / 100).max(1)) {
+            let (status, message) = client.get(&format!("/v2/rooms/{room}/messages/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{base}: {message}");
+        }
+    }
+    let live = hayabusa_postgres::PgReadStore::connect(
+        &database.connection_string(),
+        hayabusa_postgres::PgOptions::default(),
+    )
+    .await
+    .unwrap();
+    let rebuilt_database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let rebuilt = Arc::new(
+        hayabusa_postgres::PgReadStore::connect(
+            &rebuilt_database.connection_string(),
+            hayabusa_postgres::PgOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let log = Arc::new(
+        hayabusa_nats::connect(&urls, hayabusa_nats::NatsOptions::default())
+            .await
+            .unwrap(),
+    );
+    let head = log.head();
+    hayabusa_app::rebuild(log, rebuilt.clone()).await.unwrap();
+    while live.checkpoint().await.unwrap() < head {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        live.dump().await.unwrap(),
+        rebuilt.dump().await.unwrap(),
+        "the live read models equal a rebuild"
+    );
+
+    eprintln!(
+        "cluster: {} posts acknowledged; writes back {:?} after the stream leader's kill; \
+         projector failover {:?}; {} follower reconnects",
+        acked.len(),
+        writes_back,
+        failover,
+        reconnects.load(Ordering::SeqCst)
+    );
+    assert!(
+        writes_back < Duration::from_secs(20),
+        "writes came back after {writes_back:?} (target 10 s)"
+    );
+    assert!(
+        failover < Duration::from_secs(10),
+        "the standby took over after {failover:?} (target 5 s)"
+    );
+}

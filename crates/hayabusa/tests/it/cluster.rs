@@ -485,13 +485,10 @@ async fn a_cluster_survives_losing_any_node() {
             "a follower's posts are out of log order"
         );
     }
-    let in_log = loop {
-        // The log answers again once the restarted servers rejoined.
-        match tokio::time::timeout(Duration::from_secs(30), bodies_in_log(&urls)).await {
-            Ok(found) => break found,
-            Err(_) => panic!("the log did not answer after the quorum came back"),
-        }
-    };
+    // The log answers again once the restarted servers rejoined.
+    let in_log = tokio::time::timeout(Duration::from_secs(30), bodies_in_log(&urls))
+        .await
+        .expect("the log answers after the quorum came back");
     for body in acked.keys() {
         assert_eq!(in_log.get(body), Some(&1), "{body} in the log");
     }

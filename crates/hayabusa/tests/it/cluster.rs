@@ -549,3 +549,33 @@ async fn a_cluster_survives_losing_any_node() {
         "the standby took over after {failover:?} (target 5 s)"
     );
 }
+
+#[tokio::test]
+async fn api_and_projector_roles_need_the_shared_engines() {
+    for role in [hayabusa::Role::Api, hayabusa::Role::Projector] {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = hayabusa::start(hayabusa::Config {
+            role,
+            ..hayabusa::Config::new(dir.path())
+        })
+        .await
+        .err()
+        .expect("refused on the embedded stores");
+        assert!(
+            refused.to_string().contains("--event-log nats://"),
+            "{refused:#}"
+        );
+    }
+    assert!(hayabusa::Role::parse("api").is_ok());
+    assert!(hayabusa::Role::parse("leader").is_err());
+}
+
+#[tokio::test]
+async fn readyz_answers_when_the_engines_answer_and_the_read_models_keep_up() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(ready["projected"].as_u64().unwrap() >= ready["log_head"].as_u64().unwrap());
+}

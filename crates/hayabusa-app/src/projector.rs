@@ -677,6 +677,21 @@ pub async fn rebuild(
     Projector::new(log, store).await?.catch_up().await
 }
 
+/// [`rebuild`] by the holder of the projector lease with `fence`: every batch is
+/// fenced, so it fails (changing nothing more) if another projector took over.
+pub async fn rebuild_fenced(
+    log: Arc<dyn EventReader>,
+    store: Arc<dyn ReadModelWriter>,
+    fence: u64,
+) -> Result<Position, AppError> {
+    store.reset().await?;
+    Projector::new(log, store)
+        .await?
+        .with_fence(fence)
+        .catch_up()
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

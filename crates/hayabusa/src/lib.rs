@@ -615,8 +615,49 @@ pub async fn rebuild(data_dir: &std::path::Path, backends: &Backends) -> anyhow:
         );
     }
     let stores = open_stores(data_dir, backends).await?;
-    let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
+    if !matches!(backends.read_store, backends::ReadStoreBackend::Postgres(_)) {
+        let position = hayabusa_app::rebuild(stores.log.clone(), stores.read.clone())
+            .await
+            .context("rebuilding the read models")?;
+        return Ok(position);
+    }
+    // Read models other processes may be projecting into: rebuild as the projector,
+    // under its lease (so no projector writes meanwhile, and this rebuild's batches
+    // are refused if one took over).
+    let holder = format!("rebuild/{}", hayabusa_app::leased::holder_name());
+    let lease = hayabusa_store::PROJECTOR_LEASE;
+    let Some(fence) = stores
+        .read
+        .acquire(lease, &holder, REBUILD_LEASE_TTL)
         .await
-        .context("rebuilding the read models")?;
-    Ok(position)
+        .context("taking the projector lease")?
+    else {
+        anyhow::bail!(
+            "a projector is running on these read models (it holds the projector lease): \
+             stop every `serve --role projector` and `--role all` process before rebuilding"
+        );
+    };
+    let keeper = {
+        let (read, holder) = (stores.read.clone(), holder.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REBUILD_LEASE_TTL / 4).await;
+                match read.renew(lease, &holder, fence, REBUILD_LEASE_TTL).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => tracing::warn!(%error, "cannot renew the projector lease"),
+                }
+            }
+        })
+    };
+    let rebuilt =
+        hayabusa_app::projector::rebuild_fenced(stores.log.clone(), stores.read.clone(), fence)
+            .await
+            .context("rebuilding the read models");
+    keeper.abort();
+    let _ = stores.read.release(lease, &holder, fence).await;
+    Ok(rebuilt?)
 }
+
+/// How long `rebuild` holds the projector lease between renewals.
+const REBUILD_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(20);

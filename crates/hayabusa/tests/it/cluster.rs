@@ -579,3 +579,29 @@ async fn readyz_answers_when_the_engines_answer_and_the_read_models_keep_up() {
     assert_eq!(ready["status"], "ready");
     assert!(ready["projected"].as_u64().unwrap() >= ready["log_head"].as_u64().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_refuses_while_a_projector_runs_on_the_shared_read_models() {
+    let nats = hayabusa_nats::testkit::NatsServer::start();
+    let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let backends = hayabusa::Backends {
+        event_log: nats_backend(&nats),
+        read_store: hayabusa::backends::ReadStoreBackend::Postgres(
+            hayabusa::backends::ServiceUrl::new(database.connection_string()),
+        ),
+        ..hayabusa::Backends::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, admin) = start_with(dir.path(), &backends).await;
+    let (status, _) = admin.get("/v2/me").await;
+    assert_eq!(status, StatusCode::OK);
+    let other = tempfile::tempdir().unwrap();
+    let refused = hayabusa::rebuild(other.path(), &backends)
+        .await
+        .expect_err("a projector holds the lease");
+    assert!(refused.to_string().contains("stop every"), "{refused:#}");
+    // A stopped server releases the lease: the rebuild goes ahead.
+    server.stop().await.unwrap();
+    let position = hayabusa::rebuild(other.path(), &backends).await.unwrap();
+    assert!(position > 0);
+}

@@ -14,12 +14,14 @@
 //!   the server refuses a second message with the key for that long (also after a
 //!   restart: it rebuilds the window from the stored messages) and answers with the
 //!   first one's sequence; the adapter reads that message back, compares the key and
-//!   fingerprint stored in it, and returns its events. Because newer servers check
-//!   expectations before duplicates, a refused keyed append first *probes* the key
-//!   (a publish that can never be stored: its `Nats-Expected-Last-Msg-Id` never
-//!   matches, and every server checks that after duplicates) before reporting a
-//!   conflict. An append without events but with a key is recorded as a small
-//!   message on `{prefix}.key`.
+//!   fingerprint stored in it, and returns its events. Because newer standalone
+//!   servers check expectations before duplicates, a refused keyed append first
+//!   *probes* the key (a publish that can never be stored, refused by an
+//!   expectation the server checks after duplicates: the last message id on a
+//!   standalone server, a subject sequence on a clustered one, where the last
+//!   message id is checked only by the replicas and a mismatch stops the stream)
+//!   before reporting a conflict. An append without events but with a key is
+//!   recorded as a small message on `{prefix}.key`.
 //! - **Durability**: `append` returns after JetStream's acknowledgement, which comes
 //!   after the message is written (and, with `sync_interval: always`, fsync'd; with
 //!   replicas, stored by a majority). While the connection is down appends fail with
@@ -71,6 +73,8 @@ const MAX_READ_BYTES: usize = 4 << 20;
 /// A `Nats-Expected-Last-Msg-Id` that never matches: our message ids all start with
 /// `hb1-`.
 const NEVER_A_MESSAGE_ID: &str = "hayabusa-key-probe";
+/// The subject sequence a clustered server's key probe expects: no subject reaches it.
+const NEVER_A_SEQUENCE: &str = "9223372036854775807";
 
 /// How the adapter uses NATS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +189,9 @@ struct Inner {
     read_batch: usize,
     /// The stream has replicas, so a Direct Get may come from one behind the leader.
     replicated: bool,
+    /// The server runs JetStream clustered (it checks headers in another order; see
+    /// [`Inner::probe`]).
+    clustered: bool,
 }
 
 /// Connects to NATS (`urls`: `nats://host:port`, comma-separated; credentials in
@@ -197,6 +204,7 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
     let shown = servers.display();
     let client = open_connection(&servers, &options).await?;
     let info = client.server_info();
+    let clustered = info.cluster.is_some();
     let version = server::check_version(&info.version).map_err(|error| match error {
         StoreError::Unavailable(detail) => StoreError::Unavailable(format!("{shown}: {detail}")),
         other => other,
@@ -229,7 +237,7 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         }
         Err(error) => return Err(error),
     }
-    let replicas = ensure_stream(&api, &options, &shown).await?;
+    let replicas = while_recovering(|| ensure_stream(&api, &options, &shown)).await?;
     // Servers before 2.11 answer a Direct Get with one message; reading through the
     // leader one message at a time is as fast there and needs no special case.
     let read_batch = if version >= BATCHED_DIRECT_GET {
@@ -245,8 +253,9 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         head: watch::channel(0).0,
         read_batch,
         replicated: replicas > 1,
+        clustered,
     });
-    inner.refresh_head().await?;
+    while_recovering(|| inner.refresh_head()).await?;
     let follower = tokio::spawn(follow_head(Arc::clone(&inner), options.head_poll_interval));
     tracing::info!(
         servers = %shown,
@@ -258,6 +267,38 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         "event log on NATS JetStream"
     );
     Ok(NatsEventLog { inner, follower })
+}
+
+/// How long `connect` waits out a JetStream cluster that is electing leaders or
+/// catching a restarted server up ("JetStream system temporarily unavailable").
+const RECOVERY_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `attempt` again while JetStream answers that it is temporarily unavailable,
+/// for up to [`RECOVERY_WAIT`]; any other outcome is returned at once.
+async fn while_recovering<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        match attempt().await {
+            Err(StoreError::Unavailable(detail))
+                if is_transient(&detail) && started.elapsed() < RECOVERY_WAIT =>
+            {
+                tracing::info!(%detail, "JetStream is recovering; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Whether an error is JetStream recovering (no meta or stream leader yet).
+fn is_transient(detail: &str) -> bool {
+    detail.contains("temporarily unavailable")
+        || detail.contains("10008")
+        || detail.contains("no responders")
 }
 
 async fn open_connection(servers: &Servers, options: &NatsOptions) -> Result<Client, StoreError> {
@@ -543,19 +584,32 @@ impl Inner {
     }
 
     /// Whether `key` is recorded (within the expiry): the sequence of its message.
-    /// The probe is a publish that is never stored: `Nats-Expected-Last-Msg-Id` never
-    /// matches, and servers check it only after duplicates.
+    /// The probe is a publish that is never stored, refused by an expectation the
+    /// server checks only after duplicates:
+    /// - a standalone server checks `Nats-Expected-Last-Msg-Id` after duplicates (and
+    ///   subject sequences before them): the probe expects a message id that never is;
+    /// - a clustered server checks duplicates first, then subject sequences, at the
+    ///   stream leader before proposing; `Nats-Expected-Last-Msg-Id` only when the
+    ///   replicas apply the message, where a mismatch is a critical write error that
+    ///   stops the stream (found by the cluster test). The probe expects a subject
+    ///   sequence that never is.
     async fn probe(&self, key: &IdempotencyKey) -> Result<Option<u64>, StoreError> {
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID, message_id(&key.key).as_str());
-        headers.insert(EXPECTED_LAST_MSG_ID, NEVER_A_MESSAGE_ID);
+        let refused_as = if self.clustered {
+            headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, NEVER_A_SEQUENCE);
+            WRONG_LAST_SEQUENCE
+        } else {
+            headers.insert(EXPECTED_LAST_MSG_ID, NEVER_A_MESSAGE_ID);
+            WRONG_LAST_MSG_ID
+        };
         match self
             .api
             .publish(subject::keys(&self.prefix), headers, Vec::new())
             .await?
         {
             Published::Duplicate(sequence) => Ok(Some(sequence)),
-            Published::Refused(error) if error.err_code == WRONG_LAST_MSG_ID => Ok(None),
+            Published::Refused(error) if error.err_code == refused_as => Ok(None),
             Published::Refused(error) => Err(StoreError::Unavailable(format!(
                 "checking an idempotency key: {error}"
             ))),

@@ -248,6 +248,53 @@ impl NatsCluster {
             .join(",")
     }
 
+    /// Waits (at most `timeout`) until every running member answers for stream
+    /// `stream` with a leader and every replica current: after a restart, until the
+    /// restarted member has caught up. Panics past `timeout`.
+    pub async fn wait_until_current(&mut self, stream: &str, timeout: Duration) {
+        let started = Instant::now();
+        let mut last = String::new();
+        'again: while started.elapsed() < timeout {
+            let running: Vec<String> = self
+                .servers
+                .iter_mut()
+                .filter_map(|server| server.is_running().then(|| server.url()))
+                .collect();
+            for url in &running {
+                let Ok(client) = async_nats::connect(url.as_str()).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'again;
+                };
+                let info: Option<serde_json::Value> = match client
+                    .request(format!("$JS.API.STREAM.INFO.{stream}"), "{}".into())
+                    .await
+                {
+                    Ok(answer) => serde_json::from_slice(&answer.payload).ok(),
+                    Err(_) => None,
+                };
+                let current = info.as_ref().is_some_and(|info| {
+                    info["cluster"]["leader"].is_string()
+                        && info["cluster"]["replicas"]
+                            .as_array()
+                            .is_some_and(|replicas| {
+                                replicas.iter().all(|replica| replica["current"] == true)
+                            })
+                });
+                if !current {
+                    last = format!(
+                        "{url}: {}",
+                        info.map(|info| info["cluster"].to_string())
+                            .unwrap_or_default()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'again;
+                }
+            }
+            return;
+        }
+        panic!("stream {stream} was not current on every member within {timeout:?}: {last}");
+    }
+
     /// The index of the member leading stream `stream` (asked of any running
     /// member), or None while it has no leader.
     pub async fn stream_leader(&mut self, stream: &str) -> Option<usize> {

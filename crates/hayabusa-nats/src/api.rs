@@ -24,6 +24,25 @@ pub const EXPECTED_LAST_MSG_ID: &str = "Nats-Expected-Last-Msg-Id";
 
 /// "wrong last sequence: N".
 pub const WRONG_LAST_SEQUENCE: u32 = 10071;
+/// "wrong last sequence" without the actual one: a clustered server's answer while
+/// other appends to the subject are still being replicated.
+pub const WRONG_LAST_SEQUENCE_CONSTANT: u32 = 10164;
+
+/// "duplicate message id is in process": a clustered server's answer while the first
+/// append with the message id is still being replicated.
+pub const DUPLICATE_IN_PROCESS: u32 = 10158;
+
+/// Whether a clustered server refused only because an earlier append (to the
+/// subject, or with the message id) is still being replicated: asking again in a
+/// moment gets the real answer.
+pub fn is_pending(error: &ApiError) -> bool {
+    error.err_code == WRONG_LAST_SEQUENCE_CONSTANT || error.err_code == DUPLICATE_IN_PROCESS
+}
+
+/// Whether `error` refuses an append for its expected sequence.
+pub fn is_wrong_last_sequence(error: &ApiError) -> bool {
+    error.err_code == WRONG_LAST_SEQUENCE || error.err_code == WRONG_LAST_SEQUENCE_CONSTANT
+}
 /// "wrong last msg ID: …".
 pub const WRONG_LAST_MSG_ID: u32 = 10070;
 /// "message size exceeds maximum allowed".

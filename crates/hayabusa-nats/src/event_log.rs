@@ -35,7 +35,7 @@
 
 use crate::api::{
     self, Api, EXPECTED_LAST_MSG_ID, EXPECTED_LAST_SUBJECT_SEQUENCE, MESSAGE_TOO_LARGE, MSG_ID,
-    Published, STREAM_NAME_IN_USE, WRONG_LAST_MSG_ID, WRONG_LAST_SEQUENCE,
+    Published, STREAM_NAME_IN_USE, WRONG_LAST_MSG_ID,
 };
 use crate::envelope::{Body, Envelope};
 use crate::position::{self, MAX_EVENTS_PER_APPEND, MAX_SEQUENCE};
@@ -225,7 +225,7 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         options.stream.clone(),
         options.request_timeout,
     );
-    match api.account_info().await {
+    match while_recovering(|| api.account_info()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             return Err(StoreError::Unavailable(format!(
@@ -269,6 +269,10 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
     Ok(NatsEventLog { inner, follower })
 }
 
+/// How long an append whose expectation a clustered server cannot check yet (another
+/// append to the subject in flight) is asked again.
+const PENDING_APPEND_WAIT: Duration = Duration::from_secs(2);
+
 /// How long `connect` waits out a JetStream cluster that is electing leaders or
 /// catching a restarted server up ("JetStream system temporarily unavailable").
 const RECOVERY_WAIT: Duration = Duration::from_secs(30);
@@ -298,7 +302,7 @@ where
 fn is_transient(detail: &str) -> bool {
     detail.contains("temporarily unavailable")
         || detail.contains("10008")
-        || detail.contains("no responders")
+        || detail.contains("timed out")
 }
 
 async fn open_connection(servers: &Servers, options: &NatsOptions) -> Result<Client, StoreError> {
@@ -583,6 +587,33 @@ impl Inner {
             .map_or(0, |message| position::last_of(message.sequence)))
     }
 
+    /// Publishes, asking again while a clustered server answers that an earlier
+    /// append (to the subject, or with the message id) is still being replicated
+    /// (for up to [`PENDING_APPEND_WAIT`]): that one lands in a moment, and then the
+    /// answer is a real one (stored, duplicate, or a conflict with its revision).
+    async fn publish_settled(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<Published, StoreError> {
+        let asked = tokio::time::Instant::now();
+        loop {
+            let published = self
+                .api
+                .publish(subject.clone(), headers.clone(), payload.clone())
+                .await?;
+            match &published {
+                Published::Refused(error)
+                    if api::is_pending(error) && asked.elapsed() < PENDING_APPEND_WAIT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                _ => return Ok(published),
+            }
+        }
+    }
+
     /// Whether `key` is recorded (within the expiry): the sequence of its message.
     /// The probe is a publish that is never stored, refused by an expectation the
     /// server checks only after duplicates:
@@ -596,20 +627,19 @@ impl Inner {
     async fn probe(&self, key: &IdempotencyKey) -> Result<Option<u64>, StoreError> {
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID, message_id(&key.key).as_str());
-        let refused_as = if self.clustered {
+        let refused: fn(&api::ApiError) -> bool = if self.clustered {
             headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, NEVER_A_SEQUENCE);
-            WRONG_LAST_SEQUENCE
+            api::is_wrong_last_sequence
         } else {
             headers.insert(EXPECTED_LAST_MSG_ID, NEVER_A_MESSAGE_ID);
-            WRONG_LAST_MSG_ID
+            |error| error.err_code == WRONG_LAST_MSG_ID
         };
         match self
-            .api
-            .publish(subject::keys(&self.prefix), headers, Vec::new())
+            .publish_settled(subject::keys(&self.prefix), headers, Vec::new())
             .await?
         {
             Published::Duplicate(sequence) => Ok(Some(sequence)),
-            Published::Refused(error) if error.err_code == refused_as => Ok(None),
+            Published::Refused(error) if refused(&error) => Ok(None),
             Published::Refused(error) => Err(StoreError::Unavailable(format!(
                 "checking an idempotency key: {error}"
             ))),
@@ -698,8 +728,7 @@ impl Inner {
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID, message_id(&key.key).as_str());
         match self
-            .api
-            .publish(subject::keys(&self.prefix), headers, envelope.encode()?)
+            .publish_settled(subject::keys(&self.prefix), headers, envelope.encode()?)
             .await?
         {
             Published::Stored(_) => Ok(nothing),
@@ -756,7 +785,10 @@ impl EventAppender for NatsEventLog {
         if let Some(key) = &idempotency {
             headers.insert(MSG_ID, message_id(&key.key).as_str());
         }
-        match inner.api.publish(subject.clone(), headers, encoded).await? {
+        match inner
+            .publish_settled(subject.clone(), headers, encoded)
+            .await?
+        {
             Published::Stored(sequence) => {
                 if sequence > MAX_SEQUENCE {
                     return Err(StoreError::Corrupt(format!(
@@ -780,7 +812,7 @@ impl EventAppender for NatsEventLog {
                     "an append without a key was taken for a duplicate of message {sequence}"
                 ))),
             },
-            Published::Refused(error) if error.err_code == WRONG_LAST_SEQUENCE => {
+            Published::Refused(error) if api::is_wrong_last_sequence(&error) => {
                 // A retry of an append that went through is a duplicate, whatever it
                 // expected: ask for the key before reporting a conflict.
                 if let Some(key) = &idempotency

@@ -236,7 +236,56 @@ impl NatsCluster {
         for server in &mut servers {
             server.run();
         }
-        NatsCluster { servers }
+        let cluster = NatsCluster { servers };
+        cluster.wait_for_jetstream();
+        cluster
+    }
+
+    /// Waits until every member answers JetStream API requests (a meta leader is
+    /// elected).
+    fn wait_for_jetstream(&self) {
+        let urls: Vec<String> = self.servers.iter().map(NatsServer::url).collect();
+        let started = Instant::now();
+        // A thread of its own: the caller may be inside a runtime.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime to ask the cluster");
+            runtime.block_on(async {
+                for url in urls {
+                    loop {
+                        let answered = match async_nats::connect(url.as_str()).await {
+                            Ok(client) => {
+                                match tokio::time::timeout(
+                                    Duration::from_secs(2),
+                                    client.request("$JS.API.INFO", "{}".into()),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(answer)) => {
+                                        serde_json::from_slice::<serde_json::Value>(&answer.payload)
+                                            .is_ok_and(|info| info.get("error").is_none())
+                                    }
+                                    _ => false,
+                                }
+                            }
+                            Err(_) => false,
+                        };
+                        if answered {
+                            break;
+                        }
+                        assert!(
+                            started.elapsed() < READY_WITHIN,
+                            "the JetStream cluster elected no leader within {READY_WITHIN:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            });
+        })
+        .join()
+        .expect("the cluster answers");
     }
 
     /// Every member's client URL, comma-separated (what `--event-log` takes).

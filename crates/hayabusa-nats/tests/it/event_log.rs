@@ -62,6 +62,36 @@ async fn passes_the_event_log_conformance_suite() {
     .await;
 }
 
+/// The same suite on a 3-node JetStream cluster with replicas 3: a clustered server
+/// checks publish headers in another order (idempotency-key probes), and a Direct
+/// Get may be answered by a replica behind the leader (the end of each read is
+/// confirmed through the leader).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_event_log_conformance_suite_on_a_three_node_cluster() {
+    let mut cluster = hayabusa_nats::testkit::NatsCluster::start(3);
+    let urls = cluster.urls();
+    let logs = AtomicUsize::new(0);
+    conformance::run_all(|| {
+        let name = format!("clustered{}", logs.fetch_add(1, Ordering::SeqCst));
+        let urls = urls.clone();
+        async move {
+            let options = NatsOptions {
+                replicas: 3,
+                request_timeout: Duration::from_secs(5),
+                ..options(&name)
+            };
+            connect(&urls, options)
+                .await
+                .unwrap_or_else(|error| panic!("connect to {urls}: {error}"))
+        }
+    })
+    .await;
+    // Every stream still answers: no probe stopped one.
+    cluster
+        .wait_until_current("CLUSTERED0", Duration::from_secs(30))
+        .await;
+}
+
 /// Reads in batches of other sizes, and one message per request through the leader
 /// (what servers before 2.11 get).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

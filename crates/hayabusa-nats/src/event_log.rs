@@ -152,6 +152,16 @@ impl NatsOptions {
 }
 
 impl NatsEventLog {
+    /// The JetStream object store bucket `bucket` (created with `replicas` copies if
+    /// missing) as a blob store, over the same connection.
+    pub async fn blob_store(
+        &self,
+        bucket: &str,
+        replicas: usize,
+    ) -> Result<crate::blobs::NatsBlobStore, StoreError> {
+        crate::blobs::NatsBlobStore::open(self.inner.client.clone(), bucket, replicas).await
+    }
+
     /// The commit feed of this log's processes, on core NATS over the same
     /// connection (subject `{prefix}.committed`).
     pub fn commit_feed(&self) -> crate::feed::NatsCommitFeed {

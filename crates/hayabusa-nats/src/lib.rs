@@ -17,6 +17,7 @@
 //! restart).
 
 pub mod api;
+pub mod blobs;
 pub mod envelope;
 pub mod event_log;
 pub mod feed;

@@ -129,6 +129,42 @@ pub enum ReadStoreBackend {
     Postgres(ServiceUrl),
 }
 
+/// Where uploaded files live.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BlobStoreBackend {
+    /// `files/` in the data directory (one node).
+    #[default]
+    Local,
+    /// A JetStream object store bucket on the event log's NATS servers, with the
+    /// event log's replicas (every node of a cluster reads every file).
+    Nats {
+        /// The bucket's name.
+        bucket: String,
+    },
+}
+
+impl BlobStoreBackend {
+    /// From `--blob-store`: `local` (the default) or `nats` (needs
+    /// `--event-log nats://…`).
+    pub fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
+        match raw.map(str::trim).filter(|raw| !raw.is_empty()) {
+            None => Ok(BlobStoreBackend::Local),
+            Some(raw) if raw.eq_ignore_ascii_case("local") => Ok(BlobStoreBackend::Local),
+            Some(raw) if raw.eq_ignore_ascii_case("nats") => Ok(BlobStoreBackend::Nats {
+                bucket: hayabusa_nats::blobs::DEFAULT_BUCKET.to_owned(),
+            }),
+            Some(raw) if raw.starts_with("s3://") => {
+                bail!("--blob-store {raw}: S3 is not supported yet; use local or nats")
+            }
+            Some(raw) => bail!(
+                "--blob-store {}: expected local (the data directory) or nats (a JetStream \
+                 object store on the event log's servers)",
+                ServiceUrl::new(raw)
+            ),
+        }
+    }
+}
+
 /// The default JetStream stream name.
 pub const DEFAULT_STREAM: &str = "HAYABUSA";
 

@@ -127,6 +127,8 @@ pub struct Backends {
     pub event_log: backends::EventLogBackend,
     /// The read models.
     pub read_store: backends::ReadStoreBackend,
+    /// Uploaded files.
+    pub blob_store: backends::BlobStoreBackend,
     /// How many hours the event log keeps an idempotency key: a retry with the key
     /// within them returns the first attempt's result, after them it appends again
     /// (JetStream's duplicate window is set to the same).
@@ -142,6 +144,7 @@ impl Default for Backends {
         Backends {
             event_log: backends::EventLogBackend::default(),
             read_store: backends::ReadStoreBackend::default(),
+            blob_store: backends::BlobStoreBackend::default(),
             idempotency_key_hours: DEFAULT_IDEMPOTENCY_KEY_HOURS,
         }
     }
@@ -170,6 +173,9 @@ impl Backends {
         }
         if let ReadStoreBackend::Postgres(url) = &self.read_store {
             args.extend(["--read-store".to_string(), url.expose().to_string()]);
+        }
+        if let backends::BlobStoreBackend::Nats { .. } = &self.blob_store {
+            args.extend(["--blob-store".to_string(), "nats".to_string()]);
         }
         if self.idempotency_key_hours != DEFAULT_IDEMPOTENCY_KEY_HOURS {
             args.extend([
@@ -205,6 +211,7 @@ pub struct Stores {
 pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::Result<Stores> {
     use backends::{EventLogBackend, ReadStoreBackend};
     let mut feed: Option<Arc<dyn CommitFeed>> = None;
+    let mut shared_blobs: Option<Arc<dyn BlobStore>> = None;
     let log: Arc<dyn EventLog> = match &backends.event_log {
         EventLogBackend::Embedded => Arc::new(
             hayabusa_sqlite::SqliteEventLog::open_with_settings(
@@ -244,6 +251,12 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             if matches!(backends.read_store, ReadStoreBackend::Postgres(_)) {
                 feed = Some(Arc::new(log.commit_feed()));
             }
+            if let backends::BlobStoreBackend::Nats { bucket } = &backends.blob_store {
+                let blobs = log.blob_store(bucket, *replicas).await.with_context(|| {
+                    format!("opening the file store (object store {bucket}) at {servers}")
+                })?;
+                shared_blobs = Some(Arc::new(blobs));
+            }
             Arc::new(log)
         }
     };
@@ -261,12 +274,20 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             .with_context(|| format!("opening the read store at {url}"))?,
         ),
     };
-    let blobs = hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
-        .with_context(|| format!("opening the file store in {}", dir.display()))?;
+    let blobs: Arc<dyn BlobStore> = match shared_blobs {
+        Some(blobs) => blobs,
+        None if backends.blob_store != backends::BlobStoreBackend::Local => {
+            anyhow::bail!("--blob-store nats needs --event-log nats://… (its servers keep the files)")
+        }
+        None => Arc::new(
+            hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))
+                .with_context(|| format!("opening the file store in {}", dir.display()))?,
+        ),
+    };
     Ok(Stores {
         log,
         read,
-        blobs: Arc::new(blobs),
+        blobs,
         feed,
     })
 }

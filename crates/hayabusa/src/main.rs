@@ -199,6 +199,11 @@ struct StoreArgs {
         hide_env_values = true
     )]
     read_store: Option<String>,
+    /// Where uploaded files live: `local` (the data directory's `files/`) or `nats`
+    /// (a JetStream object store on the event log's servers, which every node of a
+    /// cluster reads) [default: local].
+    #[arg(long, env = "HAYABUSA_BLOB_STORE", value_name = "STORE")]
+    blob_store: Option<String>,
     /// Hours the event log keeps an idempotency key: a retried request with the same
     /// key within them gets the first attempt's answer, after them it is new.
     #[arg(
@@ -219,6 +224,7 @@ impl StoreArgs {
                 self.event_log_replicas,
             )?,
             read_store: hayabusa::backends::ReadStoreBackend::parse(self.read_store.as_deref())?,
+            blob_store: hayabusa::backends::BlobStoreBackend::parse(self.blob_store.as_deref())?,
             idempotency_key_hours: self.idempotency_key_hours,
         })
     }

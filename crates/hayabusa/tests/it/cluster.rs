@@ -3,7 +3,8 @@
 //! `projector` nodes, each a real `hayabusa` process. Writers post through both API
 //! nodes while WebSocket clients on both follow the account; in turn the JetStream
 //! stream leader, an API node and the active projector are killed with SIGKILL and
-//! restarted, and then JetStream loses its quorum.
+//! restarted, and then JetStream loses its quorum. Files are kept in a JetStream
+//! object store: one uploaded through one node is downloaded through the other.
 //!
 //! Checked: every acknowledged post is in the log exactly once, in the read models of
 //! both API nodes, and in every follower's stream in log order with no gap or
@@ -269,6 +270,8 @@ async fn a_cluster_survives_losing_any_node() {
         "3",
         "--read-store",
         &database.connection_string(),
+        "--blob-store",
+        "nats",
         "--no-rate-limits",
     ]
     .iter()
@@ -315,6 +318,37 @@ async fn a_cluster_survives_losing_any_node() {
         .get(&format!("/v2/rooms/{}", rooms[1]))
         .await;
     assert_eq!(status, StatusCode::OK);
+
+    // A file uploaded through one node is downloaded through the other.
+    let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content.clone()).file_name("report.bin"),
+    );
+    let uploaded: Value = reqwest::Client::new()
+        .post(format!("{}/v2/rooms/{}/files", bases[0], rooms[0]))
+        .header("X-ChatWorkToken", &token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file = uploaded["file_id"].as_u64().expect("the upload's file id");
+    let (status, detail) = Client::new(&bases[1], &token)
+        .send(
+            reqwest::Method::GET,
+            &format!("/v2/rooms/{}/files/{file}", rooms[0]),
+            &[("create_download_url", "1".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let downloaded = reqwest::get(detail["download_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert_eq!(downloaded.bytes().await.unwrap().to_vec(), content);
 
     // Followers on both nodes, from the revision before any post.
     let (_, start) = admin.get("/v2/sync").await;

@@ -15,6 +15,109 @@ use hayabusa_store::{Change, OpRecord, Position};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+/// The kinds of op (an op's `op_type` is one of their names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// `message_created`.
+    MessageCreated,
+    /// `message_updated`.
+    MessageUpdated,
+    /// `message_deleted`.
+    MessageDeleted,
+    /// `room_created`: the account is in a new room.
+    RoomCreated,
+    /// `room_updated`.
+    RoomUpdated,
+    /// `room_deleted`.
+    RoomDeleted,
+    /// `member_added`.
+    MemberAdded,
+    /// `member_removed`.
+    MemberRemoved,
+    /// `member_role_changed`.
+    MemberRoleChanged,
+    /// `read_changed` (targeted).
+    ReadChanged,
+    /// `task_added`.
+    TaskAdded,
+    /// `task_status_changed`.
+    TaskStatusChanged,
+    /// `file_uploaded`.
+    FileUploaded,
+    /// `contact_requested`.
+    ContactRequested,
+    /// `contact_approved`.
+    ContactApproved,
+    /// `contact_rejected`.
+    ContactRejected,
+    /// `contact_removed`.
+    ContactRemoved,
+    /// `mention` (targeted).
+    Mention,
+}
+
+impl OpKind {
+    /// Every kind.
+    pub const ALL: [OpKind; 18] = [
+        OpKind::MessageCreated,
+        OpKind::MessageUpdated,
+        OpKind::MessageDeleted,
+        OpKind::RoomCreated,
+        OpKind::RoomUpdated,
+        OpKind::RoomDeleted,
+        OpKind::MemberAdded,
+        OpKind::MemberRemoved,
+        OpKind::MemberRoleChanged,
+        OpKind::ReadChanged,
+        OpKind::TaskAdded,
+        OpKind::TaskStatusChanged,
+        OpKind::FileUploaded,
+        OpKind::ContactRequested,
+        OpKind::ContactApproved,
+        OpKind::ContactRejected,
+        OpKind::ContactRemoved,
+        OpKind::Mention,
+    ];
+
+    /// Its name, the op's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::MessageCreated => "message_created",
+            OpKind::MessageUpdated => "message_updated",
+            OpKind::MessageDeleted => "message_deleted",
+            OpKind::RoomCreated => "room_created",
+            OpKind::RoomUpdated => "room_updated",
+            OpKind::RoomDeleted => "room_deleted",
+            OpKind::MemberAdded => "member_added",
+            OpKind::MemberRemoved => "member_removed",
+            OpKind::MemberRoleChanged => "member_role_changed",
+            OpKind::ReadChanged => "read_changed",
+            OpKind::TaskAdded => "task_added",
+            OpKind::TaskStatusChanged => "task_status_changed",
+            OpKind::FileUploaded => "file_uploaded",
+            OpKind::ContactRequested => "contact_requested",
+            OpKind::ContactApproved => "contact_approved",
+            OpKind::ContactRejected => "contact_rejected",
+            OpKind::ContactRemoved => "contact_removed",
+            OpKind::Mention => "mention",
+        }
+    }
+
+    /// The kind named `name` (an op's `op_type`).
+    pub fn parse(name: &str) -> Option<OpKind> {
+        OpKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// Whether an op of this kind may change which rooms its account follows (the
+    /// sync gateway then listens to the account's rooms again).
+    pub fn changes_rooms(self) -> bool {
+        matches!(
+            self,
+            OpKind::RoomCreated | OpKind::MemberAdded | OpKind::MemberRemoved
+        )
+    }
+}
+
 /// The sync changes of one event at `position`.
 pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
     let mut ops = OpsBuilder {
@@ -318,6 +421,11 @@ impl OpsBuilder {
         op_type: &str,
         payload: String,
     ) {
+        // Every test that projects events checks that each op is of a known kind.
+        debug_assert!(
+            OpKind::parse(op_type).is_some(),
+            "unknown op kind {op_type}"
+        );
         self.ops.push(OpRecord {
             position: self.position,
             index: self.ops.len() as u32,
@@ -384,6 +492,29 @@ struct MentionPayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn op_kinds_are_named_once_and_three_change_an_accounts_rooms() {
+        let names: std::collections::HashSet<&str> =
+            OpKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(names.len(), OpKind::ALL.len());
+        for kind in OpKind::ALL {
+            assert_eq!(OpKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OpKind::parse("message_posted"), None);
+        let changing: Vec<OpKind> = OpKind::ALL
+            .into_iter()
+            .filter(|kind| kind.changes_rooms())
+            .collect();
+        assert_eq!(
+            changing,
+            vec![
+                OpKind::RoomCreated,
+                OpKind::MemberAdded,
+                OpKind::MemberRemoved
+            ]
+        );
+    }
     use hayabusa_domain::{MessageId, Role};
 
     fn ops_of(changes: &[Change]) -> Vec<(String, Option<AccountId>)> {

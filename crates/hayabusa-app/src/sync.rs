@@ -12,6 +12,7 @@
 use crate::consistency::AckTracker;
 use crate::error::AppError;
 use crate::hub::{Subscription, WakeupHub};
+use crate::ops::OpKind;
 use hayabusa_domain::{AccountId, RoomId};
 use hayabusa_store::{EventReader, OpRecord, Position, ReadModelQueries};
 use std::sync::Arc;
@@ -237,6 +238,23 @@ impl SyncService {
         Ok(self.hub.subscribe(account, rooms))
     }
 
+    /// `account`'s live op stream from `since`: the one way both sync transports
+    /// (long-poll and WebSocket) follow an account. It registers for wake-ups before
+    /// anything is read, so none is missed between a read and a wait.
+    pub async fn stream(
+        &self,
+        account: AccountId,
+        since: Revision,
+    ) -> Result<OpStream<'_>, AppError> {
+        let subscription = self.subscribe(account).await?;
+        Ok(OpStream {
+            service: self,
+            account,
+            revision: since,
+            subscription,
+        })
+    }
+
     /// Long-poll: ops after `since` as soon as there are any, or an empty batch after
     /// `timeout`.
     pub async fn long_poll(
@@ -247,23 +265,60 @@ impl SyncService {
         limit: usize,
     ) -> Result<Batch, AppError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        // Register before reading, so a wake-up between the read and the wait is kept.
-        let subscription = self.subscribe(account).await?;
+        let mut stream = self.stream(account, since).await?;
         loop {
-            let batch = self.fetch(account, since, limit).await?;
+            let batch = stream.next_page(limit).await?;
             if !batch.ops.is_empty() {
                 return Ok(batch);
             }
             tokio::select! {
-                _ = subscription.woken() => {
-                    // New rooms may have come with this wake-up.
-                    subscription.set_rooms(self.rooms_of(account).await?);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return self.fetch(account, since, limit).await;
-                }
+                _ = stream.woken() => {}
+                _ = tokio::time::sleep_until(deadline) => return stream.next_page(limit).await,
             }
         }
+    }
+}
+
+/// One account's op stream ([`SyncService::stream`]): pages of ops in order, a wait
+/// for more, and the rooms it listens to kept current — when a page holds an op that
+/// may change the account's rooms ([`OpKind::changes_rooms`]), it listens to the
+/// account's rooms again.
+pub struct OpStream<'a> {
+    service: &'a SyncService,
+    account: AccountId,
+    revision: Revision,
+    subscription: Subscription,
+}
+
+impl OpStream<'_> {
+    /// The ops after the stream's revision now, at most `limit` (possibly none); the
+    /// stream continues after them.
+    pub async fn next_page(&mut self, limit: usize) -> Result<Batch, AppError> {
+        let batch = self
+            .service
+            .fetch(self.account, self.revision, limit)
+            .await?;
+        self.revision = batch.revision;
+        let rooms_may_change = batch
+            .ops
+            .iter()
+            .any(|op| OpKind::parse(&op.op_type).is_some_and(OpKind::changes_rooms));
+        if rooms_may_change {
+            self.subscription
+                .set_rooms(self.service.rooms_of(self.account).await?);
+        }
+        Ok(batch)
+    }
+
+    /// Waits until there may be more ops (returns at once if a wake-up came since
+    /// the last wait).
+    pub async fn woken(&self) {
+        self.subscription.woken().await;
+    }
+
+    /// Where the stream is.
+    pub fn revision(&self) -> Revision {
+        self.revision
     }
 }
 

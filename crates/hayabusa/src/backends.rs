@@ -154,7 +154,10 @@ impl BlobStoreBackend {
                 bucket: hayabusa_nats::blobs::DEFAULT_BUCKET.to_owned(),
             }),
             Some(raw) if raw.starts_with("s3://") => {
-                bail!("--blob-store {}: S3 is not supported yet; use local or nats", ServiceUrl::new(raw))
+                bail!(
+                    "--blob-store {}: S3 is not supported yet; use local or nats",
+                    ServiceUrl::new(raw)
+                )
             }
             Some(raw) => bail!(
                 "--blob-store {}: expected local (the data directory) or nats (a JetStream \
@@ -273,13 +276,19 @@ mod tests {
             ReadStoreBackend::Postgres(_)
         ));
         assert!(ReadStoreBackend::parse(Some("mysql://x")).is_err());
-        assert_eq!(BlobStoreBackend::parse(None).unwrap(), BlobStoreBackend::Local);
+        assert_eq!(
+            BlobStoreBackend::parse(None).unwrap(),
+            BlobStoreBackend::Local
+        );
         assert!(matches!(
             BlobStoreBackend::parse(Some("nats")).unwrap(),
             BlobStoreBackend::Nats { .. }
         ));
         let refused = BlobStoreBackend::parse(Some("s3://key:s3cret@bucket")).unwrap_err();
-        assert!(refused.to_string().contains("not supported yet"), "{refused}");
+        assert!(
+            refused.to_string().contains("not supported yet"),
+            "{refused}"
+        );
         let refused = BlobStoreBackend::parse(Some("ftp://u:s3cret@x")).unwrap_err();
         assert!(!refused.to_string().contains("s3cret"), "{refused}");
     }

@@ -277,7 +277,9 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
     let blobs: Arc<dyn BlobStore> = match shared_blobs {
         Some(blobs) => blobs,
         None if backends.blob_store != backends::BlobStoreBackend::Local => {
-            anyhow::bail!("--blob-store nats needs --event-log nats://… (its servers keep the files)")
+            anyhow::bail!(
+                "--blob-store nats needs --event-log nats://… (its servers keep the files)"
+            )
         }
         None => Arc::new(
             hayabusa_sqlite::LocalBlobStore::open(&dir.join(data_dir::BLOBS_DIR))

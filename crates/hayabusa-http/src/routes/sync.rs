@@ -1,8 +1,10 @@
 //! `GET /v2/sync` (long-poll) and `GET /v2/sync/ws` (WebSocket): LINE-style fetchOps.
 //!
-//! Both serve the same ops from the same revisions; see `hayabusa_app::sync`. The
-//! WebSocket sends the backlog after `since`, then live ops as JSON text frames, one
-//! op per frame. It keeps nothing but a revision and a wake-up registration per
+//! Both serve the same ops from the same revisions through one
+//! `hayabusa_app::sync::OpStream` (which owns the wake-up registration and follows
+//! the account's rooms); this module keeps only the framing, pings and close codes.
+//! The WebSocket sends the backlog after `since`, then live ops as JSON text frames,
+//! one op per frame. It keeps nothing but a revision and a wake-up registration per
 //! connection: ops are re-read from the store after each wake-up, so a dropped client
 //! simply resumes from the revision of the last op it got.
 
@@ -21,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use hayabusa_app::AppError;
 use hayabusa_app::sync::Batch;
 use hayabusa_app::sync::{
-    DEFAULT_LIMIT, DEFAULT_TIMEOUT_SECS, MAX_LIMIT, MAX_TIMEOUT_SECS, Revision, SyncError,
-    op_revisions, parse_revision,
+    DEFAULT_LIMIT, DEFAULT_TIMEOUT_SECS, MAX_LIMIT, MAX_TIMEOUT_SECS, OpStream, Revision,
+    SyncError, op_revisions, parse_revision,
 };
 use hayabusa_domain::AccountId;
 use hayabusa_store::OpRecord;
@@ -236,22 +238,16 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_millis(100), socket.send(frame)).await;
 }
 
-/// Sends every op after `revision`; returns the new revision, or None to stop.
+/// Sends every op the stream has now, page by page; false if the socket must close.
 async fn catch_up(
     socket: &mut WebSocket,
     state: &AppState,
     account: AccountId,
-    mut revision: Revision,
-    subscription: &hayabusa_app::hub::Subscription,
-) -> Option<Revision> {
+    ops: &mut OpStream<'_>,
+) -> bool {
     let settings = &state.sync;
     loop {
-        let batch = match state
-            .app
-            .sync
-            .fetch(account, revision, settings.page_size)
-            .await
-        {
+        let batch = match ops.next_page(settings.page_size).await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(%error, %account, "sync read failed");
@@ -261,40 +257,17 @@ async fn catch_up(
                     "temporarily unavailable: reconnect",
                 )
                 .await;
-                return None;
+                return false;
             }
         };
-        let mut own_membership_changed = false;
         for (op, op_revision) in batch.ops.iter().zip(op_revisions(&batch.ops)) {
-            if matches!(
-                op.op_type.as_str(),
-                "member_added" | "member_removed" | "room_created"
-            ) {
-                own_membership_changed = true;
-            }
             let frame = Message::Text(op_frame(op, op_revision).into());
             if let Outcome::Stop = send(socket, frame, settings.send_timeout).await {
-                return None;
-            }
-        }
-        revision = batch.revision;
-        if own_membership_changed {
-            match state.app.sync.rooms_of(account).await {
-                Ok(rooms) => subscription.set_rooms(rooms),
-                Err(error) => {
-                    tracing::warn!(%error, %account, "sync read failed");
-                    close(
-                        socket,
-                        CLOSE_UNAVAILABLE,
-                        "temporarily unavailable: reconnect",
-                    )
-                    .await;
-                    return None;
-                }
+                return false;
             }
         }
         if batch.ops.len() < settings.page_size {
-            return Some(revision);
+            return true;
         }
     }
 }
@@ -343,8 +316,8 @@ async fn serve_open_socket(
     since: Revision,
 ) {
     let mut token_changes = Some(state.app.queries.token_changes());
-    let subscription = match state.app.sync.subscribe(account).await {
-        Ok(subscription) => subscription,
+    let mut ops = match state.app.sync.stream(account, since).await {
+        Ok(ops) => ops,
         Err(error) => {
             tracing::warn!(%error, %account, "sync subscribe failed");
             close(
@@ -356,18 +329,16 @@ async fn serve_open_socket(
             return;
         }
     };
-    let mut revision = since;
     let mut ping = tokio::time::interval(state.sync.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
     loop {
-        match catch_up(&mut socket, &state, account, revision, &subscription).await {
-            Some(next) => revision = next,
-            None => return,
+        if !catch_up(&mut socket, &state, account, &mut ops).await {
+            return;
         }
         tokio::select! {
-            _ = subscription.woken() => {}
+            _ = ops.woken() => {}
             () = token_maybe_changed(&mut token_changes, account) => {
                 // A rotated or revoked token ends the sessions it opened.
                 if let Err(error) = state.app.queries.authenticate(&token).await {

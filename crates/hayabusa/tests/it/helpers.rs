@@ -19,8 +19,8 @@ pub struct TestApp {
 /// The engines `spawn_app` runs on, from `HAYABUSA_TEST_BACKEND`: `sqlite` (the
 /// default: the data directory's files), `postgres` (the read models in a fresh
 /// PostgreSQL database of their own, from `HAYABUSA_TEST_POSTGRES`), or
-/// `nats-postgres` (and the event log on a nats-server of its own, JetStream with
-/// `sync_interval: always`).
+/// `nats-postgres` (and the event log and uploaded files on a nats-server of its own,
+/// JetStream with `sync_interval: always`).
 pub struct TestBackend {
     pub backends: hayabusa::Backends,
     /// Kept for the app's life (dropped with the test process's leftovers).
@@ -60,6 +60,10 @@ impl TestBackend {
         if nats {
             let server = hayabusa_nats::testkit::NatsServer::start();
             backend.backends.event_log = nats_backend(&server);
+            // Uploaded files in the JetStream object store, as a cluster keeps them.
+            backend.backends.blob_store = hayabusa::backends::BlobStoreBackend::Nats {
+                bucket: hayabusa_nats::blobs::DEFAULT_BUCKET.into(),
+            };
             backend.nats = Some(server);
         }
         backend

@@ -179,8 +179,7 @@ async fn keep(
 mod tests {
     use super::*;
     use hayabusa_store::{
-        AppendRequest, EventAppender, ExpectedVersion, Leases, MemoryCommitFeed, MemoryEventLog,
-        MemoryReadStore, NewEvent, ReadModelWriter,
+        Leases, MemoryCommitFeed, MemoryEventLog, MemoryReadStore, ReadModelWriter,
     };
 
     fn fast(holder: &str) -> LeaseSettings {
@@ -192,24 +191,7 @@ mod tests {
         }
     }
 
-    async fn append(log: &MemoryEventLog, n: u64) {
-        let event = hayabusa_domain::Event::OrganizationCreated {
-            organization_id: hayabusa_domain::OrganizationId(n),
-            name: format!("org {n}"),
-        };
-        log.append(AppendRequest {
-            stream: format!("organization-{n}"),
-            expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent {
-                event_type: event.event_type().to_string(),
-                schema_version: hayabusa_domain::EVENT_SCHEMA_VERSION,
-                data: event.encode(),
-            }],
-            idempotency: None,
-        })
-        .await
-        .unwrap();
-    }
+    use crate::test_support::append_organization as append;
 
     async fn projected(store: &MemoryReadStore, position: u64) {
         for _ in 0..500 {

@@ -21,6 +21,9 @@ pub mod streams;
 pub mod sync;
 pub mod tokens;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use auth_cache::AuthCache;
 pub use blob_sweep::{ORPHAN_BLOB_GRACE, SweepReport, sweep_orphan_blobs};
 pub use clock::{Clock, IdGenerator, SystemClock};

@@ -543,16 +543,11 @@ impl Projector {
     }
 
     async fn apply(&self, batch: Batch) -> Result<(), AppError> {
-        let token_changes: Vec<Change> = match (&self.auth, &self.feed) {
-            (None, None) => Vec::new(),
-            _ => batch
-                .changes
-                .iter()
-                .filter(|change| {
-                    matches!(change, Change::PutAccount(_) | Change::SetTokenHash { .. })
-                })
-                .cloned()
-                .collect(),
+        // Accounts whose row or token the batch changes (for the authentication
+        // caches, this process's or the followers').
+        let (accounts, tokens) = match (&self.auth, &self.feed) {
+            (None, None) => Default::default(),
+            _ => crate::auth_cache::accounts_changed(&batch.changes),
         };
         let from = *self.sender.borrow();
         let started = std::time::Instant::now();
@@ -567,15 +562,14 @@ impl Projector {
         metrics::histogram!("hayabusa_projector_apply_seconds")
             .record(started.elapsed().as_secs_f64());
         if let Some(feed) = &self.feed {
-            let (accounts, tokens) = crate::auth_cache::accounts_changed(&token_changes);
             let (wake_rooms, wake_accounts) = crate::hub::split_wakeups(&batch.wakeups);
             let notice = Committed {
                 from,
                 to: batch.last,
                 rooms: batch.touched.rooms.clone(),
                 everything: batch.touched.everything,
-                accounts,
-                tokens,
+                accounts: accounts.clone(),
+                tokens: tokens.clone(),
                 wake_rooms,
                 wake_accounts,
                 wake_all: false,
@@ -586,7 +580,7 @@ impl Projector {
             }
         }
         if let Some(auth) = &self.auth {
-            auth.invalidate(&token_changes, batch.last);
+            auth.invalidate_accounts(&accounts, &tokens, batch.last);
         }
         metrics::counter!("hayabusa_projector_batches_total").increment(1);
         metrics::counter!("hayabusa_projector_events_total").increment(batch.events as u64);
@@ -696,10 +690,7 @@ pub async fn rebuild_fenced(
 mod tests {
     use super::*;
     use async_trait::async_trait;
-    use hayabusa_domain::OrganizationId;
-    use hayabusa_store::{
-        AppendRequest, EventAppender, ExpectedVersion, MemoryEventLog, MemoryReadStore, NewEvent,
-    };
+    use hayabusa_store::{MemoryEventLog, MemoryReadStore};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A read store that counts the batches applied to it.
@@ -738,25 +729,7 @@ mod tests {
         }
     }
 
-    async fn append(log: &MemoryEventLog, n: u64) -> Position {
-        let event = Event::OrganizationCreated {
-            organization_id: OrganizationId(n),
-            name: format!("org {n}"),
-        };
-        log.append(AppendRequest {
-            stream: format!("organization-{n}"),
-            expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent {
-                event_type: event.event_type().to_string(),
-                schema_version: hayabusa_domain::EVENT_SCHEMA_VERSION,
-                data: event.encode(),
-            }],
-            idempotency: None,
-        })
-        .await
-        .unwrap()
-        .position
-    }
+    use crate::test_support::append_organization as append;
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_log_is_projected_at_once_and_a_busy_one_in_gathered_batches() {

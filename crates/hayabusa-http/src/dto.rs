@@ -713,7 +713,8 @@ pub struct SyncBatch {
     pub ops: Vec<serde_json::Value>,
 }
 
-/// The kind of an op.
+/// The kind of an op: the names of `hayabusa_app::ops::OpKind` (a test of the OpenAPI
+/// document keeps the two equal).
 #[derive(Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpType {

@@ -1611,6 +1611,23 @@ mod tests {
         serde_json::from_str(&DOCUMENT_JSON).expect("the document is JSON")
     }
 
+    #[test]
+    fn the_documented_op_types_are_the_op_kinds_the_app_emits() {
+        let doc = parsed();
+        let documented: std::collections::BTreeSet<&str> =
+            doc["components"]["schemas"]["OpType"]["enum"]
+                .as_array()
+                .expect("OpType is an enum")
+                .iter()
+                .map(|name| name.as_str().expect("a name"))
+                .collect();
+        let emitted: std::collections::BTreeSet<&str> = hayabusa_app::ops::OpKind::ALL
+            .iter()
+            .map(|kind| kind.as_str())
+            .collect();
+        assert_eq!(documented, emitted);
+    }
+
     fn operations(doc: &Value) -> BTreeSet<(String, String)> {
         let mut found = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {

@@ -7,7 +7,7 @@
 //! makes a stale projector harmless, the rest only makes it notice sooner.
 
 use crate::projector::{Projector, ProjectorDelay, Stopped};
-use hayabusa_store::{CommitFeed, EventReader, PROJECTOR_LEASE, ReadStore};
+use hayabusa_store::{CommitFeed, EventReader, Leases, PROJECTOR_LEASE, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -83,7 +83,23 @@ pub async fn run_leased_projector(
             }
         };
         let (lost_sender, lost) = tokio::sync::oneshot::channel::<()>();
-        let keeper = tokio::spawn(keep(store.clone(), settings.clone(), fence, lost_sender));
+        let keeper = {
+            let (store, settings) = (store.clone(), settings.clone());
+            tokio::spawn(async move {
+                let why = keep_lease(
+                    store.as_ref(),
+                    PROJECTOR_LEASE,
+                    &settings.holder,
+                    fence,
+                    settings.ttl,
+                    settings.renew_every,
+                    settings.renew_every,
+                )
+                .await;
+                tracing::warn!(fence, ?why, "lost the projector lease");
+                let _ = lost_sender.send(());
+            })
+        };
         let mut stop = shutdown.clone();
         let stopped = projector
             .run(async move {
@@ -139,38 +155,41 @@ async fn acquire(
     }
 }
 
-/// Renews the lease; resolves `lost` once it is refused, or once renewals have
-/// failed for so long that the lease may have expired.
-async fn keep(
-    store: Arc<dyn ReadStore>,
-    settings: LeaseSettings,
+/// Why [`keep_lease`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseLost {
+    /// A renewal was refused: the lease was acquired again since (by anyone).
+    TakenOver,
+    /// Renewals failed for so long that the lease could expire before the next one.
+    MayHaveExpired,
+}
+
+/// Renews lease `name` (held by `holder` with `fence`) for `ttl` every `renew_every`
+/// (each renewal bounded by `renew_every` too), and returns once it is lost: a
+/// renewal refused, or renewals failed until the lease could expire within `margin`.
+/// Its holder must stop at once then.
+pub async fn keep_lease(
+    store: &dyn Leases,
+    name: &str,
+    holder: &str,
     fence: u64,
-    lost: tokio::sync::oneshot::Sender<()>,
-) {
+    ttl: Duration,
+    renew_every: Duration,
+    margin: Duration,
+) -> LeaseLost {
     // The lease lasts `ttl` from a renewal the store made after it was sent.
-    let mut valid_until = tokio::time::Instant::now() + settings.ttl;
+    let mut valid_until = tokio::time::Instant::now() + ttl;
     loop {
-        tokio::time::sleep(settings.renew_every).await;
+        tokio::time::sleep(renew_every).await;
         let sent = tokio::time::Instant::now();
-        let renewal = tokio::time::timeout(
-            settings.renew_every,
-            store.renew(PROJECTOR_LEASE, &settings.holder, fence, settings.ttl),
-        )
-        .await;
-        match renewal {
-            Ok(Ok(true)) => valid_until = sent + settings.ttl,
-            Ok(Ok(false)) => {
-                tracing::warn!(fence, "the projector lease was taken over");
-                let _ = lost.send(());
-                return;
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot renew the projector lease"),
-            Err(_) => tracing::warn!("renewing the projector lease timed out"),
+        match tokio::time::timeout(renew_every, store.renew(name, holder, fence, ttl)).await {
+            Ok(Ok(true)) => valid_until = sent + ttl,
+            Ok(Ok(false)) => return LeaseLost::TakenOver,
+            Ok(Err(error)) => tracing::warn!(%error, lease = name, "cannot renew a lease"),
+            Err(_) => tracing::warn!(lease = name, "renewing a lease timed out"),
         }
-        if tokio::time::Instant::now() + settings.renew_every >= valid_until {
-            tracing::warn!(fence, "the projector lease may have expired: stopping");
-            let _ = lost.send(());
-            return;
+        if tokio::time::Instant::now() + margin >= valid_until {
+            return LeaseLost::MayHaveExpired;
         }
     }
 }

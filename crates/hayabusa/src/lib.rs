@@ -497,43 +497,23 @@ async fn keep_worker_lease(
 ) {
     let name = hayabusa_store::worker_lease(lease.worker);
     let mut stopping = shutdown.subscribe();
-    let mut valid_until = tokio::time::Instant::now() + WORKER_LEASE_TTL;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(WORKER_LEASE_RENEW) => {}
-            stop = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
-                if stop {
-                    let _ = store.release(&name, &lease.holder, lease.fence).await;
-                }
-                return;
-            }
-        }
-        let sent = tokio::time::Instant::now();
-        match tokio::time::timeout(
+    tokio::select! {
+        why = hayabusa_app::leased::keep_lease(
+            store.as_ref(),
+            &name,
+            &lease.holder,
+            lease.fence,
+            WORKER_LEASE_TTL,
             WORKER_LEASE_RENEW,
-            store.renew(&name, &lease.holder, lease.fence, WORKER_LEASE_TTL),
-        )
-        .await
-        {
-            Ok(Ok(true)) => valid_until = sent + WORKER_LEASE_TTL,
-            Ok(Ok(false)) => {
-                tracing::error!(
-                    worker = lease.worker,
-                    "the worker-id lease was lost: stopping"
-                );
-                let _ = shutdown.send(true);
-                return;
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "cannot renew the worker-id lease"),
-            Err(_) => tracing::warn!("renewing the worker-id lease timed out"),
-        }
-        if tokio::time::Instant::now() + 2 * WORKER_LEASE_RENEW >= valid_until {
-            tracing::error!(
-                worker = lease.worker,
-                "the worker-id lease could not be renewed in time: stopping"
-            );
+            2 * WORKER_LEASE_RENEW,
+        ) => {
+            tracing::error!(worker = lease.worker, ?why, "the worker-id lease was lost: stopping");
             let _ = shutdown.send(true);
-            return;
+        }
+        stop = async { stopping.wait_for(|stop| *stop).await.is_ok() } => {
+            if stop {
+                let _ = store.release(&name, &lease.holder, lease.fence).await;
+            }
         }
     }
 }
@@ -663,14 +643,18 @@ pub async fn rebuild(data_dir: &std::path::Path, backends: &Backends) -> anyhow:
     let keeper = {
         let (read, holder) = (stores.read.clone(), holder.clone());
         tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(REBUILD_LEASE_TTL / 4).await;
-                match read.renew(lease, &holder, fence, REBUILD_LEASE_TTL).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(error) => tracing::warn!(%error, "cannot renew the projector lease"),
-                }
-            }
+            let every = REBUILD_LEASE_TTL / 4;
+            let why = hayabusa_app::leased::keep_lease(
+                read.as_ref(),
+                lease,
+                &holder,
+                fence,
+                REBUILD_LEASE_TTL,
+                every,
+                every,
+            )
+            .await;
+            tracing::warn!(?why, "lost the projector lease while rebuilding");
         })
     };
     let rebuilt =

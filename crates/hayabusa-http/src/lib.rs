@@ -42,7 +42,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Install the process-wide metrics recorder before anything is recorded.
     metrics::handle();
     let upload_limit = state.uploads.max_bytes + 64 * 1024;
-    let rate_limiter = Arc::new(rate_limit::RateLimiter::new(&state.rate_limits));
+    let rate_limiter = Arc::new(rate_limit::RateLimiter::new(
+        &state.rate_limits,
+        state.rate_windows.clone(),
+    ));
     // Posting routes count against their room's limit (messages, tasks and files alike).
     let room_posts =
         axum::middleware::from_fn_with_state(rate_limiter.clone(), rate_limit::limit_room_posts);

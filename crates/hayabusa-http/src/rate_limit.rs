@@ -10,15 +10,20 @@
 //! All limits are fixed windows: a key's window opens with its first request and
 //! closes `window` later, which is the instant `x-ratelimit-reset` announces. (A GCRA
 //! limiter such as `governor` refills continuously and so has no such reset instant
-//! nor a count that only goes down; hence this small limiter.)
+//! nor a count that only goes down; hence these counters.)
+//!
+//! The windows are counted by a [`RateWindows`] engine (`hayabusa_store::rate`): this
+//! process's memory on a single node, or a store every API node shares (PostgreSQL's
+//! `rate_windows`), so that ChatWork's per-token limit holds across a cluster rather
+//! than per node. While the shared store fails, each node counts in its own memory
+//! (the limits then hold per node) and says so in its log and metrics.
 //!
 //! Only keys an attacker cannot mint freely hold state: accounts (authenticated first,
 //! through the authentication cache), peer addresses, and rooms only while a post is
-//! in flight or once one succeeded. Memory is bounded: all windows of a limit have the
-//! same length, so they expire in the order they opened and a queue drops expired ones
-//! in amortised O(1); at most `max_tracked_keys` windows are open per limit, and when
-//! they are all open and live a *new* key is refused (429) — a live window is never
-//! dropped, so flooding cannot reset anyone's window, one's own included.
+//! in flight or once one succeeded. In memory, at most `max_tracked_keys` windows are
+//! open per limit, and when they are all open and live a *new* key is refused (429) —
+//! a live window is never dropped, so flooding cannot reset anyone's window, one's own
+//! included.
 //!
 //! A room post is counted when it is let through and given back when the handler
 //! does not answer 2xx, so refused posts (a non-member's 404, a readonly member's
@@ -28,16 +33,17 @@
 use crate::auth::{Caller, token_of};
 use crate::error::ApiError;
 use crate::params::Params;
-use crate::state::{AppState, RateLimit, RateLimits};
+use crate::state::{AppState, RateLimits};
 use axum::extract::{ConnectInfo, OriginalUri, RawPathParams, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use hayabusa_store::rate::ceil_seconds;
+use hayabusa_store::{LocalRateWindows, RateHit, RateLimit, RateOutcome, RateScope, RateWindows};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Header: the limit (requests per window).
 pub const LIMIT_HEADER: &str = "x-ratelimit-limit";
@@ -46,180 +52,94 @@ pub const REMAINING_HEADER: &str = "x-ratelimit-remaining";
 /// Header: Unix time (seconds) at which the current window ends.
 pub const RESET_HEADER: &str = "x-ratelimit-reset";
 
-/// A keyed fixed-window counter.
-pub struct FixedWindowLimiter<K> {
-    limit: RateLimit,
-    max_keys: usize,
-    windows: Mutex<Windows<K>>,
-}
-
-struct Windows<K> {
-    /// The open window of each key.
-    live: HashMap<K, Window>,
-    /// `(key, opened)` of every window opened, oldest first (entries of windows
-    /// dropped early stay until they expire or the queue is compacted).
-    opened: VecDeque<(K, Instant)>,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    opened: Instant,
-    used: u32,
-    reset_at: u64,
-}
-
-/// The outcome of [`FixedWindowLimiter::acquire`] for a key with a window.
+/// Which engine counted a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// Whether the request may go on (it was counted then).
-    pub allowed: bool,
-    /// Requests allowed per window.
-    pub limit: u32,
-    /// Requests left in this window after this one.
-    pub remaining: u32,
-    /// Unix time (whole seconds, rounded up) at which this window ends.
-    pub reset_at: u64,
-    /// Time until this window ends.
-    pub retry_after: Duration,
-    window_opened: Instant,
-}
-
-/// [`FixedWindowLimiter::acquire`] refused a new key: every window is open and live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Full {
-    /// Time until the oldest window ends (and a key can be taken again).
-    pub retry_after: Duration,
-}
-
-impl<K: Hash + Eq + Clone> FixedWindowLimiter<K> {
-    /// A limiter allowing `limit.requests` per `limit.window` and key, tracking at
-    /// most `max_keys` keys.
-    pub fn new(limit: RateLimit, max_keys: usize) -> Self {
-        FixedWindowLimiter {
-            limit: RateLimit {
-                requests: limit.requests.max(1),
-                window: limit.window.max(Duration::from_millis(1)),
-            },
-            max_keys: max_keys.max(1),
-            windows: Mutex::new(Windows {
-                live: HashMap::new(),
-                opened: VecDeque::new(),
-            }),
-        }
-    }
-
-    /// Counts one request of `key` at `now` (`unix_now`: the same instant as time
-    /// since the Unix epoch), unless its window is used up. A key without a window
-    /// gets one only if fewer than `max_keys` are open; otherwise it is refused.
-    pub fn acquire(&self, key: K, now: Instant, unix_now: Duration) -> Result<Verdict, Full> {
-        let RateLimit { requests, window } = self.limit;
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        windows.expire(now, window);
-        if !windows.live.contains_key(&key) {
-            if windows.live.len() >= self.max_keys {
-                let retry_after = windows.opened.front().map_or(window, |(_, opened)| {
-                    (*opened + window).saturating_duration_since(now)
-                });
-                return Err(Full { retry_after });
-            }
-            windows.opened.push_back((key.clone(), now));
-            if windows.opened.len() > 2 * self.max_keys {
-                windows.compact();
-            }
-        }
-        let current = windows.live.entry(key).or_insert_with(|| Window {
-            opened: now,
-            used: 0,
-            reset_at: ceil_seconds(unix_now + window),
-        });
-        let allowed = current.used < requests;
-        if allowed {
-            current.used += 1;
-        }
-        Ok(Verdict {
-            allowed,
-            limit: requests,
-            remaining: requests - current.used,
-            reset_at: current.reset_at,
-            retry_after: (current.opened + window).saturating_duration_since(now),
-            window_opened: current.opened,
-        })
-    }
-
-    /// Gives back the request `verdict` counted for `key`, if its window is still
-    /// open; a window left with nothing counted is dropped.
-    pub fn release(&self, key: &K, verdict: &Verdict) {
-        if !verdict.allowed {
-            return;
-        }
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = windows.live.get_mut(key)
-            && current.opened == verdict.window_opened
-        {
-            current.used = current.used.saturating_sub(1);
-            if current.used == 0 {
-                windows.live.remove(key);
-            }
-        }
-    }
-
-    /// Keys with an open window (expired ones are dropped on the next acquire).
-    pub fn tracked_keys(&self) -> usize {
-        self.windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .live
-            .len()
-    }
-}
-
-impl<K: Hash + Eq> Windows<K> {
-    /// Drops every window that has ended by `now`.
-    fn expire(&mut self, now: Instant, window: Duration) {
-        while let Some((_, opened)) = self.opened.front()
-            && now.saturating_duration_since(*opened) >= window
-        {
-            if let Some((key, opened)) = self.opened.pop_front()
-                && self.live.get(&key).is_some_and(|w| w.opened == opened)
-            {
-                self.live.remove(&key);
-            }
-        }
-    }
-
-    /// Drops the queue entries of windows that were dropped early.
-    fn compact(&mut self) {
-        let live = &self.live;
-        self.opened
-            .retain(|(key, opened)| live.get(key).is_some_and(|w| w.opened == *opened));
-    }
-}
-
-fn ceil_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+enum Engine {
+    Main,
+    Fallback,
 }
 
 /// The limits of one server, shared by all requests.
 pub struct RateLimiter {
-    per_account: Option<FixedWindowLimiter<u64>>,
-    per_peer: Option<FixedWindowLimiter<u128>>,
-    room_posts: Option<FixedWindowLimiter<u64>>,
+    limits: RateLimits,
+    /// Where requests are counted: this process's memory, or a store every API node
+    /// shares.
+    windows: Arc<dyn RateWindows>,
+    /// With a shared store: this node's own counters, used while the store fails
+    /// (the limits then hold per node rather than not at all).
+    fallback: Option<LocalRateWindows>,
+    /// When (Unix seconds) a failure of the shared store was last logged.
+    last_failure_logged: AtomicU64,
 }
 
 impl RateLimiter {
-    /// Limiters for `settings` (a limit that is `None` is off).
-    pub fn new(settings: &RateLimits) -> Self {
-        let max_keys = settings.max_tracked_keys;
+    /// Limiters for `settings` (a limit that is `None` is off), counting in `shared`
+    /// if given (with this node's memory as a fallback), otherwise in this node's
+    /// memory.
+    pub fn new(settings: &RateLimits, shared: Option<Arc<dyn RateWindows>>) -> Self {
+        let local = || LocalRateWindows::new(settings.max_tracked_keys);
+        let (windows, fallback): (Arc<dyn RateWindows>, _) = match shared {
+            Some(shared) => (shared, Some(local())),
+            None => (Arc::new(local()), None),
+        };
         RateLimiter {
-            per_account: settings
-                .per_token
-                .map(|limit| FixedWindowLimiter::new(limit, max_keys)),
-            per_peer: settings
-                .per_peer
-                .map(|limit| FixedWindowLimiter::new(limit, max_keys)),
-            room_posts: settings
-                .room_posts
-                .map(|limit| FixedWindowLimiter::new(limit, max_keys)),
+            limits: settings.clone(),
+            windows,
+            fallback,
+            last_failure_logged: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a request of `key` in `scope`.
+    async fn hit(&self, scope: RateScope, key: u128, limit: RateLimit) -> (RateOutcome, Engine) {
+        let error = match self.windows.hit(scope, key, limit).await {
+            Ok(outcome) => return (outcome, Engine::Main),
+            Err(error) => error,
+        };
+        self.failed("counting a request", &error);
+        let outcome = match &self.fallback {
+            Some(fallback) => fallback.hit(scope, key, limit).await,
+            None => Err(error),
+        };
+        // The local engine does not fail; were it to, the request goes uncounted.
+        let outcome = outcome.unwrap_or(RateOutcome::Counted(RateHit {
+            allowed: true,
+            limit: limit.requests,
+            remaining: limit.requests,
+            reset_at: 0,
+            retry_after: Duration::ZERO,
+            window: 0,
+        }));
+        (outcome, Engine::Fallback)
+    }
+
+    /// Gives back a request `hit` counted.
+    async fn give_back(&self, scope: RateScope, key: u128, hit: &RateHit, engine: Engine) {
+        let result = match (engine, &self.fallback) {
+            (Engine::Main, _) => self.windows.give_back(scope, key, hit).await,
+            (Engine::Fallback, Some(fallback)) => fallback.give_back(scope, key, hit).await,
+            (Engine::Fallback, None) => Ok(()),
+        };
+        if let Err(error) = result {
+            self.failed("giving back a request", &error);
+        }
+    }
+
+    /// Notes a failure of the shared store (logged at most every 10 seconds).
+    fn failed(&self, what: &str, error: &hayabusa_store::StoreError) {
+        ::metrics::counter!("hayabusa_rate_limit_store_failures_total").increment(1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.last_failure_logged.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_failure_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, "rate limits: {what} in the shared store failed; counting on this node meanwhile");
         }
     }
 }
@@ -250,7 +170,7 @@ fn token_of_request(request: Request, path: &str) -> (Request, Option<String>) {
     (Request::from_parts(parts, body), token)
 }
 
-fn set_headers(headers: &mut HeaderMap, verdict: &Verdict) {
+fn set_headers(headers: &mut HeaderMap, verdict: &RateHit) {
     headers.insert(LIMIT_HEADER, HeaderValue::from(verdict.limit));
     headers.insert(REMAINING_HEADER, HeaderValue::from(verdict.remaining));
     headers.insert(RESET_HEADER, HeaderValue::from(verdict.reset_at));
@@ -265,21 +185,21 @@ fn too_many_requests(message: String, retry_after: Duration) -> Response {
     response
 }
 
-fn too_many_clients(full: Full) -> Response {
+fn too_many_clients(retry_after: Duration) -> Response {
     tracing::warn!("rate limiter full: refusing a new client");
     too_many_requests(
         format!(
             "Rate limit exceeded: too many clients right now; try again in {} seconds",
-            ceil_seconds(full.retry_after).max(1)
+            ceil_seconds(retry_after).max(1)
         ),
-        full.retry_after,
+        retry_after,
     )
 }
 
 /// What a request is counted as.
 enum Counted {
-    Account(Verdict),
-    Peer(Verdict),
+    Account(RateHit),
+    Peer(RateHit),
     Nothing,
 }
 
@@ -293,7 +213,7 @@ pub async fn enforce(
     request: Request,
     next: Next,
 ) -> Response {
-    if limiter.per_account.is_none() && limiter.per_peer.is_none() {
+    if limiter.limits.per_token.is_none() && limiter.limits.per_peer.is_none() {
         return next.run(request).await;
     }
     let path = request
@@ -305,21 +225,17 @@ pub async fn enforce(
         // Probes of load balancers are not API traffic.
         return next.run(request).await;
     }
-    let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-
     let (mut request, token) = token_of_request(request, &path);
     let account = match token {
         Some(token) => state.app.queries.authenticate(&token).await.ok(),
         None => None,
     };
-    let counted = match (&account, &limiter.per_account, &limiter.per_peer) {
-        (Some(account), Some(per_account), _) => {
-            match per_account.acquire(account.account_id.0, now, unix_now) {
-                Ok(verdict) => Counted::Account(verdict),
-                Err(full) => return too_many_clients(full),
+    let counted = match (&account, limiter.limits.per_token, limiter.limits.per_peer) {
+        (Some(account), Some(per_token), _) => {
+            let key = u128::from(account.account_id.0);
+            match limiter.hit(RateScope::Account, key, per_token).await.0 {
+                RateOutcome::Counted(verdict) => Counted::Account(verdict),
+                RateOutcome::Full { retry_after } => return too_many_clients(retry_after),
             }
         }
         (Some(_), None, _) | (None, _, None) => Counted::Nothing,
@@ -328,9 +244,9 @@ pub async fn enforce(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            match per_peer.acquire(peer_key(peer), now, unix_now) {
-                Ok(verdict) => Counted::Peer(verdict),
-                Err(full) => return too_many_clients(full),
+            match limiter.hit(RateScope::Peer, peer_key(peer), per_peer).await.0 {
+                RateOutcome::Counted(verdict) => Counted::Peer(verdict),
+                RateOutcome::Full { retry_after } => return too_many_clients(retry_after),
             }
         }
     };
@@ -346,9 +262,9 @@ pub async fn enforce(
     match &counted {
         Counted::Account(verdict) if !verdict.allowed => {
             let window = limiter
-                .per_account
-                .as_ref()
-                .map_or(0, |l| l.limit.window.as_secs());
+                .limits
+                .per_token
+                .map_or(0, |limit| limit.window.as_secs());
             return with_headers(too_many_requests(
                 format!(
                     "Rate limit exceeded: at most {} requests per {window} seconds per API \
@@ -360,9 +276,9 @@ pub async fn enforce(
         }
         Counted::Peer(verdict) if !verdict.allowed => {
             let window = limiter
+                .limits
                 .per_peer
-                .as_ref()
-                .map_or(0, |l| l.limit.window.as_secs());
+                .map_or(0, |limit| limit.window.as_secs());
             tracing::debug!(path, "per-address rate limit reached");
             return with_headers(too_many_requests(
                 format!(
@@ -389,7 +305,7 @@ pub async fn limit_room_posts(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(room_posts) = &limiter.room_posts else {
+    let Some(room_posts) = limiter.limits.room_posts else {
         return next.run(request).await;
     };
     let Some(room) = params
@@ -399,13 +315,12 @@ pub async fn limit_room_posts(
     else {
         return next.run(request).await;
     };
-    let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let verdict = match room_posts.acquire(room, now, unix_now) {
-        Ok(verdict) => verdict,
-        Err(full) => return too_many_clients(full),
+    let (verdict, engine) = match limiter
+        .hit(RateScope::RoomPosts, u128::from(room), room_posts)
+        .await
+    {
+        (RateOutcome::Counted(verdict), engine) => (verdict, engine),
+        (RateOutcome::Full { retry_after }, _) => return too_many_clients(retry_after),
     };
     if !verdict.allowed {
         tracing::debug!(room_id = room, "room posting rate limit reached");
@@ -414,7 +329,7 @@ pub async fn limit_room_posts(
                 "Rate limit exceeded: at most {} messages, tasks and files per {} seconds \
                  in a room; try again in {} seconds",
                 verdict.limit,
-                room_posts.limit.window.as_secs(),
+                room_posts.window.as_secs(),
                 ceil_seconds(verdict.retry_after).max(1)
             ),
             verdict.retry_after,
@@ -422,7 +337,9 @@ pub async fn limit_room_posts(
     }
     let response = next.run(request).await;
     if !response.status().is_success() {
-        room_posts.release(&room, &verdict);
+        limiter
+            .give_back(RateScope::RoomPosts, u128::from(room), &verdict, engine)
+            .await;
     }
     response
 }
@@ -435,137 +352,6 @@ mod tests {
     use axum::handler::Handler;
     use axum::routing::post;
     use tower::ServiceExt;
-
-    const START_UNIX: Duration = Duration::from_millis(1_700_000_000_250);
-
-    fn limiter(requests: u32, window_secs: u64, max_keys: usize) -> FixedWindowLimiter<u64> {
-        FixedWindowLimiter::new(
-            RateLimit {
-                requests,
-                window: Duration::from_secs(window_secs),
-            },
-            max_keys,
-        )
-    }
-
-    #[test]
-    fn counts_down_refuses_at_the_limit_and_resets_when_the_window_ends() {
-        let limiter = limiter(3, 60, 10);
-        let t0 = Instant::now();
-        let at = |secs: u64| {
-            (
-                t0 + Duration::from_secs(secs),
-                START_UNIX + Duration::from_secs(secs),
-            )
-        };
-
-        let remaining: Vec<(bool, u32, u64)> = (0..5)
-            .map(|i| {
-                let (now, unix) = at(i);
-                let v = limiter.acquire(7, now, unix).unwrap();
-                (v.allowed, v.remaining, v.reset_at)
-            })
-            .collect();
-        let reset = 1_700_000_061; // ⌈1_700_000_000.25 + 60⌉, the same for the whole window
-        assert_eq!(
-            remaining,
-            vec![
-                (true, 2, reset),
-                (true, 1, reset),
-                (true, 0, reset),
-                (false, 0, reset),
-                (false, 0, reset)
-            ]
-        );
-        let (now, unix) = at(59);
-        let refused = limiter.acquire(7, now, unix).unwrap();
-        assert!(!refused.allowed);
-        assert_eq!(refused.retry_after, Duration::from_secs(1));
-
-        let (now, unix) = at(60);
-        let fresh = limiter.acquire(7, now, unix).unwrap();
-        assert!(fresh.allowed);
-        assert_eq!(fresh.remaining, 2);
-        assert_eq!(fresh.reset_at, 1_700_000_121);
-    }
-
-    #[test]
-    fn keys_are_counted_separately() {
-        let limiter = limiter(1, 60, 10);
-        let now = Instant::now();
-        assert!(limiter.acquire(1, now, START_UNIX).unwrap().allowed);
-        assert!(!limiter.acquire(1, now, START_UNIX).unwrap().allowed);
-        assert!(limiter.acquire(2, now, START_UNIX).unwrap().allowed);
-    }
-
-    #[test]
-    fn a_released_request_is_given_back_but_only_in_its_own_window() {
-        let limiter = limiter(2, 10, 10);
-        let t0 = Instant::now();
-        let kept = limiter.acquire(1, t0, START_UNIX).unwrap();
-        let first = limiter.acquire(1, t0, START_UNIX).unwrap();
-        limiter.release(&1, &first);
-        let second = limiter.acquire(1, t0, START_UNIX).unwrap();
-        assert!(second.allowed);
-        assert!(!limiter.acquire(1, t0, START_UNIX).unwrap().allowed);
-        assert_eq!(kept.window_opened, second.window_opened);
-
-        // A release from an ended window does not credit the next one.
-        let later = t0 + Duration::from_secs(10);
-        let unix_later = START_UNIX + Duration::from_secs(10);
-        assert!(limiter.acquire(1, later, unix_later).unwrap().allowed);
-        assert!(limiter.acquire(1, later, unix_later).unwrap().allowed);
-        limiter.release(&1, &second);
-        assert!(!limiter.acquire(1, later, unix_later).unwrap().allowed);
-        // Releasing a refused request gives nothing back.
-        let refused = limiter.acquire(1, later, unix_later).unwrap();
-        limiter.release(&1, &refused);
-        assert!(!limiter.acquire(1, later, unix_later).unwrap().allowed);
-    }
-
-    #[test]
-    fn a_window_with_nothing_left_counted_is_dropped() {
-        let limiter = limiter(5, 10, 10);
-        let t0 = Instant::now();
-        for room in 0..100 {
-            let verdict = limiter.acquire(room, t0, START_UNIX).unwrap();
-            limiter.release(&room, &verdict);
-        }
-        assert_eq!(limiter.tracked_keys(), 0);
-        assert!(
-            limiter.windows.lock().unwrap().opened.len() <= 20,
-            "the queue is compacted"
-        );
-    }
-
-    #[test]
-    fn when_full_new_keys_are_refused_and_live_windows_are_kept() {
-        let limiter = limiter(5, 10, 100);
-        let t0 = Instant::now();
-        let mine = limiter.acquire(0, t0, START_UNIX).unwrap();
-        assert_eq!(mine.remaining, 4);
-        for key in 1..100 {
-            limiter.acquire(key, t0, START_UNIX).unwrap();
-        }
-        let soon = t0 + Duration::from_secs(3);
-        for key in 100..1_000 {
-            let full = limiter.acquire(key, soon, START_UNIX).unwrap_err();
-            assert_eq!(full.retry_after, Duration::from_secs(7));
-        }
-        assert_eq!(limiter.tracked_keys(), 100, "the cap holds");
-        // Flooding did not reset anyone's window, the oldest included.
-        assert_eq!(limiter.acquire(0, soon, START_UNIX).unwrap().remaining, 3);
-
-        // Once their windows end, idle keys are dropped and new ones fit again.
-        let later = t0 + Duration::from_secs(11);
-        assert!(limiter.acquire(5_000, later, START_UNIX).unwrap().allowed);
-        assert_eq!(limiter.tracked_keys(), 1);
-        assert_eq!(
-            limiter.windows.lock().unwrap().opened.len(),
-            1,
-            "the queue shrinks too"
-        );
-    }
 
     #[test]
     fn peers_are_keyed_by_ipv4_address_or_ipv6_prefix() {
@@ -584,7 +370,7 @@ mod tests {
     }
 
     fn posting_app(settings: &RateLimits) -> Router {
-        let limiter = Arc::new(RateLimiter::new(settings));
+        let limiter = Arc::new(RateLimiter::new(settings, None));
         let handler = |axum::extract::Path(room): axum::extract::Path<u64>| async move {
             if room == 404 {
                 ApiError::not_found("room").into_response()

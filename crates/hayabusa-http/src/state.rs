@@ -13,6 +13,9 @@ pub struct AppState {
     pub uploads: UploadSettings,
     /// Rate limits (ChatWork's by default).
     pub rate_limits: RateLimits,
+    /// Where the rate limits count: None for this process's memory (one node), or a
+    /// store every API node shares, so that the limits hold across a cluster.
+    pub rate_windows: Option<std::sync::Arc<dyn hayabusa_store::RateWindows>>,
     /// Connection timeouts and the connection cap.
     pub connections: ConnectionSettings,
     /// How the server names itself in absolute URLs.
@@ -121,15 +124,7 @@ impl Default for SyncSettings {
     }
 }
 
-/// One fixed-window limit: at most `requests` in each `window`, counted from a key's
-/// first request in the window (ChatWork's `x-ratelimit-reset` semantics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Requests allowed per window (at least 1).
-    pub requests: u32,
-    /// Length of a window.
-    pub window: Duration,
-}
+pub use hayabusa_store::RateLimit;
 
 /// Rate limits of the API; `None` switches a limit off (e.g. for benchmarks).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,9 +139,10 @@ pub struct RateLimits {
     pub per_peer: Option<RateLimit>,
     /// Messages and tasks posted per room, by anyone (ChatWork: 10 per 10 seconds).
     pub room_posts: Option<RateLimit>,
-    /// Most keys (accounts, peers, rooms) each limit tracks at once, which bounds
-    /// memory whatever callers send: when every window is open, a new key is refused
-    /// (429) until the oldest ends; a live window is never forgotten.
+    /// Most keys (accounts, peers, rooms) each limit tracks at once in a node's
+    /// memory, which bounds memory whatever callers send: when every window is open,
+    /// a new key is refused (429) until the oldest ends; a live window is never
+    /// forgotten. (A shared store keeps windows on disk and sweeps ended ones.)
     pub max_tracked_keys: usize,
 }
 

@@ -24,6 +24,7 @@ mod config;
 mod dump;
 mod leases;
 mod queries;
+mod rate;
 mod schema;
 mod snapshots;
 mod store;

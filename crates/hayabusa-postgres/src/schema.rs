@@ -45,7 +45,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "leases (the active projector, snowflake worker ids)",
         sql: V3_LEASES,
     },
+    Migration {
+        version: 4,
+        description: "rate windows (the API's rate limits across a cluster)",
+        sql: V4_RATE_WINDOWS,
+    },
 ];
+
+/// The API's fixed-window rate counters (see `hayabusa_store::rate`), shared by every
+/// API node: by scope and 128-bit key (two halves), the window's end in microseconds
+/// since the epoch (by the database's clock) and the requests counted in it.
+/// Unlogged: counters are not worth a WAL write and an fsync per request; a crash
+/// of the database only reopens the windows.
+const V4_RATE_WINDOWS: &str = "
+CREATE UNLOGGED TABLE rate_windows (
+    scope SMALLINT NOT NULL,
+    key_high BIGINT NOT NULL,
+    key_low BIGINT NOT NULL,
+    ends_us BIGINT NOT NULL,
+    used INTEGER NOT NULL,
+    PRIMARY KEY (scope, key_high, key_low)
+);
+CREATE INDEX rate_windows_by_end ON rate_windows (ends_us);
+";
 
 /// Leases by name, with their fences (see `hayabusa_store::lease`); expiry is judged
 /// by the database's clock. A reset keeps them.

@@ -29,6 +29,8 @@ pub(crate) struct Inner {
     /// checkpoint is somewhere else, since another writer moved it meanwhile.
     /// None until the store has read or written one.
     pub(crate) fence: Mutex<Option<Position>>,
+    /// When (Unix seconds) this store last deleted ended rate windows.
+    pub(crate) last_rate_sweep: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PgReadStore {
@@ -101,6 +103,7 @@ impl PgReadStore {
                 url: url.clone(),
                 schema: schema.clone(),
                 fence: Mutex::new(None),
+                last_rate_sweep: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         let mut client = store.client().await?;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod event_log;
 pub mod feed;
 pub mod lease;
+pub mod rate;
 pub mod read_model;
 pub mod snapshot;
 
@@ -20,6 +21,7 @@ pub use event_log::{
 };
 pub use feed::{CommitFeed, Committed, MemoryCommitFeed};
 pub use lease::{Leases, PROJECTOR_LEASE, worker_lease};
+pub use rate::{LocalRateWindows, RateHit, RateLimit, RateOutcome, RateScope, RateWindows};
 pub use read_model::{
     AccountRow, Change, ContactRequestRow, ContactRequestView, ContactView, FileRow, FileView,
     JoinRequestView, LinkRow, MemberView, MessageRow, MessageView, OpRecord, ReadModelQueries,

@@ -204,6 +204,10 @@ pub struct Stores {
     /// JetStream) and the read models (PostgreSQL), which one of them projects
     /// under the projector lease.
     pub feed: Option<Arc<dyn CommitFeed>>,
+    /// Where the API's rate limits count, when several processes may serve it: the
+    /// shared read store (PostgreSQL), so that the limits hold across them. None:
+    /// this process's memory.
+    pub rate_windows: Option<Arc<dyn hayabusa_store::RateWindows>>,
 }
 
 /// Opens (creating if needed) the stores: the event log and the read models where
@@ -260,19 +264,24 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             Arc::new(log)
         }
     };
+    let mut rate_windows: Option<Arc<dyn hayabusa_store::RateWindows>> = None;
     let read: Arc<dyn ReadStore> = match &backends.read_store {
         ReadStoreBackend::Embedded => Arc::new(
             hayabusa_sqlite::SqliteReadStore::open(&dir.join(data_dir::READ_MODELS_FILE))
                 .with_context(|| format!("opening the read store in {}", dir.display()))?,
         ),
-        ReadStoreBackend::Postgres(url) => Arc::new(
-            hayabusa_postgres::PgReadStore::connect(
-                url.expose(),
-                hayabusa_postgres::PgOptions::default(),
-            )
-            .await
-            .with_context(|| format!("opening the read store at {url}"))?,
-        ),
+        ReadStoreBackend::Postgres(url) => {
+            let store = Arc::new(
+                hayabusa_postgres::PgReadStore::connect(
+                    url.expose(),
+                    hayabusa_postgres::PgOptions::default(),
+                )
+                .await
+                .with_context(|| format!("opening the read store at {url}"))?,
+            );
+            rate_windows = Some(store.clone());
+            store
+        }
     };
     let blobs: Arc<dyn BlobStore> = match shared_blobs {
         Some(blobs) => blobs,
@@ -291,6 +300,7 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
         read,
         blobs,
         feed,
+        rate_windows,
     })
 }
 
@@ -428,6 +438,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         app,
         sync: config.sync.clone(),
         rate_limits: config.rate_limits.clone(),
+        rate_windows: stores.rate_windows.clone(),
         uploads: config.uploads.clone(),
         connections: ConnectionSettings {
             max_connections: connection_cap(config.connections.max_connections),

@@ -6,7 +6,7 @@ use hayabusa_domain::AccountId;
 use hayabusa_postgres::{PgOptions, PgReadStore};
 use hayabusa_store::conformance::persistent::{self, sample_changes};
 use hayabusa_store::conformance::read_store as conformance;
-use hayabusa_store::{Change, ReadModelWriter, StoreError};
+use hayabusa_store::{Change, RateWindows, ReadModelWriter, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -26,6 +26,64 @@ async fn the_postgres_read_store_passes_the_conformance_suite() {
         }
     })
     .await;
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn the_postgres_rate_windows_pass_the_conformance_suite() {
+    let database = TestDatabase::create().await;
+    let made = AtomicUsize::new(0);
+    hayabusa_store::conformance::rate_windows::run_all(|| {
+        // Two pools on one schema, as two API nodes have.
+        let schema = format!("rates_{}", made.fetch_add(1, Ordering::Relaxed));
+        let database = &database;
+        async move {
+            let a: std::sync::Arc<dyn hayabusa_store::RateWindows> =
+                std::sync::Arc::new(database.store(&schema).await);
+            let b: std::sync::Arc<dyn hayabusa_store::RateWindows> =
+                std::sync::Arc::new(database.store(&schema).await);
+            (a, b)
+        }
+    })
+    .await;
+    database.drop().await;
+}
+
+#[tokio::test]
+async fn ended_rate_windows_are_swept() {
+    let database = TestDatabase::create().await;
+    let store = database.store("reads").await;
+    let short = hayabusa_store::RateLimit {
+        requests: 5,
+        window: Duration::from_millis(50),
+    };
+    for key in 0..10_u128 {
+        store
+            .hit(hayabusa_store::RateScope::Peer, key, short)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first hit of a store sweeps (in the background).
+    let fresh = database.store("reads").await;
+    fresh
+        .hit(hayabusa_store::RateScope::Account, 1, short)
+        .await
+        .unwrap();
+    let client = database.client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: i64 = client
+            .query_one("SELECT COUNT(*) FROM reads.rate_windows", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if left <= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} windows left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     database.drop().await;
 }
 
@@ -110,8 +168,9 @@ async fn the_schema_is_migrated_once_and_a_newer_one_is_refused() -> Result<(), 
         .await
         .expect("count migrations")
         .get(0);
-    // Three migrations so far (the read models; snapshots; leases), each recorded once.
-    assert_eq!(versions, 3, "each migration ran once");
+    // Four migrations so far (the read models; snapshots; leases; rate windows), each
+    // recorded once.
+    assert_eq!(versions, 4, "each migration ran once");
     client
         .batch_execute(
             "INSERT INTO reads.schema_migrations (version, description) VALUES (99, 'future')",

@@ -5,4 +5,5 @@
 pub mod event_log;
 pub mod persistent;
 pub mod random_batches;
+pub mod rate_windows;
 pub mod read_store;

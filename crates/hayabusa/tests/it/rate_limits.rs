@@ -9,6 +9,7 @@ use hayabusa::{Config, RunningServer};
 use hayabusa_http::{RateLimit, RateLimits};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tempfile::TempDir;
 
@@ -540,4 +541,106 @@ async fn room_ids_that_do_not_exist_take_no_cache_entries() {
     assert_eq!(state.app.commands.cached_rooms(), rooms_before + 1);
     assert_eq!(state.app.pages.len(), pages_before + 1);
     app.stop().await;
+}
+
+/// Two API nodes sharing the engines of a cluster (NATS JetStream, PostgreSQL): every
+/// limit counts the requests of both, so a caller gets ChatWork's allowance once, not
+/// once per node, and the nodes announce the same window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_hold_across_api_nodes_that_share_the_read_store() {
+    let nats = hayabusa_nats::testkit::NatsServer::start();
+    let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let backends = hayabusa::Backends {
+        event_log: nats_backend(&nats),
+        read_store: hayabusa::backends::ReadStoreBackend::Postgres(
+            hayabusa::backends::ServiceUrl::new(database.connection_string()),
+        ),
+        ..hayabusa::Backends::default()
+    };
+    let rate_limits = RateLimits {
+        per_peer: Some(RateLimit {
+            requests: 4,
+            window: Duration::from_secs(60),
+        }),
+        ..limits(Some((6, 60)), Some((3, 60)))
+    };
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut servers = Vec::new();
+    for dir in &dirs {
+        if !servers.is_empty() {
+            // The nodes of a cluster share the secret key (the tokens derive from it).
+            std::fs::copy(
+                dirs[0].path().join(hayabusa::data_dir::SECRET_FILE),
+                dir.path().join(hayabusa::data_dir::SECRET_FILE),
+            )
+            .unwrap();
+        }
+        servers.push(
+            hayabusa::start(Config {
+                backends: backends.clone(),
+                rate_limits: rate_limits.clone(),
+                ..Config::new(dir.path())
+            })
+            .await
+            .expect("server starts"),
+        );
+    }
+    let bases: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr)).collect();
+    let token = std::fs::read_to_string(dirs[0].path().join("admin.token")).unwrap();
+    let admin = Client::new(&bases[0], token.trim());
+    let mut users = Vec::new();
+    for name in ["Alice", "Bob"] {
+        let (status, body) = admin
+            .send(Method::POST, "/v2/accounts", &[("name", name.to_string())])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["token"].as_str().unwrap().to_string();
+        let clients: Vec<Client> = bases.iter().map(|base| Client::new(base, &token)).collect();
+        users.push((body["room_id"].as_u64().unwrap(), clients));
+    }
+
+    // Per token: six requests, alternating between the nodes, then 429 on either.
+    let (_, alice) = &users[0];
+    let mut resets = HashSet::new();
+    for (i, remaining) in (0..6).rev().enumerate() {
+        let me = answer(alice[i % 2].request(Method::GET, "/v2/me")).await;
+        assert_eq!(me.status, StatusCode::OK, "request {i}: {}", me.body);
+        assert_eq!(me.remaining, Some(remaining), "request {i}");
+        resets.insert(me.reset.unwrap());
+    }
+    for client in alice {
+        let refused = answer(client.request(Method::GET, "/v2/me")).await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.remaining, Some(0));
+        resets.insert(refused.reset.unwrap());
+    }
+    assert_eq!(resets.len(), 1, "one window on both nodes: {resets:?}");
+
+    // Per room: three posts across the nodes; a refused post (400) is given back.
+    let (my_room, bob) = &users[1];
+    let posted = answer(post_message(&bob[0], *my_room, "one")).await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    let bad = answer(post_message(&bob[1], *my_room, "")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    for (i, body) in ["two", "three"].into_iter().enumerate() {
+        let posted = answer(post_message(&bob[1 - i], *my_room, body)).await;
+        assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
+    }
+    let refused = answer(post_message(&bob[0], *my_room, "four")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+
+    // Without a valid token: counted per address, across the nodes.
+    let anonymous: Vec<Client> = bases.iter().map(|base| Client::new(base, "nope")).collect();
+    for (i, remaining) in (0..4).rev().enumerate() {
+        let me = answer(anonymous[i % 2].request(Method::GET, "/v2/me")).await;
+        assert_eq!(me.status, StatusCode::UNAUTHORIZED, "request {i}");
+        assert_eq!(me.remaining, Some(remaining), "request {i}");
+    }
+    let refused = answer(anonymous[1].request(Method::GET, "/v2/me")).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+
+    for server in servers {
+        server.stop().await.unwrap();
+    }
+    database.drop().await;
 }

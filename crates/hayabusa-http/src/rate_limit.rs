@@ -370,7 +370,14 @@ mod tests {
     }
 
     fn posting_app(settings: &RateLimits) -> Router {
-        let limiter = Arc::new(RateLimiter::new(settings, None));
+        posting_app_counting_in(settings, None)
+    }
+
+    fn posting_app_counting_in(
+        settings: &RateLimits,
+        shared: Option<Arc<dyn RateWindows>>,
+    ) -> Router {
+        let limiter = Arc::new(RateLimiter::new(settings, shared));
         let handler = |axum::extract::Path(room): axum::extract::Path<u64>| async move {
             if room == 404 {
                 ApiError::not_found("room").into_response()
@@ -426,6 +433,47 @@ mod tests {
         assert_eq!(post_to(&app, "2").await, StatusCode::TOO_MANY_REQUESTS);
         // A room id that does not parse is the handler's to refuse.
         assert_eq!(post_to(&app, "x").await, StatusCode::BAD_REQUEST);
+    }
+
+    /// A shared store that is down.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl RateWindows for Down {
+        async fn hit(
+            &self,
+            _: RateScope,
+            _: u128,
+            _: RateLimit,
+        ) -> Result<RateOutcome, hayabusa_store::StoreError> {
+            Err(hayabusa_store::StoreError::Unavailable("down".into()))
+        }
+
+        async fn give_back(
+            &self,
+            _: RateScope,
+            _: u128,
+            _: &RateHit,
+        ) -> Result<(), hayabusa_store::StoreError> {
+            Err(hayabusa_store::StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_shared_store_fails_the_node_counts_on_its_own() {
+        let settings = RateLimits {
+            room_posts: Some(RateLimit {
+                requests: 2,
+                window: Duration::from_secs(60),
+            }),
+            ..RateLimits::off()
+        };
+        let app = posting_app_counting_in(&settings, Some(Arc::new(Down)));
+        assert_eq!(post_to(&app, "404").await, StatusCode::NOT_FOUND);
+        for _ in 0..2 {
+            assert_eq!(post_to(&app, "1").await, StatusCode::OK);
+        }
+        assert_eq!(post_to(&app, "1").await, StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[tokio::test]

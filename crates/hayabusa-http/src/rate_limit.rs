@@ -244,7 +244,11 @@ pub async fn enforce(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|info| info.0.ip());
-            match limiter.hit(RateScope::Peer, peer_key(peer), per_peer).await.0 {
+            match limiter
+                .hit(RateScope::Peer, peer_key(peer), per_peer)
+                .await
+                .0
+            {
                 RateOutcome::Counted(verdict) => Counted::Peer(verdict),
                 RateOutcome::Full { retry_after } => return too_many_clients(retry_after),
             }

@@ -141,9 +141,15 @@ impl RateWindows for PgReadStore {
         let (high, low) = halves(key);
         let limit = i32::try_from(hit.limit).unwrap_or(i32::MAX - 1);
         let client = self.client().await?;
-        let statement = client.prepare_cached(GIVE_BACK).await.map_err(store_error)?;
+        let statement = client
+            .prepare_cached(GIVE_BACK)
+            .await
+            .map_err(store_error)?;
         client
-            .execute(&statement, &[&scope.code(), &high, &low, &hit.window, &limit])
+            .execute(
+                &statement,
+                &[&scope.code(), &high, &low, &hit.window, &limit],
+            )
             .await
             .map_err(store_error)?;
         Ok(())

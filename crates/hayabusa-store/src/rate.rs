@@ -435,10 +435,7 @@ mod tests {
             limiter.release(&room, &verdict);
         }
         assert_eq!(limiter.tracked_keys(), 0);
-        assert!(
-            limiter.opened.len() <= 20,
-            "the queue is compacted"
-        );
+        assert!(limiter.opened.len() <= 20, "the queue is compacted");
     }
 
     #[test]
@@ -463,13 +460,8 @@ mod tests {
         let later = t0 + Duration::from_secs(11);
         assert!(limiter.acquire(5_000, later, START_UNIX).unwrap().allowed);
         assert_eq!(limiter.tracked_keys(), 1);
-        assert_eq!(
-            limiter.opened.len(),
-            1,
-            "the queue shrinks too"
-        );
+        assert_eq!(limiter.opened.len(), 1, "the queue shrinks too");
     }
-
 
     #[tokio::test]
     async fn the_local_engine_passes_the_conformance_suite() {

@@ -141,11 +141,15 @@ pub enum BlobStoreBackend {
         /// The bucket's name.
         bucket: String,
     },
+    /// A bucket (and prefix) of Amazon S3 or an S3-compatible service, with the
+    /// service's settings from the `AWS_*` environment variables (every node of a
+    /// cluster reads every file).
+    S3(hayabusa_s3::S3Location),
 }
 
 impl BlobStoreBackend {
-    /// From `--blob-store`: `local` (the default) or `nats` (needs
-    /// `--event-log nats://…`).
+    /// From `--blob-store`: `local` (the default), `nats` (needs
+    /// `--event-log nats://…`) or `s3://bucket[/prefix]`.
     pub fn parse(raw: Option<&str>) -> anyhow::Result<Self> {
         match raw.map(str::trim).filter(|raw| !raw.is_empty()) {
             None => Ok(BlobStoreBackend::Local),
@@ -154,14 +158,20 @@ impl BlobStoreBackend {
                 bucket: hayabusa_nats::blobs::DEFAULT_BUCKET.to_owned(),
             }),
             Some(raw) if raw.starts_with("s3://") => {
-                bail!(
-                    "--blob-store {}: S3 is not supported yet; use local or nats",
-                    ServiceUrl::new(raw)
-                )
+                if raw.contains('@') {
+                    bail!(
+                        "--blob-store {}: credentials do not go in the URL; set \
+                         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                        ServiceUrl::new(raw)
+                    );
+                }
+                hayabusa_s3::S3Location::parse(raw)
+                    .map(BlobStoreBackend::S3)
+                    .map_err(|error| anyhow::anyhow!("--blob-store: {error}"))
             }
             Some(raw) => bail!(
-                "--blob-store {}: expected local (the data directory) or nats (a JetStream \
-                 object store on the event log's servers)",
+                "--blob-store {}: expected local (the data directory), nats (a JetStream \
+                 object store on the event log's servers) or s3://bucket[/prefix]",
                 ServiceUrl::new(raw)
             ),
         }
@@ -284,11 +294,20 @@ mod tests {
             BlobStoreBackend::parse(Some("nats")).unwrap(),
             BlobStoreBackend::Nats { .. }
         ));
+        assert_eq!(
+            BlobStoreBackend::parse(Some("s3://chat-files/prod")).unwrap(),
+            BlobStoreBackend::S3(hayabusa_s3::S3Location {
+                bucket: "chat-files".into(),
+                prefix: "prod".into()
+            })
+        );
         let refused = BlobStoreBackend::parse(Some("s3://key:s3cret@bucket")).unwrap_err();
         assert!(
-            refused.to_string().contains("not supported yet"),
+            refused.to_string().contains("AWS_ACCESS_KEY_ID")
+                && !refused.to_string().contains("s3cret"),
             "{refused}"
         );
+        assert!(BlobStoreBackend::parse(Some("s3://Bad_Bucket")).is_err());
         let refused = BlobStoreBackend::parse(Some("ftp://u:s3cret@x")).unwrap_err();
         assert!(!refused.to_string().contains("s3cret"), "{refused}");
     }

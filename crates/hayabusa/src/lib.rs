@@ -174,8 +174,14 @@ impl Backends {
         if let ReadStoreBackend::Postgres(url) = &self.read_store {
             args.extend(["--read-store".to_string(), url.expose().to_string()]);
         }
-        if let backends::BlobStoreBackend::Nats { .. } = &self.blob_store {
-            args.extend(["--blob-store".to_string(), "nats".to_string()]);
+        match &self.blob_store {
+            backends::BlobStoreBackend::Local => {}
+            backends::BlobStoreBackend::Nats { .. } => {
+                args.extend(["--blob-store".to_string(), "nats".to_string()]);
+            }
+            backends::BlobStoreBackend::S3(location) => {
+                args.extend(["--blob-store".to_string(), location.to_string()]);
+            }
         }
         if self.idempotency_key_hours != DEFAULT_IDEMPOTENCY_KEY_HOURS {
             args.extend([
@@ -283,6 +289,12 @@ pub async fn open_stores(dir: &std::path::Path, backends: &Backends) -> anyhow::
             store
         }
     };
+    if let backends::BlobStoreBackend::S3(location) = &backends.blob_store {
+        let blobs = hayabusa_s3::S3BlobStore::connect(location)
+            .await
+            .with_context(|| format!("opening the file store at {location}"))?;
+        shared_blobs = Some(Arc::new(blobs));
+    }
     let blobs: Arc<dyn BlobStore> = match shared_blobs {
         Some(blobs) => blobs,
         None if backends.blob_store != backends::BlobStoreBackend::Local => {

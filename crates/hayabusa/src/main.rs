@@ -199,9 +199,12 @@ struct StoreArgs {
         hide_env_values = true
     )]
     read_store: Option<String>,
-    /// Where uploaded files live: `local` (the data directory's `files/`) or `nats`
-    /// (a JetStream object store on the event log's servers, which every node of a
-    /// cluster reads) [default: local].
+    /// Where uploaded files live: `local` (the data directory's `files/`), `nats`
+    /// (a JetStream object store on the event log's servers) or
+    /// `s3://bucket[/prefix]` (Amazon S3 or an S3-compatible service, set up by the
+    /// AWS_* environment variables: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP); every node of a cluster reads
+    /// the last two [default: local].
     #[arg(long, env = "HAYABUSA_BLOB_STORE", value_name = "STORE")]
     blob_store: Option<String>,
     /// Hours the event log keeps an idempotency key: a retried request with the same

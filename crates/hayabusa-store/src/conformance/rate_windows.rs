@@ -92,7 +92,11 @@ pub async fn keys_and_scopes_are_counted_separately((a, b): Pair) {
     let one = limit(1, Duration::from_secs(60));
     assert!(hit(a.as_ref(), RateScope::Account, key, one).await.allowed);
     assert!(!hit(b.as_ref(), RateScope::Account, key, one).await.allowed);
-    assert!(hit(b.as_ref(), RateScope::Account, key + 1, one).await.allowed);
+    assert!(
+        hit(b.as_ref(), RateScope::Account, key + 1, one)
+            .await
+            .allowed
+    );
     for scope in [RateScope::Peer, RateScope::RoomPosts] {
         assert!(
             hit(a.as_ref(), scope, key, one).await.allowed,
@@ -103,7 +107,11 @@ pub async fn keys_and_scopes_are_counted_separately((a, b): Pair) {
     let high = u128::MAX - key;
     assert!(hit(a.as_ref(), RateScope::Peer, high, one).await.allowed);
     assert!(!hit(b.as_ref(), RateScope::Peer, high, one).await.allowed);
-    assert!(hit(a.as_ref(), RateScope::Peer, high ^ (1 << 100), one).await.allowed);
+    assert!(
+        hit(a.as_ref(), RateScope::Peer, high ^ (1 << 100), one)
+            .await
+            .allowed
+    );
 }
 
 /// When a window ends, the next request opens a fresh one with a later reset.
@@ -111,8 +119,16 @@ pub async fn a_new_window_opens_when_one_ends((a, b): Pair) {
     let key = fresh_key();
     let short = limit(2, Duration::from_millis(300));
     let first = hit(a.as_ref(), RateScope::RoomPosts, key, short).await;
-    assert!(hit(b.as_ref(), RateScope::RoomPosts, key, short).await.allowed);
-    assert!(!hit(a.as_ref(), RateScope::RoomPosts, key, short).await.allowed);
+    assert!(
+        hit(b.as_ref(), RateScope::RoomPosts, key, short)
+            .await
+            .allowed
+    );
+    assert!(
+        !hit(a.as_ref(), RateScope::RoomPosts, key, short)
+            .await
+            .allowed
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let fresh = hit(b.as_ref(), RateScope::RoomPosts, key, short).await;
     assert!(fresh.allowed, "a new window after the old one ended");
@@ -131,25 +147,39 @@ pub async fn a_given_back_request_counts_again_only_in_its_own_window((a, b): Pa
     assert!(kept.allowed && first.allowed);
     let refused = hit(a.as_ref(), RateScope::RoomPosts, key, two).await;
     assert!(!refused.allowed);
-    b.give_back(RateScope::RoomPosts, key, &refused).await.unwrap();
+    b.give_back(RateScope::RoomPosts, key, &refused)
+        .await
+        .unwrap();
     assert!(
-        !hit(a.as_ref(), RateScope::RoomPosts, key, two).await.allowed,
+        !hit(a.as_ref(), RateScope::RoomPosts, key, two)
+            .await
+            .allowed,
         "giving back a refused request frees nothing"
     );
-    a.give_back(RateScope::RoomPosts, key, &first).await.unwrap();
+    a.give_back(RateScope::RoomPosts, key, &first)
+        .await
+        .unwrap();
     let again = hit(b.as_ref(), RateScope::RoomPosts, key, two).await;
     assert!(again.allowed, "a given-back request is free again");
     assert_eq!(again.remaining, 0);
     assert_eq!(again.window, kept.window);
-    assert!(!hit(a.as_ref(), RateScope::RoomPosts, key, two).await.allowed);
+    assert!(
+        !hit(a.as_ref(), RateScope::RoomPosts, key, two)
+            .await
+            .allowed
+    );
 
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let next = hit(a.as_ref(), RateScope::RoomPosts, key, two).await;
     let last = hit(b.as_ref(), RateScope::RoomPosts, key, two).await;
     assert!(next.allowed && last.allowed);
-    a.give_back(RateScope::RoomPosts, key, &again).await.unwrap();
+    a.give_back(RateScope::RoomPosts, key, &again)
+        .await
+        .unwrap();
     assert!(
-        !hit(b.as_ref(), RateScope::RoomPosts, key, two).await.allowed,
+        !hit(b.as_ref(), RateScope::RoomPosts, key, two)
+            .await
+            .allowed,
         "a request of an ended window does not credit the next one"
     );
 }
@@ -161,7 +191,9 @@ pub async fn concurrent_requests_through_both_handles_never_exceed_the_limit((a,
     let tasks: Vec<_> = (0..60)
         .map(|i| {
             let windows = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move { hit(windows.as_ref(), RateScope::Account, key, twenty).await })
+            tokio::spawn(
+                async move { hit(windows.as_ref(), RateScope::Account, key, twenty).await },
+            )
         })
         .collect();
     let mut allowed = 0;

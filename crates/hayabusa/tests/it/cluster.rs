@@ -17,7 +17,7 @@ use crate::helpers::*;
 use futures::StreamExt;
 use hayabusa_domain::Event;
 use hayabusa_nats::testkit::NatsCluster;
-use hayabusa_store::{EventReader, ReadModelWriter};
+use hayabusa_store::{BlobStore, EventReader, ReadModelWriter};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -36,6 +36,7 @@ struct Node {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -55,6 +56,7 @@ impl Node {
             dir,
             port: hayabusa_nats::testkit::free_port(),
             child: None,
+            env: Vec::new(),
         }
     }
 
@@ -74,6 +76,7 @@ impl Node {
                 .arg(self.dir.path())
                 .args(["--listen", &format!("127.0.0.1:{}", self.port)])
                 .env("RUST_LOG", "warn")
+                .envs(self.env.iter().map(|(name, value)| (name, value)))
                 .stdout(Stdio::from(log.try_clone().unwrap()))
                 .stderr(Stdio::from(log))
                 .spawn()
@@ -690,4 +693,85 @@ async fn rebuild_refuses_while_a_projector_runs_on_the_shared_read_models() {
     server.stop().await.unwrap();
     let position = hayabusa::rebuild(other.path(), &backends).await.unwrap();
     assert!(position > 0);
+}
+
+/// Files on an S3-compatible server (moto): uploaded through one node, downloaded
+/// through the other, still there when the first is killed, and stored in the
+/// bucket under the configured prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_s3_are_served_by_every_node() {
+    let nats = hayabusa_nats::testkit::NatsServer::start();
+    let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let s3 = hayabusa_s3::testkit::S3Server::start();
+    let common: Vec<String> = [
+        "--event-log".to_string(),
+        nats.url(),
+        "--read-store".into(),
+        database.connection_string(),
+        "--blob-store".into(),
+        format!("s3://{}/uploads", hayabusa_s3::testkit::BUCKET),
+        "--no-rate-limits".into(),
+    ]
+    .into();
+    let secret = [7u8; 32];
+    let mut nodes = [
+        Node::new("node 1", "all", &common, &secret),
+        Node::new("node 2", "all", &common, &secret),
+    ];
+    for node in &mut nodes {
+        node.env = s3.env();
+        node.start().await;
+    }
+    let token = std::fs::read_to_string(nodes[0].dir.path().join("admin.token")).unwrap();
+    let token = token.trim();
+    let admin = Client::new(&nodes[0].base(), token);
+    let (_, me) = admin.get("/v2/me").await;
+    let room = me["room_id"]
+        .as_u64()
+        .expect("the administrator's own room");
+
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(content.clone()).file_name("minutes.bin"),
+    );
+    let uploaded = reqwest::Client::new()
+        .post(format!("{}/v2/rooms/{room}/files", nodes[0].base()))
+        .header("X-ChatWorkToken", token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::OK, "{}", nodes[0].log());
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let file = uploaded["file_id"].as_u64().expect("the upload's file id");
+
+    let in_bucket = s3
+        .blob_store("uploads")
+        .await
+        .keys_stored_before(std::time::SystemTime::now() + Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        in_bucket.len(),
+        1,
+        "one object under the prefix: {in_bucket:?}"
+    );
+
+    nodes[0].kill();
+    let other = Client::new(&nodes[1].base(), token);
+    let (status, detail) = other
+        .send(
+            reqwest::Method::GET,
+            &format!("/v2/rooms/{room}/files/{file}"),
+            &[("create_download_url", "1".into())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let downloaded = reqwest::get(detail["download_url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(downloaded.status(), StatusCode::OK);
+    assert_eq!(downloaded.bytes().await.unwrap().to_vec(), content);
+    database.drop().await;
 }

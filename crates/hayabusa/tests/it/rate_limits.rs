@@ -585,7 +585,10 @@ async fn the_limits_hold_across_api_nodes_that_share_the_read_store() {
             .expect("server starts"),
         );
     }
-    let bases: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr)).collect();
+    let bases: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://{}", s.addr))
+        .collect();
     let token = std::fs::read_to_string(dirs[0].path().join("admin.token")).unwrap();
     let admin = Client::new(&bases[0], token.trim());
     let mut users = Vec::new();
@@ -627,7 +630,12 @@ async fn the_limits_hold_across_api_nodes_that_share_the_read_store() {
         assert_eq!(posted.status, StatusCode::OK, "{}", posted.body);
     }
     let refused = answer(post_message(&bob[0], *my_room, "four")).await;
-    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
 
     // Without a valid token: counted per address, across the nodes.
     let anonymous: Vec<Client> = bases.iter().map(|base| Client::new(base, "nope")).collect();

@@ -23,6 +23,26 @@ pub struct AppState {
     /// Whether this node serves the API; a cluster's projector-role node does not,
     /// and answers only `/healthz`, `/readyz` and `/metrics`.
     pub api: bool,
+    /// Becomes true when the server starts shutting down (SIGTERM): `/readyz` says
+    /// so, long-polls answer at once with what they have, and sync WebSockets close
+    /// with 1001 (going away), so that their clients resume on another node.
+    pub draining: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Resolves once the server is shutting down (never, if its sender is gone
+    /// without having said so).
+    pub async fn drained(&self) {
+        let mut draining = self.draining.clone();
+        if draining.wait_for(|draining| *draining).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
 }
 
 /// Timeouts and the cap on concurrent connections of the HTTP server.

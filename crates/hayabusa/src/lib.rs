@@ -461,6 +461,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             trusted_proxies: config.trusted_proxies.clone(),
         },
         api: config.role.serves_api(),
+        draining: shutdown.subscribe(),
     });
     let http = tokio::spawn(hayabusa_http::serve(
         listener,

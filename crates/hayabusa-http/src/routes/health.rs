@@ -26,9 +26,12 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Json<dto::Health> {
 /// Readiness, for load balancers and Kubernetes probes: the event log answers with
 /// its acknowledged head, the read store with its checkpoint, and the read models
 /// (as this node sees them) reach that head within [`READY_MAX_LAG`]. 503 otherwise,
-/// saying which check failed.
+/// saying which check failed, and 503 once the server is shutting down.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<dto::Ready>, ApiError> {
     let unready = |reason: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason);
+    if state.is_draining() {
+        return Err(unready("shutting down".into()));
+    }
     let head = match tokio::time::timeout(READY_MAX_LAG, state.app.log.durable_head()).await {
         Ok(Ok(head)) => head,
         Ok(Err(error)) => return Err(unready(format!("event log: {error}"))),

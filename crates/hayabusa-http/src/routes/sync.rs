@@ -40,6 +40,9 @@ pub const CLOSE_NO_PONG: u16 = 4001;
 pub const CLOSE_UNAVAILABLE: u16 = 1011;
 /// Close code for a session whose token was rotated or revoked.
 pub const CLOSE_TOKEN_REVOKED: u16 = 4003;
+/// Close code when the server shuts down (WebSocket's "going away"): reconnect, to
+/// another node, with the last revision.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 fn sync_error(error: SyncError) -> ApiError {
     match error {
@@ -122,16 +125,20 @@ pub async fn long_poll(
             ops: Vec::new(),
         }));
     };
-    let batch = state
-        .app
-        .sync
-        .long_poll(
-            caller.account_id,
-            since,
-            Duration::from_secs(timeout),
-            limit,
-        )
-        .await?;
+    // A server shutting down answers with what there is now rather than hold the
+    // poll: the client polls again, through another node.
+    let wait = if state.is_draining() {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(timeout)
+    };
+    let sync = &state.app.sync;
+    let batch = tokio::select! {
+        batch = sync.long_poll(caller.account_id, since, wait, limit) => batch?,
+        () = state.drained() => {
+            sync.long_poll(caller.account_id, since, Duration::ZERO, limit).await?
+        }
+    };
     Ok(Json(batch_json(&batch)))
 }
 
@@ -339,6 +346,10 @@ async fn serve_open_socket(
         }
         tokio::select! {
             _ = ops.woken() => {}
+            () = state.drained() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "server shutting down: reconnect with since=<last revision>").await;
+                return;
+            }
             () = token_maybe_changed(&mut token_changes, account) => {
                 // A rotated or revoked token ends the sessions it opened.
                 if let Err(error) = state.app.queries.authenticate(&token).await {

@@ -775,3 +775,197 @@ async fn files_in_s3_are_served_by_every_node() {
     assert_eq!(downloaded.bytes().await.unwrap().to_vec(), content);
     database.drop().await;
 }
+
+impl Node {
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited
+    /// successfully and how long it took.
+    async fn terminate(&mut self) -> (bool, Duration) {
+        let mut child = self.child.take().expect("the node runs");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status.success(), started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (false, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A rolling restart of the API nodes, as an upgrade does it: each node in turn
+/// leaves the load balancer's rotation, gets SIGTERM, is started again and rejoins,
+/// while writers post through the balancer and WebSocket followers (which resume
+/// on the other node when their socket closes) follow the account. Not one post
+/// fails, each node stops gracefully, every follower gets every post once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_the_api_nodes_fails_no_request() {
+    let nats = hayabusa_nats::testkit::NatsServer::start();
+    let database = hayabusa_postgres::testkit::TestDatabase::create().await;
+    let common: Vec<String> = [
+        "--event-log".to_string(),
+        nats.url(),
+        "--read-store".into(),
+        database.connection_string(),
+        "--no-rate-limits".into(),
+    ]
+    .into();
+    let secret = [9u8; 32];
+    let mut projector = Node::new("projector", "projector", &common, &secret);
+    projector.start().await;
+    let mut apis = [
+        Node::new("api 1", "api", &common, &secret),
+        Node::new("api 2", "api", &common, &secret),
+    ];
+    for node in &mut apis {
+        node.start().await;
+    }
+    let bases: Vec<String> = apis.iter().map(Node::base).collect();
+    let token = std::fs::read_to_string(apis[0].dir.path().join("admin.token")).unwrap();
+    let token = token.trim().to_string();
+    let admin = Client::new(&bases[0], &token);
+    let (_, me) = admin.get("/v2/me").await;
+    let room = me["room_id"].as_u64().unwrap();
+    let (_, start) = admin.get("/v2/sync").await;
+    let since = start["revision"].as_str().unwrap().to_string();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnects = Arc::new(AtomicUsize::new(0));
+    let followers: Vec<_> = (0..2)
+        .map(|first| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let mut order = bases.clone();
+            order.rotate_left(first);
+            let task = follow(
+                order,
+                token.clone(),
+                since.clone(),
+                seen.clone(),
+                reconnects.clone(),
+                stop.clone(),
+            );
+            (task, seen)
+        })
+        .collect();
+
+    // The balancer: the nodes in rotation, taken in turn.
+    let rotation = Arc::new(Mutex::new(vec![bases[0].clone(), bases[1].clone()]));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = (0..3)
+        .map(|writer| {
+            let (rotation, failures, acked) = (rotation.clone(), failures.clone(), acked.clone());
+            let (token, stop) = (token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let base = {
+                        let rotation = rotation.lock().unwrap();
+                        rotation[(writer + i) % rotation.len()].clone()
+                    };
+                    let body = format!("rolling {writer} {i}");
+                    let answer = http
+                        .post(format!("{base}/v2/rooms/{room}/messages"))
+                        .header("X-ChatWorkToken", &token)
+                        .form(&[("body", &body)])
+                        .timeout(Duration::from_secs(15))
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(response) if response.status() == StatusCode::OK => {
+                            let json: Value = response.json().await.unwrap();
+                            acked
+                                .lock()
+                                .unwrap()
+                                .push(json["message_id"].as_str().unwrap().to_string());
+                        }
+                        Ok(response) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{body} via {base}: {}", response.status())),
+                        Err(error) => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{body} via {base}: {error}")),
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (index, node) in apis.iter_mut().enumerate() {
+        // Out of rotation; the balancer's change takes a moment to reach every
+        // client (Kubernetes: the endpoint update, covered by the preStop sleep).
+        rotation
+            .lock()
+            .unwrap()
+            .retain(|base| *base != bases[index]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (clean, took) = node.terminate().await;
+        assert!(
+            clean,
+            "{} did not stop cleanly in {took:?}:\n{}",
+            node.name,
+            tail(&node.log())
+        );
+        assert!(
+            took < Duration::from_secs(10),
+            "{} took {took:?} to stop",
+            node.name
+        );
+        node.start().await;
+        rotation.lock().unwrap().push(bases[index].clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 50, "only {} posts", acked.len());
+
+    // Followers: every post, once, in log order, after at least one resumption each.
+    let wanted: HashSet<String> = acked.iter().cloned().collect();
+    for (task, seen) in followers {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got: HashSet<String> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect();
+            if wanted.is_subset(&got) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.abort();
+        let seen = seen.lock().unwrap().clone();
+        let ids: Vec<&String> = seen.iter().map(|(_, id)| id).collect();
+        let unique: HashSet<&String> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), ids.len(), "a follower got a post twice");
+        assert!(
+            seen.windows(2).all(|pair| pair[0].0 <= pair[1].0),
+            "a follower got posts out of log order"
+        );
+        let missing = wanted.iter().filter(|id| !unique.contains(id)).count();
+        assert_eq!(missing, 0, "a follower missed {missing} posts");
+    }
+    assert!(
+        reconnects.load(Ordering::SeqCst) >= 2,
+        "the followers resumed when their node stopped"
+    );
+    database.drop().await;
+}

@@ -3,6 +3,7 @@
 //! unacknowledged one is half-visible.
 
 use crate::helpers::*;
+use futures::StreamExt;
 use hayabusa_domain::Event;
 use hayabusa_store::EventReader;
 use reqwest::{Method, StatusCode};
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -213,9 +215,54 @@ async fn acknowledged_messages_survive_repeated_sigkill_exactly_once() {
 async fn sigterm_shuts_the_server_down_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let mut binary = launch(dir.path(), &hayabusa::Backends::default()).await;
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let token = token.trim().to_string();
+    let admin = Client::new(&binary.base, &token);
+    let (_, start) = admin.get("/v2/sync").await;
+    let since = start["revision"].as_str().unwrap().to_string();
+
+    // In flight when the signal comes: a long-poll that would wait 50 s, and a sync
+    // WebSocket.
+    let poll = {
+        let (base, token, since) = (binary.base.clone(), token.clone(), since.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = reqwest::Client::new()
+                .get(format!("{base}/v2/sync?since={since}&timeout=50"))
+                .header("X-ChatWorkToken", token)
+                .send()
+                .await;
+            (answer.map(|response| response.status()), started.elapsed())
+        })
+    };
+    let url = format!(
+        "{}/v2/sync/ws?since={since}&token={token}",
+        binary.base.replace("http://", "ws://")
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let pid = nix::unistd::Pid::from_raw(binary.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let started = Instant::now();
+
+    // The long-poll is answered at once (the client polls again elsewhere) ...
+    let (status, waited) = poll.await.unwrap();
+    assert_eq!(status.expect("an answer, not a reset"), StatusCode::OK);
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    // ... and the WebSocket is closed with 1001, "going away".
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close code");
+    assert_eq!(u16::from(close.code), 1001, "{close:?}");
     loop {
         if let Some(status) = binary.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");

@@ -68,6 +68,10 @@ pub enum Scenario {
     CatchUp,
     /// Time from kill -9 to ready with a large event log.
     Recover,
+    /// Post ladder, delivery across nodes and CPU per process on a cluster on this
+    /// machine (3 nats-servers, PostgreSQL, 2 projector and 2 API nodes); whatever
+    /// `--backend` says. Not run by default.
+    Cluster,
     /// The bare axum hello-world (run automatically with post and read).
     Baseline,
 }
@@ -89,7 +93,7 @@ pub struct RunArgs {
     /// in seconds and exits non-zero if one does not.
     #[arg(long)]
     pub quick: bool,
-    /// Scenarios to run, comma-separated (default: all).
+    /// Scenarios to run, comma-separated (default: all but `cluster`).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Scenario>,
     /// Do not add the baseline to post and read (the table then has no ratios).

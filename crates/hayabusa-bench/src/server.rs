@@ -108,6 +108,17 @@ impl ServerProcess {
         data_dir: &Path,
         log: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_hayabusa_with(binary, data_dir, log, &[])
+    }
+
+    /// Starts `hayabusa serve` on `data_dir` with `args` before the binary's extra
+    /// arguments (e.g. a cluster node's role and engines), without waiting.
+    pub fn spawn_hayabusa_with(
+        binary: &ServerBinary,
+        data_dir: &Path,
+        log: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Self> {
         let addr = free_loopback_addr()?;
         let mut command = Command::new(&binary.path);
         command
@@ -116,6 +127,7 @@ impl ServerProcess {
             .arg(data_dir)
             .arg("--listen")
             .arg(addr.to_string())
+            .args(args)
             .args(&binary.extra_args)
             // The server's log level: `info` unless HAYABUSA_BENCH_SERVER_LOG says
             // otherwise (e.g. `hayabusa_sqlite=debug` to see the event log's work).
@@ -191,6 +203,11 @@ impl ServerProcess {
         )
     }
 
+    /// Whether the process has ended (it is reaped if so).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Its process id.
     pub fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("the server has exited")
@@ -232,18 +249,9 @@ impl ServerProcess {
     }
 }
 
-/// CPU time (utime + stime) of a process, from `/proc/PID/stat` (in USER_HZ ticks,
-/// which Linux fixes at 100 per second).
+/// CPU time (utime + stime) of a process, from `/proc/PID/stat`.
 pub fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields
-        .get(11..13)?
-        .iter()
-        .map(|v| v.parse::<u64>().ok())
-        .sum::<Option<u64>>()?;
-    Some(Duration::from_millis(ticks * 10))
+    crate::cpu::process_cpu(pid)
 }
 
 /// `VmRSS` of a process, in KiB.

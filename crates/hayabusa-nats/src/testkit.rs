@@ -109,6 +109,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The process id of the current run (None while killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The JetStream store directory.
     pub fn store_dir(&self) -> PathBuf {
         self.dir.path().join("jetstream")

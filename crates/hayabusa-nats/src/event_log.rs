@@ -202,6 +202,9 @@ struct Inner {
     /// The server runs JetStream clustered (it checks headers in another order; see
     /// [`Inner::probe`]).
     clustered: bool,
+    /// How long an append may wait for JetStream's acknowledgement, all attempts
+    /// together.
+    append_timeout: Duration,
 }
 
 /// Connects to NATS (`urls`: `nats://host:port`, comma-separated; credentials in
@@ -264,6 +267,7 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         read_batch,
         replicated: replicas > 1,
         clustered,
+        append_timeout: options.request_timeout,
     });
     while_recovering(|| inner.refresh_head()).await?;
     let follower = tokio::spawn(follow_head(Arc::clone(&inner), options.head_poll_interval));
@@ -282,6 +286,12 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
 /// How long an append whose expectation a clustered server cannot check yet (another
 /// append to the subject in flight) is asked again.
 const PENDING_APPEND_WAIT: Duration = Duration::from_secs(2);
+
+/// How long one attempt of an append waits for its acknowledgement before it is sent
+/// again, where sending again is safe (see [`Inner::publish_retrying`]). An append
+/// caught by the loss of the stream's leader is then taken by the new leader soon
+/// after its election, rather than after the whole request timeout.
+const APPEND_ATTEMPT: Duration = Duration::from_millis(1500);
 
 /// How long `connect` waits out a JetStream cluster that is electing leaders or
 /// catching a restarted server up ("JetStream system temporarily unavailable").
@@ -624,6 +634,51 @@ impl Inner {
         }
     }
 
+    /// [`publish_settled`](Inner::publish_settled) within [`Inner::append_timeout`]:
+    /// when `retry_safe`, an attempt that gets no answer within [`APPEND_ATTEMPT`]
+    /// (or fails to be sent) is sent again until the timeout. Safe means a second
+    /// copy cannot be stored: the append carries a message id (JetStream drops the
+    /// duplicate) or expects the subject's last sequence (the copy is refused once
+    /// the first is stored). Returns the answer and whether an earlier attempt's
+    /// outcome is unknown (it may be the one stored).
+    async fn publish_retrying(
+        &self,
+        subject: &str,
+        headers: &HeaderMap,
+        payload: &[u8],
+        retry_safe: bool,
+    ) -> Result<(Published, bool), StoreError> {
+        let deadline = tokio::time::Instant::now() + self.append_timeout;
+        let mut uncertain = false;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = if retry_safe {
+                left.min(APPEND_ATTEMPT)
+            } else {
+                left
+            };
+            let sent = tokio::time::timeout(
+                attempt,
+                self.publish_settled(subject.to_owned(), headers.clone(), payload.to_vec()),
+            )
+            .await;
+            let error = match sent {
+                Ok(Ok(published)) => return Ok((published, uncertain)),
+                Ok(Err(error)) => error,
+                Err(_) => StoreError::Unavailable(
+                    "append: timed out waiting for JetStream (the outcome is unknown)".into(),
+                ),
+            };
+            let retryable = matches!(error, StoreError::Unavailable(_));
+            if !retry_safe || !retryable || tokio::time::Instant::now() >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(%error, subject, "sending an append again");
+            uncertain = true;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Whether `key` is recorded (within the expiry): the sequence of its message.
     /// The probe is a publish that is never stored, refused by an expectation the
     /// server checks only after duplicates:
@@ -786,7 +841,8 @@ impl EventAppender for NatsEventLog {
         };
         let encoded = envelope.encode()?;
         let mut headers = HeaderMap::new();
-        if let Some(sequence) = expected_subject_sequence(expected) {
+        let expected_sequence = expected_subject_sequence(expected);
+        if let Some(sequence) = expected_sequence {
             headers.insert(
                 EXPECTED_LAST_SUBJECT_SEQUENCE,
                 sequence.to_string().as_str(),
@@ -795,10 +851,27 @@ impl EventAppender for NatsEventLog {
         if let Some(key) = &idempotency {
             headers.insert(MSG_ID, message_id(&key.key).as_str());
         }
-        match inner
-            .publish_settled(subject.clone(), headers, encoded)
-            .await?
-        {
+        let retry_safe = idempotency.is_some() || expected_sequence.is_some();
+        let (published, uncertain) = inner
+            .publish_retrying(&subject, &headers, &encoded, retry_safe)
+            .await?;
+        // An attempt whose answer was lost may be the one stored: then the append
+        // right after the expected sequence on the subject is this very message.
+        let published = match (published, expected_sequence) {
+            (Published::Refused(error), Some(expected))
+                if uncertain
+                    && idempotency.is_none()
+                    && api::is_wrong_last_sequence(&error)
+                    && expected < MAX_SEQUENCE =>
+            {
+                match inner.api.next_on(&subject, expected + 1).await? {
+                    Some(message) if message.data == encoded => Published::Stored(message.sequence),
+                    _ => Published::Refused(error),
+                }
+            }
+            (published, _) => published,
+        };
+        match published {
             Published::Stored(sequence) => {
                 if sequence > MAX_SEQUENCE {
                     return Err(StoreError::Corrupt(format!(

@@ -388,3 +388,133 @@ async fn one_direct_get_answers_a_batch() {
         .expect("past");
     assert!(past.messages.is_empty(), "nothing after the last message");
 }
+
+/// The stream leader of a 3-node cluster is killed while writers append with an
+/// expected revision (as commands do) and no idempotency key. Appends in flight
+/// are sent again to the new leader once it is elected (within the request
+/// timeout), and an attempt whose answer was lost is recognised as stored rather
+/// than stored twice or reported as a conflict: every event is in the log at most
+/// once, every acknowledged one exactly once, and no writer sees a conflict on its
+/// own stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_flight_when_the_stream_leader_dies_are_taken_once() {
+    let mut cluster = hayabusa_nats::testkit::NatsCluster::start(3);
+    let options = NatsOptions {
+        replicas: 3,
+        request_timeout: Duration::from_secs(5),
+        ..options("leaderkill")
+    };
+    connect(&cluster.urls(), options.clone())
+        .await
+        .unwrap_or_else(|error| panic!("connect: {error}"));
+    let leader = cluster
+        .stream_leader("LEADERKILL")
+        .await
+        .expect("the stream has a leader");
+    // Connected to the leader itself (it names the others when asked): its appends in
+    // flight at the kill are lost with the connection.
+    let log = Arc::new(
+        connect(&cluster.servers[leader].url(), options)
+            .await
+            .unwrap_or_else(|error| panic!("connect: {error}")),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let stream = format!("room-{writer}");
+                let mut expected = ExpectedVersion::NoStream;
+                let (mut acked, mut refused, mut conflicts) = (Vec::new(), 0, Vec::new());
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let label = format!("w{writer}-{n}");
+                    n += 1;
+                    let request = AppendRequest {
+                        expected,
+                        ..request(&stream, &label, None)
+                    };
+                    match log.append(request).await {
+                        Ok(appended) => {
+                            expected = ExpectedVersion::Exactly(appended.stream_version);
+                            acked.push((label, Instant::now()));
+                        }
+                        Err(error) => {
+                            if let StoreError::Conflict { .. } = error {
+                                conflicts.push(format!("{label}: {error}"));
+                            } else {
+                                refused += 1;
+                            }
+                            // The outcome is unknown: the next append expects
+                            // nothing (and is then sent once only).
+                            expected = ExpectedVersion::Any;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                (acked, refused, conflicts)
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.servers[leader].kill();
+    let killed = Instant::now();
+    // Until every writer has had an append acknowledged after the kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut back_after = Vec::new();
+    let mut acked_labels = Vec::new();
+    for writer in writers {
+        let (acked, refused, conflicts) = writer.await.unwrap();
+        assert!(
+            conflicts.is_empty(),
+            "conflicts on a writer's own stream: {conflicts:?}"
+        );
+        // The longest time without an acknowledgement, from the kill on.
+        let mut times: Vec<Instant> = acked
+            .iter()
+            .map(|(_, at)| *at)
+            .filter(|at| *at > killed)
+            .collect();
+        times.insert(0, killed);
+        let longest = times
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .expect("appends succeed again after the leader's loss");
+        back_after.push((longest, refused));
+        acked_labels.extend(acked.into_iter().map(|(label, _)| label));
+    }
+    assert!(Instant::now() < deadline);
+
+    let all = log.read_all(0, 1_000_000).await.expect("read the log");
+    let mut counts = std::collections::HashMap::new();
+    for event in all
+        .iter()
+        .filter(|event| !event.event_type.ends_with("-second"))
+    {
+        *counts.entry(event.event_type.clone()).or_insert(0) += 1;
+    }
+    assert!(
+        counts.values().all(|count| *count == 1),
+        "an append was stored twice: {:?}",
+        counts
+            .iter()
+            .filter(|(_, count)| **count > 1)
+            .collect::<Vec<_>>()
+    );
+    for label in &acked_labels {
+        assert_eq!(
+            counts.get(&format!("test_{label}")),
+            Some(&1),
+            "acknowledged {label} is not in the log once"
+        );
+    }
+    eprintln!(
+        "stream leader killed: {} appends acknowledged; per writer (the longest time \
+         without an acknowledgement from the kill on, appends refused): {back_after:?}",
+        acked_labels.len()
+    );
+}

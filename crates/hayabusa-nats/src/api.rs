@@ -165,6 +165,12 @@ fn undecodable(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{what}: unreadable answer from JetStream: {error}"))
 }
 
+/// How long one attempt of a read through the leader waits before it is asked again.
+const READ_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// The pause before a read is asked again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// The JetStream API of one stream.
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -235,8 +241,40 @@ impl Api {
         })
     }
 
+    /// A `STREAM.MSG.GET` through the stream's leader. An attempt that gets no
+    /// answer within [`READ_ATTEMPT`], or fails (no responders, JetStream
+    /// temporarily unavailable), is asked again until the request timeout: while a
+    /// new leader is elected nobody answers, and the first attempt after the election
+    /// should not wait for the whole timeout.
     async fn get(&self, what: &str, request: Value) -> Result<Option<StoredMessage>, StoreError> {
-        let payload = serde_json::to_vec(&request).map_err(|error| undecodable(what, error))?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let error =
+                match tokio::time::timeout(left.min(READ_ATTEMPT), self.get_once(what, &request))
+                    .await
+                {
+                    Ok(Ok(message)) => return Ok(message),
+                    Ok(Err(error)) => error,
+                    Err(_) => {
+                        StoreError::Unavailable(format!("{what}: timed out waiting for JetStream"))
+                    }
+                };
+            if !matches!(error, StoreError::Unavailable(_))
+                || tokio::time::Instant::now() + RETRY_PAUSE >= deadline
+            {
+                return Err(error);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn get_once(
+        &self,
+        what: &str,
+        request: &Value,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let payload = serde_json::to_vec(request).map_err(|error| undecodable(what, error))?;
         let answer = self
             .client
             .request(

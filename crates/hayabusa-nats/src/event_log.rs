@@ -238,7 +238,17 @@ pub async fn connect(urls: &str, options: NatsOptions) -> Result<NatsEventLog, S
         options.stream.clone(),
         options.request_timeout,
     );
-    match while_recovering(|| api.account_info()).await {
+    // An account that JetStream cannot answer for yet (no meta leader) is an error
+    // to wait out, not a refusal.
+    let account_info = || async {
+        match api.account_info().await? {
+            Err(error) if is_transient(&error.to_string()) => {
+                Err(StoreError::Unavailable(error.to_string()))
+            }
+            answer => Ok(answer),
+        }
+    };
+    match while_recovering(account_info).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             return Err(StoreError::Unavailable(format!(

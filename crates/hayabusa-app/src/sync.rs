@@ -146,6 +146,128 @@ pub struct SyncService {
     log: Arc<dyn EventReader>,
     writes: Arc<AckTracker>,
     hub: Arc<dyn WakeupHub>,
+    /// On a shared log (a cluster, with the read models in a database every node
+    /// queries over the network): the fetches of all streams go through one
+    /// [`OpsBatcher`], so that a post waking N sockets costs one query, not N.
+    batcher: Option<Arc<OpsBatcher>>,
+}
+
+/// Coalesced op fetches: at most one [`ReadModelQueries::ops_for_accounts`] in
+/// flight; the fetches that arrive meanwhile share the next one. Each answer reaches
+/// the highest `up_to` of its batch (a position the node had reached when that fetch
+/// was asked), which the caller takes as its revision.
+pub struct OpsBatcher {
+    read: Arc<dyn ReadModelQueries>,
+    waiting: parking_lot::Mutex<BatcherState>,
+}
+
+#[derive(Default)]
+struct BatcherState {
+    running: bool,
+    requests: Vec<OpsRequest>,
+}
+
+struct OpsRequest {
+    account: AccountId,
+    after: Position,
+    up_to: Position,
+    limit: usize,
+    answer: tokio::sync::oneshot::Sender<Result<(Vec<OpRecord>, Position), String>>,
+}
+
+impl OpsBatcher {
+    /// Fetches from `read`.
+    pub fn new(read: Arc<dyn ReadModelQueries>) -> Arc<Self> {
+        Arc::new(OpsBatcher {
+            read,
+            waiting: parking_lot::Mutex::new(BatcherState::default()),
+        })
+    }
+
+    /// `ops_for(account, after, up_to', limit)` for some `up_to' >= up_to` that the
+    /// node has reached; returns the ops and `up_to'`.
+    pub async fn ops_for(
+        self: &Arc<Self>,
+        account: AccountId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<(Vec<OpRecord>, Position), AppError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut state = self.waiting.lock();
+            state.requests.push(OpsRequest {
+                account,
+                after,
+                up_to,
+                limit,
+                answer,
+            });
+            !std::mem::replace(&mut state.running, true)
+        };
+        if start {
+            tokio::spawn(Arc::clone(self).pump());
+        }
+        match answered.await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(reason)) => Err(AppError::Store(hayabusa_store::StoreError::Unavailable(
+                reason,
+            ))),
+            Err(_) => Err(AppError::Store(hayabusa_store::StoreError::Unavailable(
+                "the op fetcher stopped".into(),
+            ))),
+        }
+    }
+
+    /// Answers everyone waiting, again while anyone arrived meanwhile; requests with
+    /// another limit go in a statement of their own.
+    async fn pump(self: Arc<Self>) {
+        loop {
+            let requests = {
+                let mut state = self.waiting.lock();
+                if state.requests.is_empty() {
+                    state.running = false;
+                    return;
+                }
+                std::mem::take(&mut state.requests)
+            };
+            metrics::histogram!("hayabusa_sync_fetch_batch_size").record(requests.len() as f64);
+            let up_to = requests.iter().map(|r| r.up_to).max().unwrap_or(0);
+            let mut by_limit: Vec<(usize, Vec<OpsRequest>)> = Vec::new();
+            for request in requests {
+                match by_limit
+                    .iter_mut()
+                    .find(|(limit, _)| *limit == request.limit)
+                {
+                    Some((_, group)) => group.push(request),
+                    None => by_limit.push((request.limit, vec![request])),
+                }
+            }
+            for (limit, group) in by_limit {
+                let asked: Vec<(AccountId, Position)> =
+                    group.iter().map(|r| (r.account, r.after)).collect();
+                match self.read.ops_for_accounts(&asked, up_to, limit).await {
+                    Ok(answers) => {
+                        for (request, ops) in group.into_iter().zip(answers) {
+                            let _ = request.answer.send(Ok((ops, up_to)));
+                        }
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        for request in group {
+                            let _ = request.answer.send(Err(reason.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for OpsBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpsBatcher").finish_non_exhaustive()
+    }
 }
 
 impl SyncService {
@@ -156,11 +278,13 @@ impl SyncService {
         writes: Arc<AckTracker>,
         hub: Arc<dyn WakeupHub>,
     ) -> Self {
+        let batcher = log.is_shared().then(|| OpsBatcher::new(read.clone()));
         SyncService {
             read,
             log,
             writes,
             hub,
+            batcher,
         }
     }
 
@@ -211,7 +335,13 @@ impl SyncService {
             Some(_) => since.position - 1,
             None => since.position,
         };
-        let mut ops = self.read.ops_for(account, after, up_to, limit).await?;
+        let (mut ops, up_to) = match &self.batcher {
+            Some(batcher) => batcher.ops_for(account, after, up_to, limit).await?,
+            None => (
+                self.read.ops_for(account, after, up_to, limit).await?,
+                up_to,
+            ),
+        };
         let fetched = ops.len();
         ops.retain(|op| since.precedes(op));
         let revision = match ops.last() {

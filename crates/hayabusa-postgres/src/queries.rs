@@ -96,6 +96,32 @@ WHERE o.room_id IS NULL AND o.target = $1::BIGINT
 ORDER BY 1, 2
 LIMIT $4::BIGINT";
 
+/// [`OPS_FOR`] for many requests at once (`$1` accounts, `$2` their `after`, `$3`
+/// `up_to`, `$4` the most rows per request): every row names its request (its
+/// 1-based ordinal in the arrays), numbered in (position, index) order.
+const OPS_FOR_ACCOUNTS: &str = "
+SELECT k, position, idx, room_id, target, op_type, payload FROM (
+  SELECT u.*, row_number() OVER (PARTITION BY u.k ORDER BY u.position, u.idx) AS n
+  FROM (
+    SELECT r.k, o.position, o.idx, o.room_id, o.target, o.op_type, o.payload
+    FROM UNNEST($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS r(account_id, after, k)
+    JOIN membership_intervals i ON i.account_id = r.account_id
+    JOIN sync_ops o
+      ON o.room_id = i.room_id
+     AND o.position > GREATEST(r.after, i.from_position - 1)
+     AND o.position <= LEAST($3::BIGINT, COALESCE(i.to_position, $3::BIGINT))
+    WHERE o.target IS NULL OR o.target = r.account_id
+    UNION
+    SELECT r.k, o.position, o.idx, o.room_id, o.target, o.op_type, o.payload
+    FROM UNNEST($1::BIGINT[], $2::BIGINT[]) WITH ORDINALITY AS r(account_id, after, k)
+    JOIN sync_ops o
+      ON o.room_id IS NULL AND o.target = r.account_id
+     AND o.position > r.after AND o.position <= $3::BIGINT
+  ) u
+) numbered
+WHERE n <= $4::BIGINT
+ORDER BY k, position, idx";
+
 /// Columns of a task view, read by [`task_view_from_row`]; the query joins the room
 /// as `r` and the assignee and assigner accounts as `a` and `b`.
 pub(crate) const TASK_VIEW_COLUMNS: &str = "t.task_id, t.room_id, t.account_id, \
@@ -337,15 +363,20 @@ pub(crate) fn message_from_row(row: &Row) -> Result<MessageView, StoreError> {
 
 /// Reads [`OP_COLUMNS`].
 pub(crate) fn op_from_row(row: &Row) -> Result<OpRecord, StoreError> {
-    let index = get_u64(row, 1)?;
+    op_from_row_at(row, 0)
+}
+
+/// An op whose columns start at `at`.
+fn op_from_row_at(row: &Row, at: usize) -> Result<OpRecord, StoreError> {
+    let index = get_u64(row, at + 1)?;
     Ok(OpRecord {
-        position: get_u64(row, 0)?,
+        position: get_u64(row, at)?,
         index: u32::try_from(index)
             .map_err(|_| StoreError::Corrupt(format!("read store: op index {index}")))?,
-        room_id: get_opt_u64(row, 2)?.map(RoomId),
-        target: get_opt_u64(row, 3)?.map(AccountId),
-        op_type: get_text(row, 4)?,
-        payload: get_text(row, 5)?,
+        room_id: get_opt_u64(row, at + 2)?.map(RoomId),
+        target: get_opt_u64(row, at + 3)?.map(AccountId),
+        op_type: get_text(row, at + 4)?,
+        payload: get_text(row, at + 5)?,
     })
 }
 
@@ -675,6 +706,54 @@ async fn ops_for(
     Ok(ops)
 }
 
+/// [`ReadModelQueries::ops_for_accounts`]: one statement for every request, each
+/// capped at `limit + 1` rows; a request that reaches the cap may end inside a
+/// position, and is asked again alone through [`ops_for`] (which finishes it).
+async fn ops_for_accounts(
+    store: &PgReadStore,
+    requests: &[(AccountId, Position)],
+    up_to: Position,
+    limit: usize,
+) -> Result<Vec<Vec<OpRecord>>, StoreError> {
+    let mut answers: Vec<Vec<OpRecord>> = vec![Vec::new(); requests.len()];
+    if requests.is_empty() || limit == 0 {
+        return Ok(answers);
+    }
+    let accounts = requests
+        .iter()
+        .map(|(account, _)| sql_int(account.0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let afters: Vec<i64> = requests
+        .iter()
+        .map(|(_, after)| sql_bound(*after))
+        .collect();
+    let cap = sql_limit(limit).saturating_add(1);
+    let found = {
+        let client = store.client().await?;
+        rows(
+            &client,
+            OPS_FOR_ACCOUNTS,
+            &[&accounts, &afters, &sql_bound(up_to), &cap],
+        )
+        .await?
+    };
+    for row in &found {
+        let k: i64 = row.try_get(0).map_err(store_error)?;
+        let slot = usize::try_from(k - 1)
+            .ok()
+            .and_then(|index| answers.get_mut(index))
+            .ok_or_else(|| StoreError::Corrupt(format!("ops of an unknown request {k}")))?;
+        slot.push(op_from_row_at(row, 1)?);
+    }
+    for (index, answer) in answers.iter_mut().enumerate() {
+        if answer.len() > limit {
+            let (account, after) = requests[index];
+            *answer = ops_for(store, account, after, up_to, limit).await?;
+        }
+    }
+    Ok(answers)
+}
+
 #[async_trait]
 impl ReadModelQueries for PgReadStore {
     async fn account_by_token_hash(
@@ -932,6 +1011,15 @@ impl ReadModelQueries for PgReadStore {
         limit: usize,
     ) -> Result<Vec<OpRecord>, StoreError> {
         ops_for(self, account, after, up_to, limit).await
+    }
+
+    async fn ops_for_accounts(
+        &self,
+        requests: &[(AccountId, Position)],
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<Vec<OpRecord>>, StoreError> {
+        ops_for_accounts(self, requests, up_to, limit).await
     }
 
     async fn ops_retained_from(&self) -> Result<Position, StoreError> {

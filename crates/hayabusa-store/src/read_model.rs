@@ -612,6 +612,22 @@ pub trait ReadModelQueries: Send + Sync {
         up_to: Position,
         limit: usize,
     ) -> Result<Vec<OpRecord>, StoreError>;
+    /// [`ops_for`](ReadModelQueries::ops_for) of several accounts at once: one answer
+    /// per request (an account and its `after`; an account may come twice), in
+    /// order, all with the same `up_to` and `limit`. A store whose every query is a
+    /// round trip answers them in one (PostgreSQL); the default asks one by one.
+    async fn ops_for_accounts(
+        &self,
+        requests: &[(AccountId, Position)],
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<Vec<OpRecord>>, StoreError> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for &(account, after) in requests {
+            answers.push(self.ops_for(account, after, up_to, limit).await?);
+        }
+        Ok(answers)
+    }
     /// The lowest position `ops_for` can still answer from (0 = history complete).
     /// A client whose revision is below it has lost history and must resync.
     async fn ops_retained_from(&self) -> Result<Position, StoreError>;

@@ -2250,6 +2250,33 @@ pub async fn dump_matches_the_in_memory_reference<S: ReadStore>(store: &S) {
             );
         }
     }
+    // Many accounts at once (one of them twice, from two revisions) answer as each
+    // alone does, the limit finishing a position as ops_for does.
+    let requests = [
+        (ALICE, 0),
+        (BOB, 1),
+        (CAROL, 0),
+        (DAVE, 2),
+        (ALICE, 3),
+        (BOB, 0),
+    ];
+    for (up_to, limit) in [(Position::MAX, usize::MAX), (6, 3), (5, 1), (4, 100)] {
+        let together = ok(
+            store.ops_for_accounts(&requests, up_to, limit).await,
+            "ops_for_accounts",
+        );
+        let mut alone = Vec::new();
+        for (account, after) in requests {
+            alone.push(ok(
+                reference.ops_for(account, after, up_to, limit).await,
+                "ops_for",
+            ));
+        }
+        assert_eq!(
+            together, alone,
+            "ops_for_accounts(…, {up_to}, {limit}) differs from ops_for one by one"
+        );
+    }
     for room in [ROOM_A, ROOM_B, ROOM_C] {
         assert_eq!(
             ok(store.latest_messages(room, 100).await, "latest_messages"),

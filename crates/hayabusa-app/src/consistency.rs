@@ -139,6 +139,10 @@ pub fn keys_of(event: &Event, keys: &mut Vec<Key>) {
         | Event::ReadCursorMoved { room_id, .. } => keys.push(Key::Room(*room_id)),
         // The room's `LinkSet` / `LinkRemoved` carry what readers see of a code.
         Event::LinkCodeClaimed { .. } | Event::LinkCodeReleased { .. } => {}
+        // Webhook settings are read from their stream, not from the read models.
+        Event::WebhookCreated { .. }
+        | Event::WebhookDeleted { .. }
+        | Event::WebhookDisabled { .. } => {}
         Event::ContactRequested { from, to, .. }
         | Event::ContactApproved { from, to, .. }
         | Event::ContactRejected { from, to, .. } => {

@@ -339,7 +339,10 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
         | Event::JoinRequested { .. }
         | Event::JoinRequestResolved { .. }
         | Event::LinkCodeClaimed { .. }
-        | Event::LinkCodeReleased { .. } => {}
+        | Event::LinkCodeReleased { .. }
+        | Event::WebhookCreated { .. }
+        | Event::WebhookDeleted { .. }
+        | Event::WebhookDisabled { .. } => {}
         Event::ContactRequested {
             request_id,
             from,

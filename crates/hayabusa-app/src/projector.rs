@@ -287,6 +287,10 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
             account_id: *account_id,
         }],
         Event::LinkCodeClaimed { .. } | Event::LinkCodeReleased { .. } => vec![],
+        // Webhook settings live in their stream; deliveries read the sync ops.
+        Event::WebhookCreated { .. }
+        | Event::WebhookDeleted { .. }
+        | Event::WebhookDisabled { .. } => vec![],
         Event::ContactRequested {
             request_id,
             from,

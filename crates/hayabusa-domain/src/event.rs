@@ -303,6 +303,42 @@ pub enum Event {
         /// Unix seconds.
         at: i64,
     },
+    /// An account set up a webhook (stream `webhooks`).
+    WebhookCreated {
+        /// Its id (`webhook_setting_id`).
+        webhook_id: u64,
+        /// Whose it is.
+        account_id: AccountId,
+        /// Where deliveries go.
+        url: String,
+        /// ChatWork's event type names, sorted.
+        event_types: Vec<String>,
+        /// Only this room's events, if set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_id: Option<RoomId>,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An account deleted one of its webhooks.
+    WebhookDeleted {
+        /// Which.
+        webhook_id: u64,
+        /// Whose it was.
+        account_id: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// The server stopped a webhook's deliveries (its receiver answered 410 Gone).
+    WebhookDisabled {
+        /// Which.
+        webhook_id: u64,
+        /// Whose it is.
+        account_id: AccountId,
+        /// Why.
+        reason: String,
+        /// Unix seconds.
+        at: i64,
+    },
     /// An account's read cursor in a room moved (to mark read or unread).
     ReadCursorMoved {
         /// The reader.
@@ -371,6 +407,9 @@ impl Event {
             Event::ContactApproved { .. } => "contact_approved",
             Event::ContactRejected { .. } => "contact_rejected",
             Event::ContactRemoved { .. } => "contact_removed",
+            Event::WebhookCreated { .. } => "webhook_created",
+            Event::WebhookDeleted { .. } => "webhook_deleted",
+            Event::WebhookDisabled { .. } => "webhook_disabled",
         }
     }
 

@@ -12,6 +12,7 @@ pub mod room;
 #[cfg(test)]
 mod room_tests;
 pub mod text;
+pub mod webhook;
 
 pub use contact::{ContactCommand, ContactPair};
 pub use error::DomainError;
@@ -19,3 +20,6 @@ pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode
 pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
 pub use room::{ROOM_STATE_VERSION, Role, Room, RoomCommand, RoomType};
+pub use webhook::{
+    MAX_WEBHOOKS_PER_ACCOUNT, WebhookCommand, WebhookEventType, WebhookSetting, WebhookSettings,
+};

@@ -106,3 +106,40 @@ impl Leases for PgReadStore {
         Ok(())
     }
 }
+
+#[async_trait]
+impl hayabusa_store::ConsumerCheckpoints for PgReadStore {
+    async fn consumer_checkpoint(&self, consumer: &str) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT value FROM consumer_checkpoints WHERE consumer = $1")
+            .await
+            .map_err(store_error)?;
+        let row = client
+            .query_opt(&statement, &[&consumer])
+            .await
+            .map_err(store_error)?;
+        row.map(|row| row.try_get(0).map_err(store_error))
+            .transpose()
+    }
+
+    async fn save_consumer_checkpoint(
+        &self,
+        consumer: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO consumer_checkpoints (consumer, value) VALUES ($1, $2)
+                 ON CONFLICT (consumer) DO UPDATE SET value = EXCLUDED.value",
+            )
+            .await
+            .map_err(store_error)?;
+        client
+            .execute(&statement, &[&consumer, &value])
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}

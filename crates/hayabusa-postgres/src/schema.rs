@@ -50,7 +50,21 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "rate windows (the API's rate limits across a cluster)",
         sql: V4_RATE_WINDOWS,
     },
+    Migration {
+        version: 5,
+        description: "consumer checkpoints (webhook deliveries, forwarders)",
+        sql: V5_CONSUMER_CHECKPOINTS,
+    },
 ];
+
+/// What each consumer of the log besides the projector has finished (see
+/// `hayabusa_store::consumer`); a reset keeps them.
+const V5_CONSUMER_CHECKPOINTS: &str = "
+CREATE TABLE consumer_checkpoints (
+    consumer TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
 
 /// The API's fixed-window rate counters (see `hayabusa_store::rate`), shared by every
 /// API node: by scope and 128-bit key (two halves), the window's end in microseconds

@@ -68,9 +68,10 @@ use std::time::Duration;
 ///
 /// 2 added `sync_ops` and `membership_intervals`; 3 added `tasks`, `files`, `contacts`,
 /// `contact_requests`, `links` and `join_requests`; 4 dropped the primary key of
-/// `messages` (see [`MESSAGES_TABLE`]); 6 added `leases`. An older file gets the tables it lacks on open,
-/// and its `messages` are copied into the new table.
-const SCHEMA_VERSION: i64 = 6;
+/// `messages` (see [`MESSAGES_TABLE`]); 6 added `leases`; 7 added
+/// `consumer_checkpoints`. An older file gets the tables it lacks on open, and its
+/// `messages` are copied into the new table.
+const SCHEMA_VERSION: i64 = 7;
 
 /// Reader connections kept open between queries.
 const MAX_IDLE_READERS: usize = 6;
@@ -100,6 +101,10 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     fence INTEGER NOT NULL,
     expires_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consumer_checkpoints (
+    consumer TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS accounts (
@@ -2224,6 +2229,38 @@ impl hayabusa_store::Leases for SqliteReadStore {
                      WHERE name = ?1 AND holder = ?2 AND fence = ?3",
                 )?
                 .execute(params![name, holder, Int(fence)])
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl hayabusa_store::ConsumerCheckpoints for SqliteReadStore {
+    async fn consumer_checkpoint(&self, consumer: &str) -> Result<Option<String>, StoreError> {
+        let consumer = consumer.to_owned();
+        self.with_reader(move |connection| {
+            connection
+                .prepare_cached("SELECT value FROM consumer_checkpoints WHERE consumer = ?1")?
+                .query_row(params![consumer], |row| row.get(0))
+                .optional()
+        })
+        .await
+    }
+
+    async fn save_consumer_checkpoint(
+        &self,
+        consumer: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let (consumer, value) = (consumer.to_owned(), value.to_owned());
+        self.with_writer(move |connection| {
+            connection
+                .prepare_cached(
+                    "INSERT INTO consumer_checkpoints (consumer, value) VALUES (?1, ?2)
+                     ON CONFLICT (consumer) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![consumer, value])
                 .map(|_| ())
         })
         .await

@@ -4,6 +4,7 @@
 
 pub mod blob;
 pub mod canonical;
+pub mod consumer;
 pub mod error;
 pub mod event_log;
 pub mod feed;
@@ -14,6 +15,7 @@ pub mod snapshot;
 
 pub use blob::{BlobStore, MemoryBlobStore};
 pub use canonical::{CanonicalDump, status_of};
+pub use consumer::ConsumerCheckpoints;
 pub use error::StoreError;
 pub use event_log::{
     AppendRequest, Appended, DEFAULT_IDEMPOTENCY_EXPIRY, EventAppender, EventLog, EventReader,

@@ -82,6 +82,8 @@ struct State {
     fetch_cursors: BTreeMap<(AccountId, RoomId), u64>,
     /// Aggregate snapshots by stream: dropped by `reset`.
     snapshots: BTreeMap<String, crate::Snapshot>,
+    /// Consumer checkpoints by name (kept by `reset`).
+    consumers: std::collections::BTreeMap<String, String>,
     /// Leases by name (kept by `reset`).
     leases: BTreeMap<String, crate::lease::LeaseRow>,
 }
@@ -795,6 +797,25 @@ impl crate::SnapshotStore for MemoryReadStore {
                 .snapshots
                 .insert(snapshot.stream.clone(), snapshot.clone());
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::ConsumerCheckpoints for MemoryReadStore {
+    async fn consumer_checkpoint(&self, consumer: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.state.lock().consumers.get(consumer).cloned())
+    }
+
+    async fn save_consumer_checkpoint(
+        &self,
+        consumer: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        self.state
+            .lock()
+            .consumers
+            .insert(consumer.to_owned(), value.to_owned());
         Ok(())
     }
 }

@@ -636,7 +636,19 @@ pub trait ReadModelQueries: Send + Sync {
 /// A whole read store: read models, the aggregates' snapshots kept beside them, and
 /// the leases of the processes that share it.
 pub trait ReadStore:
-    ReadModelWriter + ReadModelQueries + crate::SnapshotStore + crate::Leases
+    ReadModelWriter
+    + ReadModelQueries
+    + crate::SnapshotStore
+    + crate::Leases
+    + crate::ConsumerCheckpoints
 {
 }
-impl<T: ReadModelWriter + ReadModelQueries + crate::SnapshotStore + crate::Leases> ReadStore for T {}
+impl<
+    T: ReadModelWriter
+        + ReadModelQueries
+        + crate::SnapshotStore
+        + crate::Leases
+        + crate::ConsumerCheckpoints,
+> ReadStore for T
+{
+}

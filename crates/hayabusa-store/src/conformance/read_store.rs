@@ -84,6 +84,43 @@ where
     snapshots_are_kept_per_stream_never_move_back_and_go_with_a_reset(&make().await).await;
     a_lease_has_one_holder_until_it_expires_or_is_released(&make().await).await;
     a_fenced_batch_applies_only_with_the_projector_leases_latest_fence(&make().await).await;
+    consumer_checkpoints_are_kept_by_name_and_survive_a_reset(&make().await).await;
+}
+
+/// Consumer checkpoints: none at first, the last saved value per name, and a reset of
+/// the read models keeps them.
+pub async fn consumer_checkpoints_are_kept_by_name_and_survive_a_reset<S: ReadStore>(store: &S) {
+    assert_eq!(store.consumer_checkpoint("webhook-1").await.unwrap(), None);
+    store
+        .save_consumer_checkpoint("webhook-1", "12:3")
+        .await
+        .unwrap();
+    store
+        .save_consumer_checkpoint("webhook-2", "7")
+        .await
+        .unwrap();
+    store
+        .save_consumer_checkpoint("webhook-1", "15")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .consumer_checkpoint("webhook-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("15")
+    );
+    store.reset().await.unwrap();
+    assert_eq!(
+        store
+            .consumer_checkpoint("webhook-2")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("7"),
+        "a reset keeps consumer checkpoints"
+    );
 }
 
 /// How long the lease checks' leases last.

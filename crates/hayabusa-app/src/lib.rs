@@ -20,6 +20,7 @@ pub mod queries;
 pub mod streams;
 pub mod sync;
 pub mod tokens;
+pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -49,13 +50,13 @@ use std::sync::Arc;
 /// Everything the API needs, built from the ports.
 pub struct App {
     /// The write side.
-    pub commands: CommandHandler,
+    pub commands: Arc<CommandHandler>,
     /// The read side.
     pub queries: Queries,
     /// Acknowledged writes, and the waits that make every reader see them.
     pub writes: Arc<AckTracker>,
     /// The sync gateway.
-    pub sync: SyncService,
+    pub sync: Arc<SyncService>,
     /// File contents (downloads read them directly).
     pub blobs: Arc<dyn BlobStore>,
     /// The event log (for health and head position).
@@ -94,6 +95,23 @@ pub struct AppParts {
 }
 
 impl App {
+    /// The workers that deliver this deployment's webhooks through `transport`
+    /// (run them with [`webhooks::WebhookWorkers::run_all`] in one process at a time).
+    pub fn webhook_workers(
+        &self,
+        transport: Arc<dyn webhooks::WebhookTransport>,
+        schedule: webhooks::RetrySchedule,
+    ) -> Arc<webhooks::WebhookWorkers> {
+        webhooks::WebhookWorkers::new(
+            self.sync.clone(),
+            self.read.clone(),
+            self.read.clone(),
+            self.commands.clone(),
+            transport,
+            schedule,
+        )
+    }
+
     /// Builds the app and its projector (a process projecting into a read store of
     /// its own); the caller runs [`Projector::run`].
     pub async fn build(parts: AppParts) -> Result<(App, Projector), AppError> {
@@ -175,10 +193,10 @@ impl App {
         )
         .with_auth_cache(auth_cache);
         App {
-            commands,
+            commands: Arc::new(commands),
             queries,
             writes,
-            sync,
+            sync: Arc::new(sync),
             blobs: parts.blobs,
             log: parts.log,
             read: parts.read,

@@ -47,6 +47,17 @@ impl TokenSecret {
         &self.0
     }
 
+    /// The token of webhook `setting_id`: base64 of `HMAC(secret, "hayabusa webhook
+    /// token v1:" ‖ id)`, 32 bytes. ChatWork's receivers decode it from base64 and
+    /// use the bytes as the key of the delivery signatures.
+    pub fn webhook_token(&self, setting_id: u64) -> String {
+        use base64::Engine;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"hayabusa webhook token v1:");
+        mac.update(&setting_id.to_be_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
     /// The API token of `account` at generation 0 (the one its creation hands out):
     /// 64 hex characters.
     pub fn token_for(&self, account: AccountId) -> String {

@@ -15,6 +15,9 @@ mod files;
 mod links;
 mod tasks;
 mod tokens;
+mod webhooks;
+
+pub use webhooks::CreatedWebhook;
 
 pub use files::{MAX_FILENAME_CHARS, NewFile, sanitize_filename};
 pub use links::{Joined, LinkSettings};

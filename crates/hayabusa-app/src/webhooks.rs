@@ -522,12 +522,12 @@ impl WebhookWorkers {
                         keep
                     });
                     for (id, setting) in active {
-                        if !running.contains_key(&id) {
+                        running.entry(id).or_insert_with(|| {
                             let (stop, stopped) = tokio::sync::watch::channel(false);
                             let task =
                                 tokio::spawn(Arc::clone(&self).run(setting.clone(), stopped));
-                            running.insert(id, (stop, task));
-                        }
+                            (stop, task)
+                        });
                     }
                     metrics::gauge!("hayabusa_webhooks_active").set(running.len() as f64);
                 }
@@ -541,6 +541,58 @@ impl WebhookWorkers {
         for (_, (stop, task)) in running {
             let _ = stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// The lease of the process that delivers webhooks (one at a time).
+pub const WEBHOOK_LEASE: &str = "webhooks";
+
+/// How long the webhook lease lasts without a renewal, how often it is renewed, and
+/// the margin before expiry at which a holder that could not renew stops.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+impl WebhookWorkers {
+    /// Runs [`WebhookWorkers::run_all`] whenever this process holds the webhook
+    /// lease, so that one process of a deployment delivers, and another takes over
+    /// when it dies; until `shutdown` says true.
+    pub async fn run_leased(
+        self: Arc<Self>,
+        log: Arc<dyn EventReader>,
+        leases: Arc<dyn hayabusa_store::Leases>,
+        holder: String,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let fence = loop {
+                match leases.acquire(WEBHOOK_LEASE, &holder, LEASE_TTL).await {
+                    Ok(Some(fence)) => break fence,
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "acquiring the webhook lease"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            };
+            tracing::info!(holder, fence, "delivering webhooks");
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let running = tokio::spawn(Arc::clone(&self).run_all(Arc::clone(&log), stopped));
+            let lost = tokio::select! {
+                _ = crate::leased::keep_lease(
+                    leases.as_ref(), WEBHOOK_LEASE, &holder, fence, LEASE_TTL, LEASE_RENEW, LEASE_MARGIN,
+                ) => true,
+                _ = shutdown.wait_for(|stop| *stop) => false,
+            };
+            let _ = stop.send(true);
+            let _ = running.await;
+            if !lost {
+                let _ = leases.release(WEBHOOK_LEASE, &holder, fence).await;
+                return;
+            }
+            tracing::warn!(holder, "lost the webhook lease; deliveries stopped here");
         }
     }
 }

@@ -645,6 +645,53 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// `POST /webhooks`: the new webhook and its token (shown only here): base64 of the
+/// key that signs its deliveries (`X-ChatWorkWebhookSignature`, `webhook-signature`).
+#[derive(Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    /// Its id.
+    pub webhook_setting_id: String,
+    /// Base64 of the signing key.
+    pub token: String,
+}
+
+/// One of the caller's webhooks (`GET /webhooks`).
+#[derive(Serialize, ToSchema)]
+pub struct Webhook {
+    /// Its id.
+    pub webhook_setting_id: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// What it is sent for.
+    pub event_types: Vec<String>,
+    /// Only this room's events, if set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<u64>,
+    /// `active`, or `disabled` (its receiver answered 410 Gone).
+    pub status: String,
+}
+
+impl Webhook {
+    /// The answer for `setting`.
+    pub fn of(setting: &hayabusa_domain::WebhookSetting) -> Self {
+        Webhook {
+            webhook_setting_id: setting.webhook_id.to_string(),
+            url: setting.url.clone(),
+            event_types: setting
+                .event_types
+                .iter()
+                .map(|kind| kind.as_str().to_owned())
+                .collect(),
+            room_id: setting.room_id.map(|room| room.0),
+            status: if setting.disabled.is_some() {
+                "disabled".into()
+            } else {
+                "active".into()
+            },
+        }
+    }
+}
+
 /// `POST /accounts`: the new account, with its API token (shown only here).
 #[derive(Serialize, ToSchema)]
 pub struct CreatedAccount {

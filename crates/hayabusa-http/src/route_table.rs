@@ -4,7 +4,7 @@
 //! (`tests/it/authz_matrix.rs` does, and fails for a route it cannot exercise).
 
 use crate::routes::{
-    accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks,
+    accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks, webhooks,
 };
 use crate::state::AppState;
 use crate::{metrics, openapi};
@@ -119,6 +119,18 @@ static ROUTES: &[RouteSpec] = &[
     }),
     route(GET, "/v2/my/status", Authenticated, |m| on(m, me::status)),
     route(GET, "/v2/my/tasks", Authenticated, |m| on(m, tasks::mine)),
+    route(GET, "/v2/webhooks", Authenticated, |m| {
+        on(m, webhooks::list)
+    }),
+    route(POST, "/v2/webhooks", Authenticated, |m| {
+        on(m, webhooks::create)
+    }),
+    route(
+        DELETE,
+        "/v2/webhooks/{webhook_setting_id}",
+        Authenticated,
+        |m| on(m, webhooks::delete),
+    ),
     route(GET, "/v2/contacts", Authenticated, |m| {
         on(m, contacts::list)
     }),

@@ -1,6 +1,7 @@
 //! Shared state of the HTTP layer.
 
 use hayabusa_app::App;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What every handler gets.
@@ -27,6 +28,8 @@ pub struct AppState {
     /// so, long-polls answer at once with what they have, and sync WebSockets close
     /// with 1001 (going away), so that their clients resume on another node.
     pub draining: tokio::sync::watch::Receiver<bool>,
+    /// How webhook deliveries leave the server: which URLs a webhook may have.
+    pub webhooks: Arc<dyn hayabusa_app::webhooks::WebhookTransport>,
 }
 
 impl AppState {

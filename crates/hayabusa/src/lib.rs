@@ -54,10 +54,21 @@ pub struct Config {
     /// How long a read waits for the projector to reach the writes acknowledged
     /// before it; past it the read is answered 503 with `Retry-After`.
     pub max_read_wait: std::time::Duration,
+    /// Webhook deliveries: where they may go, and their retry schedule.
+    pub webhooks: WebhookSettings,
     /// A pause before each projection batch, adjustable while the server runs, so
     /// that tests can make the read models lag (zero by default).
     #[doc(hidden)]
     pub projector_delay: hayabusa_app::ProjectorDelay,
+}
+
+/// Webhook deliveries.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookSettings {
+    /// Which URLs a webhook may have (https, public addresses by default).
+    pub policy: hayabusa_outbound::Policy,
+    /// When failed deliveries are tried again.
+    pub retries: hayabusa_app::webhooks::RetrySchedule,
 }
 
 impl Config {
@@ -78,6 +89,7 @@ impl Config {
             public_url: None,
             trusted_proxies: Vec::new(),
             max_read_wait: hayabusa_app::consistency::DEFAULT_MAX_READ_WAIT,
+            webhooks: WebhookSettings::default(),
             projector_delay: hayabusa_app::ProjectorDelay::default(),
         }
     }
@@ -446,6 +458,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             url
         }
     };
+    let transport: Arc<dyn hayabusa_app::webhooks::WebhookTransport> = Arc::new(
+        hayabusa_outbound::HttpTransport::new(config.webhooks.policy)
+            .map_err(|error| anyhow::anyhow!(error))?,
+    );
+    if config.role.projects() {
+        let workers = app.webhook_workers(transport.clone(), config.webhooks.retries);
+        background.push(tokio::spawn(workers.run_leased(
+            stores.log.clone(),
+            stores.read.clone(),
+            hayabusa_app::leased::holder_name(),
+            shutdown.subscribe(),
+        )));
+    }
     let state = Arc::new(AppState {
         app,
         sync: config.sync.clone(),
@@ -462,6 +487,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         },
         api: config.role.serves_api(),
         draining: shutdown.subscribe(),
+        webhooks: transport,
     });
     let http = tokio::spawn(hayabusa_http::serve(
         listener,

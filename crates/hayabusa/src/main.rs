@@ -92,6 +92,13 @@ enum Command {
         /// `Retry-After` (never stale).
         #[arg(long, env = "HAYABUSA_MAX_READ_WAIT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
         max_read_wait_ms: u64,
+        /// Let webhooks reach private, loopback and link-local addresses (closed
+        /// networks, tests); refused otherwise, also after DNS resolution.
+        #[arg(long, env = "HAYABUSA_WEBHOOK_ALLOW_PRIVATE_NETWORKS", value_parser = clap::builder::BoolishValueParser::new())]
+        webhook_allow_private_networks: bool,
+        /// Let webhooks have plain http:// URLs (https only otherwise).
+        #[arg(long, env = "HAYABUSA_WEBHOOK_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
+        webhook_allow_http: bool,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -377,6 +384,8 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             trusted_proxies,
             max_read_wait_ms,
+            webhook_allow_private_networks,
+            webhook_allow_http,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -397,6 +406,13 @@ async fn main() -> anyhow::Result<()> {
                 public_url,
                 trusted_proxies,
                 max_read_wait: std::time::Duration::from_millis(max_read_wait_ms),
+                webhooks: hayabusa::WebhookSettings {
+                    policy: hayabusa_outbound::Policy {
+                        allow_private_networks: webhook_allow_private_networks,
+                        allow_http: webhook_allow_http,
+                    },
+                    ..hayabusa::WebhookSettings::default()
+                },
                 projector_delay: hayabusa_app::ProjectorDelay::default(),
             })
             .await?;

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod rooms;
 pub mod sync;
 pub mod tasks;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use crate::params::Params;

@@ -133,6 +133,9 @@ struct World {
     n_incoming: u64,
     /// A's contact, removed by the positive `DELETE /contacts/{id}`.
     contact: u64,
+    /// A's webhook, deleted by the positive `DELETE /webhooks/{id}`, and N's.
+    a_webhook: String,
+    n_webhook: String,
     /// Accounts the positive calls act on (a contact request target, a joiner).
     spare: Vec<User>,
 }
@@ -232,6 +235,17 @@ async fn world() -> World {
     }
     let stranger = app.account("Stranger").await;
     let n_incoming = request_contact(&stranger, &n).await;
+    let new_webhook = async |user: &User| {
+        let form = [
+            ("url", "https://93.184.216.34/matrix".to_string()),
+            ("event_types", "mention_to_me".to_string()),
+        ];
+        post_ok(&user.client, "/v2/webhooks", &form).await["webhook_setting_id"]
+            .as_str()
+            .expect("a webhook id")
+            .to_owned()
+    };
+    let (a_webhook, n_webhook) = (new_webhook(&a).await, new_webhook(&n).await);
     let friend = app.account("Fred Friend").await;
     let friendship = request_contact(&friend, &a).await;
     let (status, body) = a
@@ -270,6 +284,8 @@ async fn world() -> World {
         incoming,
         n_incoming,
         contact: friend.id,
+        a_webhook,
+        n_webhook,
         spare,
         app,
         a,
@@ -355,6 +371,29 @@ impl World {
                 | "/v2/rooms",
             ) => {}
             ("GET", "/v2/sync") => payload = form(&[("timeout", "0")]),
+            ("GET", "/v2/webhooks") => {}
+            ("POST", "/v2/webhooks") => {
+                payload = form(&[
+                    ("url", "https://93.184.216.34/matrix-2"),
+                    ("event_types", "message_created"),
+                ]);
+                // Scoped to N's room, which A is not in.
+                other_payloads.push((
+                    fill_template(spec.path, &ids),
+                    Payload::Form(vec![
+                        ("url", "https://93.184.216.34/matrix-3".into()),
+                        ("event_types", "message_created".into()),
+                        ("room_id", y.to_string()),
+                    ]),
+                ));
+            }
+            ("DELETE", "/v2/webhooks/{webhook_setting_id}") => {
+                ids.insert("webhook_setting_id", self.a_webhook.clone());
+                foreign.push((
+                    [("webhook_setting_id", self.n_webhook.clone())].into(),
+                    StatusCode::NOT_FOUND,
+                ));
+            }
             ("GET", "/v2/sync/ws") => {}
             ("POST", "/v2/contacts/requests") => {
                 payload = Payload::Form(vec![("account_id", self.spare[0].id.to_string())]);
@@ -819,6 +858,7 @@ fn every_path_parameter_of_the_table_is_one_the_matrix_fills() {
         "account_id",
         "request_id",
         "code",
+        "webhook_setting_id",
     ];
     for spec in routes() {
         for segment in spec.path.split('/') {

@@ -100,11 +100,34 @@ pub async fn start_in(dir: &Path) -> (RunningServer, String, Client) {
 }
 
 /// A server on the data directory `dir` and `backends`.
+/// A test app whose configuration `adjust` changes (on the backend of this run).
+pub async fn spawn_app_configured(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = TestBackend::from_env().await;
+    let (server, base, admin) = start_configured(dir.path(), &backend.backends, adjust).await;
+    TestApp {
+        server: Some(server),
+        base,
+        admin,
+        dir,
+        backend,
+    }
+}
+
 pub async fn start_with(
     dir: &Path,
     backends: &hayabusa::Backends,
 ) -> (RunningServer, String, Client) {
-    let server = hayabusa::start(Config {
+    start_configured(dir, backends, |config| config).await
+}
+
+/// A server on `dir` and `backends`, with the tests' defaults changed by `adjust`.
+pub async fn start_configured(
+    dir: &Path,
+    backends: &hayabusa::Backends,
+    adjust: impl FnOnce(Config) -> Config,
+) -> (RunningServer, String, Client) {
+    let server = hayabusa::start(adjust(Config {
         backends: backends.clone(),
         sync: hayabusa_http::SyncSettings {
             allowed_origins: vec!["https://chat.example.com".into()],
@@ -113,7 +136,7 @@ pub async fn start_with(
         // Off, so that tests posting a lot are not limited; `rate_limits.rs` sets its own.
         rate_limits: hayabusa_http::RateLimits::off(),
         ..Config::new(dir)
-    })
+    }))
     .await
     .expect("server starts");
     let base = format!("http://{}", server.addr);

@@ -25,3 +25,4 @@ mod rooms;
 mod sync;
 mod tasks;
 mod tokens;
+mod webhooks;

@@ -1,0 +1,424 @@
+//! Webhooks over HTTP, with a local receiver: the ChatWork body and signature of
+//! each event type, the Standard Webhooks headers, room-scoped settings, members
+//! only, ChatWork's five per account, the owner's own settings only, and retries
+//! that keep the order and the `webhook-id`.
+
+use crate::helpers::*;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::Sha256;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    query: String,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// A receiver on 127.0.0.1 that records every request and fails the first
+/// `failures` with 500.
+struct Receiver {
+    base: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(failures: usize) -> Receiver {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let left = Arc::new(Mutex::new(failures));
+        let recorded = got.clone();
+        let app = axum::Router::new().fallback(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let (recorded, left) = (recorded.clone(), left.clone());
+                async move {
+                    recorded.lock().unwrap().push(Received {
+                        path: uri.path().to_owned(),
+                        query: uri.query().unwrap_or_default().to_owned(),
+                        headers,
+                        body: body.to_vec(),
+                    });
+                    let mut left = left.lock().unwrap();
+                    if *left > 0 {
+                        *left -= 1;
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { base, got }
+    }
+
+    /// What arrived at `path` once at least `count` requests did (within 20 s).
+    async fn at(&self, path: &str, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got: Vec<Received> = self
+                .got
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.path == path)
+                .cloned()
+                .collect();
+            if got.len() >= count || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn app() -> TestApp {
+    spawn_app_configured(|config| hayabusa::Config {
+        webhooks: hayabusa::WebhookSettings {
+            policy: hayabusa_outbound::Policy {
+                allow_private_networks: true,
+                allow_http: true,
+            },
+            retries: hayabusa_app::webhooks::RetrySchedule {
+                first: Duration::from_millis(50),
+                longest: Duration::from_millis(200),
+                give_up_after: Duration::from_secs(60),
+            },
+        },
+        ..config
+    })
+    .await
+}
+
+/// Creates a webhook; returns (id, token).
+async fn webhook(user: &User, url: &str, types: &str, room: Option<u64>) -> (String, String) {
+    let mut form = vec![("url", url.to_owned()), ("event_types", types.to_owned())];
+    if let Some(room) = room {
+        form.push(("room_id", room.to_string()));
+    }
+    let (status, body) = user.client.send(Method::POST, "/v2/webhooks", &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["webhook_setting_id"].as_str().unwrap().to_owned(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Checks both signatures of `received` with the webhook's `token`.
+fn assert_signed(received: &Received, token: &str) {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .unwrap();
+    let signature = hmac(&key, &received.body);
+    assert_eq!(received.header("x-chatworkwebhooksignature"), signature);
+    let query: Vec<(String, String)> = form_urlencoded::parse(received.query.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        query,
+        vec![("chatwork_webhook_signature".to_owned(), signature)]
+    );
+    let id = received.header("webhook-id");
+    let timestamp = received.header("webhook-timestamp");
+    let mut message = format!("{id}.{timestamp}.").into_bytes();
+    message.extend_from_slice(&received.body);
+    assert_eq!(
+        received.header("webhook-signature"),
+        format!("v1,{}", hmac(&key, &message))
+    );
+    assert_eq!(received.header("content-type"), "application/json");
+    assert!(
+        received
+            .header("user-agent")
+            .starts_with("ChatWork-Webhook/")
+    );
+}
+
+#[tokio::test]
+async fn webhooks_deliver_chatworks_events_signed_to_members_only() {
+    let app = app().await;
+    let receiver = Receiver::start(0).await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let carol = app.account("Carol").await;
+    let room = app.room(&bob, &[&alice], &[]).await;
+
+    let all = "message_created,message_updated,mention_to_me";
+    let (alice_id, alice_token) =
+        webhook(&alice, &format!("{}/alice", receiver.base), all, None).await;
+    let (_, room_token) = webhook(
+        &alice,
+        &format!("{}/alice-room", receiver.base),
+        "message_created",
+        Some(room),
+    )
+    .await;
+    webhook(&carol, &format!("{}/carol", receiver.base), all, None).await;
+    // Not a member of the room: no room-scoped webhook there.
+    let (status, _) = carol
+        .client
+        .send(
+            Method::POST,
+            "/v2/webhooks",
+            &[
+                ("url", format!("{}/carol-room", receiver.base)),
+                ("event_types", "message_created".into()),
+                ("room_id", room.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bob mentions Alice, then edits the message.
+    let (status, posted) = bob
+        .client
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{room}/messages"),
+            &[("body", format!("[To:{}] review please", alice.id))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{posted}");
+    let message_id = posted["message_id"].as_str().unwrap().to_owned();
+    let (status, _) = bob
+        .client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/messages/{message_id}"),
+            &[(
+                "body",
+                "[To:{}] review it today".replace("{}", &alice.id.to_string()),
+            )],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let got = receiver.at("/alice", 3).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["webhook_event_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        ["message_created", "mention_to_me", "message_updated"]
+    );
+    for received in &got {
+        assert_signed(received, &alice_token);
+        assert_eq!(received.json()["webhook_setting_id"], alice_id);
+        assert!(received.json()["webhook_event_time"].as_i64().unwrap() > 1_600_000_000);
+    }
+    let created = &got[0].json()["webhook_event"];
+    assert_eq!(created["message_id"], message_id);
+    assert_eq!(created["room_id"], room);
+    assert_eq!(created["account_id"], bob.id);
+    assert_eq!(created["body"], format!("[To:{}] review please", alice.id));
+    assert_eq!(created["update_time"], 0);
+    let mention = &got[1].json()["webhook_event"];
+    assert_eq!(mention["from_account_id"], bob.id);
+    assert_eq!(mention["to_account_id"], alice.id);
+    assert_eq!(mention["message_id"], message_id);
+    assert_eq!(mention["body"], created["body"]);
+    let updated = &got[2].json()["webhook_event"];
+    assert_eq!(updated["account_id"], bob.id);
+    assert_eq!(
+        updated["body"],
+        format!("[To:{}] review it today", alice.id)
+    );
+    assert!(updated["update_time"].as_i64().unwrap() > 0);
+    let ids: std::collections::HashSet<String> =
+        got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 3, "one webhook-id per delivery");
+
+    let scoped = receiver.at("/alice-room", 1).await;
+    assert_eq!(scoped.len(), 1);
+    assert_signed(&scoped[0], &room_token);
+    assert_eq!(scoped[0].json()["webhook_event_type"], "message_created");
+
+    // Carol is in no room with them: nothing for her (her own room's post does arrive,
+    // which also shows her webhook works).
+    let (status, _) = carol
+        .client
+        .send(
+            Method::POST,
+            &format!("/v2/rooms/{}/messages", carol.my_room),
+            &[("body", "note to self".to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let carols = receiver.at("/carol", 1).await;
+    assert_eq!(carols.len(), 1);
+    assert_eq!(carols[0].json()["webhook_event"]["body"], "note to self");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        receiver.at("/carol", 0).await.len(),
+        1,
+        "no room events of others"
+    );
+}
+
+#[tokio::test]
+async fn five_webhooks_per_account_listed_without_tokens_and_deleted_by_their_owner() {
+    let app = app().await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (id, _) = webhook(
+            &alice,
+            &format!("https://93.184.216.34/{i}"),
+            "mention_to_me",
+            None,
+        )
+        .await;
+        ids.push(id);
+    }
+    let (status, body) = alice
+        .client
+        .send(
+            Method::POST,
+            "/v2/webhooks",
+            &[
+                ("url", "https://93.184.216.34/6".to_owned()),
+                ("event_types", "mention_to_me".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, listed) = alice.client.get("/v2/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 5);
+    assert!(
+        listed
+            .iter()
+            .all(|w| w.get("token").is_none() && w["status"] == "active")
+    );
+    assert_eq!(
+        listed[0]["event_types"],
+        serde_json::json!(["mention_to_me"])
+    );
+    let (_, bobs) = bob.client.get("/v2/webhooks").await;
+    assert_eq!(bobs, serde_json::json!([]));
+    // Bob cannot delete Alice's; Alice can.
+    let path = format!("/v2/webhooks/{}", ids[0]);
+    let (status, _) = bob.client.send(Method::DELETE, &path, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = alice.client.send(Method::DELETE, &path, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, listed) = alice.client.get("/v2/webhooks").await;
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+    // Bad input: 400, nothing created.
+    for form in [
+        vec![
+            ("url", "https://93.184.216.34/x"),
+            ("event_types", "everything"),
+        ],
+        vec![("url", "not a url"), ("event_types", "mention_to_me")],
+        vec![("event_types", "mention_to_me")],
+        vec![("url", "https://93.184.216.34/x")],
+    ] {
+        let form: Vec<(&str, String)> = form.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
+        let (status, body) = alice.client.send(Method::POST, "/v2/webhooks", &form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{form:?}: {body}");
+    }
+    let (_, listed) = alice.client.get("/v2/webhooks").await;
+    assert_eq!(listed.as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_without_the_flag() {
+    let app = spawn_app().await;
+    let alice = app.account("Alice").await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest",
+        "https://localhost/hook",
+        "http://93.184.216.34/plain-http",
+    ] {
+        let (status, body) = alice
+            .client
+            .send(
+                Method::POST,
+                "/v2/webhooks",
+                &[
+                    ("url", url.to_owned()),
+                    ("event_types", "mention_to_me".into()),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_every_event_in_order_with_the_same_ids_on_retries() {
+    let app = app().await;
+    let receiver = Receiver::start(3).await;
+    let alice = app.account("Alice").await;
+    let (_, token) = webhook(
+        &alice,
+        &format!("{}/hook", receiver.base),
+        "message_created",
+        None,
+    )
+    .await;
+    for i in 0..5 {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{}/messages", alice.my_room),
+                &[("body", format!("message {i}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let got = receiver.at("/hook", 8).await;
+    assert_eq!(got.len(), 8, "3 failed attempts, then 5 deliveries");
+    // The first event was tried four times, with one webhook-id.
+    let first_id = got[0].header("webhook-id");
+    assert!(got[..4].iter().all(|r| r.header("webhook-id") == first_id));
+    let bodies: Vec<String> = got[3..]
+        .iter()
+        .map(|r| {
+            r.json()["webhook_event"]["body"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..5).map(|i| format!("message {i}")).collect::<Vec<_>>()
+    );
+    for received in &got {
+        assert_signed(received, &token);
+    }
+}

@@ -43,6 +43,11 @@ struct Receiver {
 
 impl Receiver {
     async fn start(failures: usize) -> Receiver {
+        Receiver::start_slow(failures, Duration::ZERO).await
+    }
+
+    /// A receiver that takes `delay` to answer each request.
+    async fn start_slow(failures: usize, delay: Duration) -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let left = Arc::new(Mutex::new(failures));
         let recorded = got.clone();
@@ -50,12 +55,16 @@ impl Receiver {
             move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let (recorded, left) = (recorded.clone(), left.clone());
                 async move {
+                    tokio::time::sleep(delay).await;
                     recorded.lock().unwrap().push(Received {
                         path: uri.path().to_owned(),
                         query: uri.query().unwrap_or_default().to_owned(),
                         headers,
                         body: body.to_vec(),
                     });
+                    if uri.path().ends_with("/gone") {
+                        return StatusCode::GONE;
+                    }
                     let mut left = left.lock().unwrap();
                     if *left > 0 {
                         *left -= 1;
@@ -421,4 +430,289 @@ async fn a_failing_receiver_gets_every_event_in_order_with_the_same_ids_on_retri
     for received in &got {
         assert_signed(received, &token);
     }
+}
+
+/// The real binary on a data directory, killable with SIGKILL.
+struct Binary {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Binary {
+    async fn launch(dir: &std::path::Path) -> Binary {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_hayabusa"))
+                .args(["serve", "--data-dir"])
+                .arg(dir)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--no-rate-limits",
+                    "--webhook-allow-private-networks",
+                    "--webhook-allow-http",
+                ])
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("the binary starts");
+            let mut binary = Binary {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = binary.child.try_wait() {
+                    break;
+                }
+                if let Ok(response) = reqwest::get(format!("{}/healthz", binary.base)).await
+                    && response.status().is_success()
+                {
+                    return binary;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = binary.child.kill();
+            let _ = binary.child.wait();
+        }
+        panic!("the binary did not come up");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// kill -9 of the server while it delivers 5,000 events: after a restart every post
+/// acknowledged before the kill reaches the receiver (a redelivery carries the same
+/// `webhook-id` as the first attempt), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_delivers_every_acknowledged_event_after_its_restart() {
+    const POSTS: usize = 5_000;
+    // Slower than the posts come, so that the kill finds deliveries to do.
+    let receiver = Receiver::start_slow(0, Duration::from_millis(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Binary::launch(dir.path()).await;
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let admin = Client::new(&server.base, token.trim());
+    let (status, me) = admin.get("/v2/me").await;
+    assert_eq!(status, StatusCode::OK);
+    let room = me["room_id"].as_u64().unwrap();
+    let (status, created) = admin
+        .send(
+            Method::POST,
+            "/v2/webhooks",
+            &[
+                ("url", format!("{}/hook", receiver.base)),
+                ("event_types", "message_created".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+
+    // Posts in order (one writer), acknowledged before the kill.
+    let mut acknowledged = Vec::new();
+    for i in 0..POSTS {
+        let body = format!("event {i}");
+        let (status, _) = admin
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", body.clone())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        acknowledged.push(body);
+    }
+    // Kill it mid-delivery.
+    let before = receiver.at("/hook", 0).await.len();
+    assert!(
+        before < POSTS,
+        "the kill comes before every event is delivered"
+    );
+    server.kill();
+    let delivered_before_kill = receiver.got.lock().unwrap().len();
+    let restarted = Binary::launch(dir.path()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (bodies, ids) = loop {
+        let got = receiver.at("/hook", 0).await;
+        let mut bodies: Vec<String> = Vec::new();
+        let mut ids: std::collections::HashMap<String, String> = Default::default();
+        for received in &got {
+            let body = received.json()["webhook_event"]["body"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let id = received.header("webhook-id");
+            let first = ids.entry(body.clone()).or_insert_with(|| id.clone());
+            assert_eq!(*first, id, "a redelivery of {body} has another webhook-id");
+            if bodies.last() != Some(&body) && !bodies.contains(&body) {
+                bodies.push(body);
+            }
+        }
+        if bodies.len() >= POSTS || Instant::now() > deadline {
+            break (bodies, ids);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(bodies, acknowledged, "every acknowledged event, in order");
+    assert_eq!(ids.len(), POSTS);
+    let total = receiver.got.lock().unwrap().len();
+    eprintln!(
+        "webhook kill test: {before} delivered when the kill came ({delivered_before_kill} \
+         requests), {total} requests in all ({} redelivered)",
+        total - POSTS
+    );
+    drop(restarted);
+}
+
+/// A receiver that takes 5 s per request does not delay another webhook's.
+#[tokio::test]
+async fn a_slow_receiver_does_not_delay_a_fast_one() {
+    let app = app().await;
+    let slow = Receiver::start_slow(0, Duration::from_secs(5)).await;
+    let fast = Receiver::start(0).await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let room = app.room(&alice, &[&bob], &[]).await;
+    webhook(
+        &alice,
+        &format!("{}/slow", slow.base),
+        "message_created",
+        None,
+    )
+    .await;
+    webhook(
+        &bob,
+        &format!("{}/fast", fast.base),
+        "message_created",
+        None,
+    )
+    .await;
+    let posted = Instant::now();
+    for i in 0..3 {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", format!("post {i}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(fast.at("/fast", 3).await.len(), 3);
+    assert!(
+        posted.elapsed() < Duration::from_secs(4),
+        "the fast receiver got everything in {:?}, while the slow one takes 5 s per event",
+        posted.elapsed()
+    );
+}
+
+/// A receiver answering 410 Gone disables its webhook: it is listed as disabled
+/// and gets nothing more.
+#[tokio::test]
+async fn a_gone_receiver_disables_its_webhook() {
+    let app = app().await;
+    let receiver = Receiver::start(0).await;
+    let alice = app.account("Alice").await;
+    webhook(
+        &alice,
+        &format!("{}/gone", receiver.base),
+        "message_created",
+        None,
+    )
+    .await;
+    let post = async |body: &str| {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{}/messages", alice.my_room),
+                &[("body", body.to_owned())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    post("first").await;
+    assert_eq!(receiver.at("/gone", 1).await.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, listed) = alice.client.get("/v2/webhooks").await;
+        if listed[0]["status"] == "disabled" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still listed as {}",
+            listed[0]["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    post("second").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.at("/gone", 0).await.len(),
+        1,
+        "nothing after the 410"
+    );
+}
+
+/// A member removed from a room: its webhooks get the room's events up to the
+/// removal and nothing after.
+#[tokio::test]
+async fn a_removed_members_webhooks_stop_at_the_removal() {
+    let app = app().await;
+    let receiver = Receiver::start(0).await;
+    let alice = app.account("Alice").await;
+    let bob = app.account("Bob").await;
+    let room = app.room(&bob, &[&alice], &[]).await;
+    webhook(
+        &alice,
+        &format!("{}/alice", receiver.base),
+        "message_created",
+        None,
+    )
+    .await;
+    let post = async |body: &str| {
+        let (status, _) = bob
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", body.to_owned())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    post("while a member").await;
+    let (status, body) = bob
+        .client
+        .send(
+            Method::PUT,
+            &format!("/v2/rooms/{room}/members"),
+            &[("members_admin_ids", bob.id.to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    post("after the removal").await;
+    // Bob's own room post reaches nobody else either: a marker that deliveries went on.
+    let got = receiver.at("/alice", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_later = receiver.at("/alice", 0).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got_later.len(), 1, "nothing after the removal");
+    assert_eq!(got[0].json()["webhook_event"]["body"], "while a member");
 }

@@ -193,6 +193,30 @@ impl Api {
         drain(response).await
     }
 
+    /// `POST /v2/webhooks`: a webhook of `token`'s account to `url` for
+    /// `event_types`; returns its id.
+    pub async fn create_webhook(
+        &self,
+        token: &str,
+        url: &str,
+        event_types: &str,
+    ) -> anyhow::Result<String> {
+        let answer: Value = self
+            .http
+            .post(format!("{}/v2/webhooks", self.base))
+            .header("X-ChatWorkToken", token)
+            .form(&[("url", url), ("event_types", event_types)])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        answer["webhook_setting_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("a webhook_setting_id in the answer")
+    }
+
     /// `POST /v2/rooms/{room}/messages`, returning the new message's id.
     pub async fn post_message_id(&self, token: &str, room: u64, body: &str) -> Result<u64, String> {
         let response = self

@@ -60,6 +60,8 @@ pub enum Scenario {
     ReadAfterWrite,
     /// Post → receipt on every member's sync WebSocket.
     Deliver,
+    /// Post → webhook delivery to 10 webhooks, and the catch-up after an outage.
+    Webhooks,
     /// Server memory per idle authenticated sync WebSocket.
     Idle,
     /// Raw event-log appends/s (fsync before ack) next to raw fsyncs/s.

@@ -21,6 +21,10 @@ use std::time::Duration;
 /// Most bytes of a response body read (the rest is dropped with the connection).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// How long resolving a new webhook's host may take (the request that creates it
+/// waits for it).
+const CHECK_RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long one attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -131,7 +135,7 @@ impl WebhookTransport for HttpTransport {
             .to_owned();
         let port = parsed.port_or_known_default().unwrap_or(443);
         let found: Vec<SocketAddr> = tokio::time::timeout(
-            ATTEMPT_TIMEOUT,
+            CHECK_RESOLVE_TIMEOUT,
             tokio::net::lookup_host((host.as_str(), port)),
         )
         .await

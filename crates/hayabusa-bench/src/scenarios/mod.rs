@@ -15,6 +15,7 @@ pub mod post;
 pub mod read;
 pub mod read_after_write;
 pub mod recover;
+pub mod webhooks;
 
 use crate::client::Api;
 use crate::cpu::CpuSample;
@@ -188,6 +189,7 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
             Scenario::Read,
             Scenario::ReadAfterWrite,
             Scenario::Deliver,
+            Scenario::Webhooks,
             Scenario::Idle,
             Scenario::Append,
             Scenario::CatchUp,
@@ -262,6 +264,12 @@ pub async fn run_all(args: RunArgs) -> anyhow::Result<bool> {
         rows.push(row_of(
             "deliver",
             measured("deliver", deliver::run(&context)).await,
+        ));
+    }
+    if has(Scenario::Webhooks) {
+        rows.push(row_of(
+            "webhooks",
+            measured("webhooks", webhooks::run(&context)).await,
         ));
     }
     if has(Scenario::Idle) {

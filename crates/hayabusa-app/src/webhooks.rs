@@ -42,6 +42,9 @@ pub const USER_AGENT: &str = "ChatWork-Webhook/1.0 (compatible; Hayabusa)";
 /// Ops read per page (a page is also what a crash may resend).
 const PAGE: usize = 100;
 
+/// How often an idle webhook looks for ops it was not woken for.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
 /// The settings (folded from their stream) and the stream's version.
 pub async fn settings_of_stream(log: &dyn EventReader) -> Result<(WebhookSettings, u64), AppError> {
     let mut settings = WebhookSettings::default();
@@ -430,9 +433,11 @@ impl WebhookWorkers {
                 self.save(&name, batch.revision).await?;
                 continue;
             }
+            // Woken as the owner's sync clients are; an idle webhook costs nothing
+            // (the long safety interval only bounds the cost of a lost wake-up).
             tokio::select! {
                 () = ops.woken() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = tokio::time::sleep(IDLE_RECHECK) => {}
                 _ = stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
             }
         }

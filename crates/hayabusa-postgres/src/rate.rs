@@ -38,13 +38,13 @@ SET ends_us = CASE WHEN w.ends_us <= ",
     " THEN EXCLUDED.ends_us ELSE w.ends_us END,
     used = CASE WHEN w.ends_us <= ",
     now_us!(),
-    " THEN 1 ELSE LEAST(w.used + 1, $5 + 1) END
+    " THEN 1 ELSE LEAST(w.used + 1, $5::BIGINT + 1) END
 RETURNING used, ends_us, ",
     now_us!()
 );
 
 const GIVE_BACK: &str = "
-UPDATE rate_windows SET used = LEAST(used, $5) - 1
+UPDATE rate_windows SET used = LEAST(used, $5::BIGINT) - 1
 WHERE scope = $1 AND key_high = $2 AND key_low = $3 AND ends_us = $4 AND used > 0";
 
 const SWEEP: &str = concat!("DELETE FROM rate_windows WHERE ends_us <= ", now_us!());
@@ -102,7 +102,7 @@ impl RateWindows for PgReadStore {
     ) -> Result<RateOutcome, StoreError> {
         let RateLimit { requests, window } = limit.normalized();
         let (high, low) = halves(key);
-        let requests_sql = i32::try_from(requests).unwrap_or(i32::MAX - 1);
+        let requests_sql = i64::from(requests);
         let client = self.client().await?;
         let statement = client.prepare_cached(HIT).await.map_err(store_error)?;
         let row = client
@@ -114,7 +114,7 @@ impl RateWindows for PgReadStore {
             .map_err(store_error)?;
         drop(client);
         self.sweep_now_and_then();
-        let used: i32 = row.try_get(0).map_err(store_error)?;
+        let used: i64 = row.try_get(0).map_err(store_error)?;
         let ends_us: i64 = row.try_get(1).map_err(store_error)?;
         let now_us: i64 = row.try_get(2).map_err(store_error)?;
         let used = u32::try_from(used).unwrap_or(0);
@@ -139,7 +139,7 @@ impl RateWindows for PgReadStore {
             return Ok(());
         }
         let (high, low) = halves(key);
-        let limit = i32::try_from(hit.limit).unwrap_or(i32::MAX - 1);
+        let limit = i64::from(hit.limit);
         let client = self.client().await?;
         let statement = client
             .prepare_cached(GIVE_BACK)

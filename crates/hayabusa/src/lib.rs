@@ -369,6 +369,9 @@ fn shutdown_signal(
 
 /// Opens the data directory, bootstraps it on first start, and serves the API.
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    // The metrics recorder first: a gauge set before it exists (the projector's
+    // `hayabusa_projector_active` when it takes the lease at once) would be lost.
+    hayabusa_http::metrics::handle();
     let dir = data_dir::prepare(&config.data_dir)?;
     let secret = data_dir::load_or_create_secret(&dir)?;
     let stores = open_stores(&dir, &config.backends).await?;

@@ -142,7 +142,9 @@ pub fn keys_of(event: &Event, keys: &mut Vec<Key>) {
         // Webhook settings are read from their stream, not from the read models.
         Event::WebhookCreated { .. }
         | Event::WebhookDeleted { .. }
-        | Event::WebhookDisabled { .. } => {}
+        | Event::WebhookDisabled { .. }
+        | Event::ForwarderCreated { .. }
+        | Event::ForwarderDeleted { .. } => {}
         Event::ContactRequested { from, to, .. }
         | Event::ContactApproved { from, to, .. }
         | Event::ContactRejected { from, to, .. } => {

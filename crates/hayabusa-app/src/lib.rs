@@ -9,6 +9,7 @@ pub mod commands;
 pub mod consistency;
 pub mod error;
 pub mod follower;
+pub mod forwarders;
 pub mod hub;
 pub mod idempotency;
 pub mod leased;
@@ -107,6 +108,23 @@ impl App {
             self.read.clone(),
             self.read.clone(),
             self.commands.clone(),
+            transport,
+            schedule,
+        )
+    }
+
+    /// The workers that forward the domain events to this deployment's forwarders
+    /// through `transport` (run them with
+    /// [`forwarders::ForwarderWorkers::run_leased`]).
+    pub fn forwarder_workers(
+        &self,
+        transport: Arc<dyn webhooks::WebhookTransport>,
+        schedule: webhooks::RetrySchedule,
+    ) -> Arc<forwarders::ForwarderWorkers> {
+        forwarders::ForwarderWorkers::new(
+            self.log.clone(),
+            self.read.clone(),
+            &self.commands,
             transport,
             schedule,
         )

@@ -342,7 +342,9 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
         | Event::LinkCodeReleased { .. }
         | Event::WebhookCreated { .. }
         | Event::WebhookDeleted { .. }
-        | Event::WebhookDisabled { .. } => {}
+        | Event::WebhookDisabled { .. }
+        | Event::ForwarderCreated { .. }
+        | Event::ForwarderDeleted { .. } => {}
         Event::ContactRequested {
             request_id,
             from,

@@ -290,7 +290,9 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
         // Webhook settings live in their stream; deliveries read the sync ops.
         Event::WebhookCreated { .. }
         | Event::WebhookDeleted { .. }
-        | Event::WebhookDisabled { .. } => vec![],
+        | Event::WebhookDisabled { .. }
+        | Event::ForwarderCreated { .. }
+        | Event::ForwarderDeleted { .. } => vec![],
         Event::ContactRequested {
             request_id,
             from,

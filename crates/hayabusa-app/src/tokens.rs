@@ -58,6 +58,16 @@ impl TokenSecret {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     }
 
+    /// The signing secret of forwarder `forwarder_id` (base64 of 32 bytes; the
+    /// Standard Webhooks key of its deliveries).
+    pub fn forwarder_secret(&self, forwarder_id: u64) -> String {
+        use base64::Engine;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"hayabusa forwarder secret v1:");
+        mac.update(&forwarder_id.to_be_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
     /// The API token of `account` at generation 0 (the one its creation hands out):
     /// 64 hex characters.
     pub fn token_for(&self, account: AccountId) -> String {

@@ -45,12 +45,17 @@ const PAGE: usize = 100;
 /// How often an idle webhook looks for ops it was not woken for.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
-/// The settings (folded from their stream) and the stream's version.
-pub async fn settings_of_stream(log: &dyn EventReader) -> Result<(WebhookSettings, u64), AppError> {
-    let mut settings = WebhookSettings::default();
+/// The state folded from every event of `stream` (`evolve` gets each event and its
+/// position), and the stream's version.
+pub async fn fold_stream<S>(
+    log: &dyn EventReader,
+    stream: &str,
+    mut state: S,
+    evolve: impl Fn(S, &hayabusa_domain::Event, u64) -> S,
+) -> Result<(S, u64), AppError> {
     let mut version = 0;
     loop {
-        let page = log.read_stream(WEBHOOKS_STREAM, version, 1_000).await?;
+        let page = log.read_stream(stream, version, 1_000).await?;
         let Some(last) = page.last() else { break };
         version = last.stream_version;
         for recorded in &page {
@@ -60,10 +65,21 @@ pub async fn settings_of_stream(log: &dyn EventReader) -> Result<(WebhookSetting
                 &recorded.data,
             )
             .map_err(|error| AppError::Store(StoreError::Corrupt(error.to_string())))?;
-            settings = settings.evolve(&event, recorded.position);
+            state = evolve(state, &event, recorded.position);
         }
     }
-    Ok((settings, version))
+    Ok((state, version))
+}
+
+/// The webhook settings (folded from their stream) and the stream's version.
+pub async fn settings_of_stream(log: &dyn EventReader) -> Result<(WebhookSettings, u64), AppError> {
+    fold_stream(
+        log,
+        WEBHOOKS_STREAM,
+        WebhookSettings::default(),
+        |settings, event, position| settings.evolve(event, position),
+    )
+    .await
 }
 
 /// What one attempt at a delivery came to.
@@ -459,41 +475,16 @@ impl WebhookWorkers {
         delivery: &Delivery,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Sent {
-        let started = tokio::time::Instant::now();
-        let mut failures = 0u32;
-        loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| {
-                    i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-                });
-            let (url, headers) = signed(&setting.url, token, delivery, now);
-            let attempt = self.transport.post(&url, &headers, &delivery.body).await;
-            let (reason, retry_after) = match attempt {
-                Attempt::Delivered => {
-                    metrics::counter!("hayabusa_webhook_deliveries_total").increment(1);
-                    return Sent::Delivered;
-                }
-                Attempt::Gone => return Sent::Gone,
-                Attempt::Failed {
-                    reason,
-                    retry_after,
-                } => (reason, retry_after),
-            };
-            failures += 1;
-            metrics::counter!("hayabusa_webhook_failures_total").increment(1);
-            if started.elapsed() >= self.schedule.give_up_after {
-                metrics::counter!("hayabusa_webhook_given_up_total").increment(1);
-                tracing::warn!(webhook = setting.webhook_id, delivery = %delivery.id, %reason, failures, "webhook delivery given up");
-                return Sent::Delivered;
-            }
-            let wait = self.schedule.wait(failures, retry_after);
-            tracing::debug!(webhook = setting.webhook_id, delivery = %delivery.id, %reason, ?wait, "webhook delivery failed; retrying");
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|stop| *stop) => return Sent::Stopped,
-            }
-        }
+        send_with_retries(
+            self.transport.as_ref(),
+            &self.schedule,
+            "webhook",
+            &delivery.id,
+            &delivery.body,
+            |now| signed(&setting.url, token, delivery, now),
+            stop,
+        )
+        .await
     }
 
     /// Runs a worker for every active webhook, following the settings as they
@@ -568,45 +559,114 @@ impl WebhookWorkers {
         log: Arc<dyn EventReader>,
         leases: Arc<dyn hayabusa_store::Leases>,
         holder: String,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        loop {
-            let fence = loop {
-                match leases.acquire(WEBHOOK_LEASE, &holder, LEASE_TTL).await {
-                    Ok(Some(fence)) => break fence,
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "acquiring the webhook lease"),
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                }
-            };
-            tracing::info!(holder, fence, "delivering webhooks");
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let running = tokio::spawn(Arc::clone(&self).run_all(Arc::clone(&log), stopped));
-            let lost = tokio::select! {
-                _ = crate::leased::keep_lease(
-                    leases.as_ref(), WEBHOOK_LEASE, &holder, fence, LEASE_TTL, LEASE_RENEW, LEASE_MARGIN,
-                ) => true,
-                _ = shutdown.wait_for(|stop| *stop) => false,
-            };
-            let _ = stop.send(true);
-            let _ = running.await;
-            if !lost {
-                let _ = leases.release(WEBHOOK_LEASE, &holder, fence).await;
-                return;
-            }
-            tracing::warn!(holder, "lost the webhook lease; deliveries stopped here");
-        }
+        run_under_lease(leases, WEBHOOK_LEASE, holder, shutdown, |stopped| {
+            tokio::spawn(Arc::clone(&self).run_all(Arc::clone(&log), stopped))
+        })
+        .await;
     }
 }
 
 /// How sending one delivery ended.
-enum Sent {
+pub(crate) enum Sent {
     Delivered,
     Gone,
     Stopped,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// Sends `body` (signed for the time of each attempt by `sign`, which gives the URL
+/// and headers) until it is delivered, gone, given up after the schedule (then it
+/// counts as delivered, and is counted and logged) or `stop` says true. `kind`
+/// names the metrics: `hayabusa_{kind}_deliveries_total`, `…_failures_total`,
+/// `…_given_up_total`.
+pub(crate) async fn send_with_retries(
+    transport: &dyn WebhookTransport,
+    schedule: &RetrySchedule,
+    kind: &'static str,
+    id: &str,
+    body: &[u8],
+    sign: impl Fn(i64) -> (String, Vec<(String, String)>),
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Sent {
+    let started = tokio::time::Instant::now();
+    let mut failures = 0u32;
+    loop {
+        let (url, headers) = sign(unix_now());
+        let (reason, retry_after) = match transport.post(&url, &headers, body).await {
+            Attempt::Delivered => {
+                metrics::counter!(format!("hayabusa_{kind}_deliveries_total")).increment(1);
+                return Sent::Delivered;
+            }
+            Attempt::Gone => return Sent::Gone,
+            Attempt::Failed {
+                reason,
+                retry_after,
+            } => (reason, retry_after),
+        };
+        failures += 1;
+        metrics::counter!(format!("hayabusa_{kind}_failures_total")).increment(1);
+        if started.elapsed() >= schedule.give_up_after {
+            metrics::counter!(format!("hayabusa_{kind}_given_up_total")).increment(1);
+            tracing::warn!(kind, delivery = %id, %reason, failures, "delivery given up");
+            return Sent::Delivered;
+        }
+        let wait = schedule.wait(failures, retry_after);
+        tracing::debug!(kind, delivery = %id, %reason, ?wait, "delivery failed; retrying");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => return Sent::Stopped,
+        }
+    }
+}
+
+/// Runs `run` (given a stop signal; it returns once told to stop) whenever this
+/// process holds lease `name`, until `shutdown` says true; releases the lease on
+/// the way out.
+pub(crate) async fn run_under_lease(
+    leases: Arc<dyn hayabusa_store::Leases>,
+    name: &'static str,
+    holder: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    run: impl Fn(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()>,
+) {
+    loop {
+        let fence = loop {
+            match leases.acquire(name, &holder, LEASE_TTL).await {
+                Ok(Some(fence)) => break fence,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, lease = name, "acquiring a lease"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        };
+        tracing::info!(holder, fence, lease = name, "took the lease");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = run(stopped);
+        let lost = tokio::select! {
+            _ = crate::leased::keep_lease(
+                leases.as_ref(), name, &holder, fence, LEASE_TTL, LEASE_RENEW, LEASE_MARGIN,
+            ) => true,
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        };
+        let _ = stop.send(true);
+        let _ = running.await;
+        if !lost {
+            let _ = leases.release(name, &holder, fence).await;
+            return;
+        }
+        tracing::warn!(holder, lease = name, "lost the lease; stopped here");
+    }
 }
 
 #[cfg(test)]

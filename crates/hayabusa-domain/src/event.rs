@@ -339,6 +339,33 @@ pub enum Event {
         /// Unix seconds.
         at: i64,
     },
+    /// An administrator subscribed a destination to the domain events (stream
+    /// `forwarders`).
+    ForwarderCreated {
+        /// Its id.
+        forwarder_id: u64,
+        /// Where events go.
+        url: String,
+        /// Only these event types (empty: all).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        event_types: Vec<String>,
+        /// Only these rooms' events (empty: all).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        room_ids: Vec<RoomId>,
+        /// The administrator.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An administrator removed a forwarder.
+    ForwarderDeleted {
+        /// Which.
+        forwarder_id: u64,
+        /// The administrator.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
     /// An account's read cursor in a room moved (to mark read or unread).
     ReadCursorMoved {
         /// The reader.
@@ -410,6 +437,8 @@ impl Event {
             Event::WebhookCreated { .. } => "webhook_created",
             Event::WebhookDeleted { .. } => "webhook_deleted",
             Event::WebhookDisabled { .. } => "webhook_disabled",
+            Event::ForwarderCreated { .. } => "forwarder_created",
+            Event::ForwarderDeleted { .. } => "forwarder_deleted",
         }
     }
 

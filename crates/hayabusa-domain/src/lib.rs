@@ -4,6 +4,7 @@
 pub mod contact;
 pub mod error;
 pub mod event;
+pub mod forwarder;
 pub mod ids;
 pub mod link;
 pub mod notation;
@@ -17,6 +18,7 @@ pub mod webhook;
 pub use contact::{ContactCommand, ContactPair};
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
+pub use forwarder::{Forwarder, ForwarderCommand, Forwarders};
 pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
 pub use room::{ROOM_STATE_VERSION, Role, Room, RoomCommand, RoomType};

@@ -655,6 +655,44 @@ pub struct CreatedWebhook {
     pub token: String,
 }
 
+/// `POST /admin/forwarders`: the new forwarder and its signing secret (shown only
+/// here): base64 of the Standard Webhooks key of its deliveries.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedForwarder {
+    /// Its id.
+    pub forwarder_id: String,
+    /// Base64 of the signing key.
+    pub secret: String,
+}
+
+/// A forwarder (`GET /admin/forwarders`).
+#[derive(Serialize, ToSchema)]
+pub struct ForwarderView {
+    /// Its id.
+    pub forwarder_id: String,
+    /// Where events go.
+    pub url: String,
+    /// Only these event types (empty: all).
+    pub event_types: Vec<String>,
+    /// Only these rooms' events (empty: all).
+    pub room_ids: Vec<u64>,
+    /// The administrator who set it up.
+    pub created_by: u64,
+}
+
+impl ForwarderView {
+    /// The answer for `forwarder`.
+    pub fn of(forwarder: &hayabusa_domain::Forwarder) -> Self {
+        ForwarderView {
+            forwarder_id: forwarder.forwarder_id.to_string(),
+            url: forwarder.url.clone(),
+            event_types: forwarder.event_types.clone(),
+            room_ids: forwarder.room_ids.iter().map(|room| room.0).collect(),
+            created_by: forwarder.created_by.0,
+        }
+    }
+}
+
 /// One of the caller's webhooks (`GET /webhooks`).
 #[derive(Serialize, ToSchema)]
 pub struct Webhook {

@@ -4,7 +4,8 @@
 //! (`tests/it/authz_matrix.rs` does, and fails for a route it cannot exercise).
 
 use crate::routes::{
-    accounts, contacts, files, health, links, me, members, messages, rooms, sync, tasks, webhooks,
+    accounts, contacts, files, forwarders, health, links, me, members, messages, rooms, sync,
+    tasks, webhooks,
 };
 use crate::state::AppState;
 use crate::{metrics, openapi};
@@ -119,6 +120,18 @@ static ROUTES: &[RouteSpec] = &[
     }),
     route(GET, "/v2/my/status", Authenticated, |m| on(m, me::status)),
     route(GET, "/v2/my/tasks", Authenticated, |m| on(m, tasks::mine)),
+    route(GET, "/v2/admin/forwarders", Administrator, |m| {
+        on(m, forwarders::list)
+    }),
+    route(POST, "/v2/admin/forwarders", Administrator, |m| {
+        on(m, forwarders::create)
+    }),
+    route(
+        DELETE,
+        "/v2/admin/forwarders/{forwarder_id}",
+        Administrator,
+        |m| on(m, forwarders::delete),
+    ),
     route(GET, "/v2/webhooks", Authenticated, |m| {
         on(m, webhooks::list)
     }),

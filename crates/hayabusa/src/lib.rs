@@ -466,6 +466,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .map_err(|error| anyhow::anyhow!(error))?,
     );
     if config.role.projects() {
+        let forwarders = app.forwarder_workers(transport.clone(), config.webhooks.retries);
+        background.push(tokio::spawn(forwarders.run_leased(
+            stores.read.clone(),
+            hayabusa_app::leased::holder_name(),
+            shutdown.subscribe(),
+        )));
         let workers = app.webhook_workers(transport.clone(), config.webhooks.retries);
         background.push(tokio::spawn(workers.run_leased(
             stores.log.clone(),

@@ -12,6 +12,7 @@
 
 mod contacts;
 mod files;
+mod forwarders;
 mod links;
 mod tasks;
 mod tokens;

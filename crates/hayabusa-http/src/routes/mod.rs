@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod contacts;
 pub mod files;
+pub mod forwarders;
 pub mod health;
 pub mod links;
 pub mod me;

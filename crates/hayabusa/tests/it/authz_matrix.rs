@@ -136,6 +136,8 @@ struct World {
     /// A's webhook, deleted by the positive `DELETE /webhooks/{id}`, and N's.
     a_webhook: String,
     n_webhook: String,
+    /// A forwarder, deleted by the positive `DELETE /admin/forwarders/{id}`.
+    forwarder: String,
     /// Accounts the positive calls act on (a contact request target, a joiner).
     spare: Vec<User>,
 }
@@ -246,6 +248,15 @@ async fn world() -> World {
             .to_owned()
     };
     let (a_webhook, n_webhook) = (new_webhook(&a).await, new_webhook(&n).await);
+    let forwarder = post_ok(
+        &app.admin,
+        "/v2/admin/forwarders",
+        &[("url", "https://93.184.216.34/forward".to_string())],
+    )
+    .await["forwarder_id"]
+        .as_str()
+        .expect("a forwarder id")
+        .to_owned();
     let friend = app.account("Fred Friend").await;
     let friendship = request_contact(&friend, &a).await;
     let (status, body) = a
@@ -286,6 +297,7 @@ async fn world() -> World {
         contact: friend.id,
         a_webhook,
         n_webhook,
+        forwarder,
         spare,
         app,
         a,
@@ -518,6 +530,17 @@ impl World {
                 allowed = Who::Joiner;
             }
             ("POST", "/v2/accounts") => payload = form(&[("name", "Matrix Made")]),
+            ("GET", "/v2/admin/forwarders") => {}
+            ("POST", "/v2/admin/forwarders") => {
+                payload = form(&[("url", "https://93.184.216.34/forward-2")]);
+            }
+            ("DELETE", "/v2/admin/forwarders/{forwarder_id}") => {
+                ids.insert("forwarder_id", self.forwarder.clone());
+                foreign.push((
+                    [("forwarder_id", "9007199254740991".to_string())].into(),
+                    StatusCode::NOT_FOUND,
+                ));
+            }
             ("POST", "/v2/me/token") => allowed = Who::Rotator,
             ("POST" | "DELETE", "/v2/accounts/{account_id}/token") => {
                 let target = &self.spare[if method == "POST" { 3 } else { 4 }];
@@ -859,6 +882,7 @@ fn every_path_parameter_of_the_table_is_one_the_matrix_fills() {
         "request_id",
         "code",
         "webhook_setting_id",
+        "forwarder_id",
     ];
     for spec in routes() {
         for segment in spec.path.split('/') {

@@ -716,3 +716,100 @@ async fn a_removed_members_webhooks_stop_at_the_removal() {
     assert_eq!(got_later.len(), 1, "nothing after the removal");
     assert_eq!(got[0].json()["webhook_event"]["body"], "while a member");
 }
+
+/// A forwarder gets every domain event after its creation, in log order, in the
+/// versioned envelope, signed with its secret; a filtered one only what it asked for.
+#[tokio::test]
+async fn forwarders_get_every_domain_event_in_log_order() {
+    let app = app().await;
+    let receiver = Receiver::start(0).await;
+    let (status, everything) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[("url", format!("{}/all", receiver.base))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{everything}");
+    let secret = everything["secret"].as_str().unwrap().to_owned();
+    let (status, _) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("{}/posts", receiver.base)),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = app.admin.get("/v2/admin/forwarders").await;
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(listed[0].get("secret").is_none());
+
+    let alice = app.account("Alice").await; // account_created (+ its room)
+    let room = app.room(&alice, &[], &[]).await; // room_created
+    for body in ["one", "two"] {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{room}/messages"),
+                &[("body", body.to_owned())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let posts = receiver.at("/posts", 2).await;
+    let bodies: Vec<Value> = posts
+        .iter()
+        .map(|r| r.json()["payload"]["body"].clone())
+        .collect();
+    assert_eq!(bodies, [Value::from("one"), Value::from("two")]);
+    assert!(posts.iter().all(|r| r.json()["type"] == "message_posted"));
+
+    let all = receiver.at("/all", 4).await;
+    let types: Vec<String> = all
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(types.contains(&"account_created".to_owned()), "{types:?}");
+    assert!(types.contains(&"room_created".to_owned()), "{types:?}");
+    assert_eq!(types.iter().filter(|t| *t == "message_posted").count(), 2);
+    assert!(
+        !types.iter().any(|t| t.starts_with("forwarder_")),
+        "{types:?}"
+    );
+    let positions: Vec<u64> = all
+        .iter()
+        .map(|r| r.json()["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|p| p[0] < p[1]),
+        "log order: {positions:?}"
+    );
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(&secret)
+        .unwrap();
+    for received in &all {
+        let envelope = received.json();
+        assert_eq!(envelope["version"], 1);
+        assert_eq!(
+            envelope["id"],
+            envelope["position"].as_u64().unwrap().to_string()
+        );
+        let id = received.header("webhook-id");
+        let timestamp = received.header("webhook-timestamp");
+        let mut message = format!("{id}.{timestamp}.").into_bytes();
+        message.extend_from_slice(&received.body);
+        assert_eq!(
+            received.header("webhook-signature"),
+            format!("v1,{}", hmac(&key, &message))
+        );
+    }
+    // A non-administrator manages none.
+    let (status, _) = alice.client.get("/v2/admin/forwarders").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -10,6 +10,12 @@
 //!   resolves elsewhere later (DNS rebinding) is caught where it matters.
 //! - No redirects are followed; each attempt has 10 s; at most 64 KiB of a
 //!   response's body is read.
+//! - `nats://host:port[,host:port…]/SUBJECT` destinations (forwarders only: a
+//!   webhook's URL is checked to be http(s) by its route) publish to a JetStream
+//!   stream that captures SUBJECT, with `Nats-Msg-Id` set to the delivery's
+//!   `webhook-id` (so JetStream drops a redelivery within its duplicate window), and
+//!   count as delivered once JetStream acknowledges. Their hosts follow the same
+//!   address policy.
 
 use async_trait::async_trait;
 use hayabusa_app::webhooks::{Attempt, WebhookTransport};
@@ -90,11 +96,51 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Webhook deliveries over HTTP(S).
+/// Deliveries over HTTP(S), and to NATS JetStream subjects.
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     client: reqwest::Client,
     policy: Policy,
+    /// NATS connections by server list.
+    nats: Arc<tokio::sync::Mutex<std::collections::HashMap<String, async_nats::Client>>>,
+}
+
+/// A `nats://servers/SUBJECT` destination: (`nats://` server list, subject).
+fn nats_destination(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("nats://")?;
+    let (servers, subject) = rest.split_once('/')?;
+    let valid_subject = !subject.is_empty()
+        && subject.len() <= 255
+        && subject.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>')
+        });
+    if servers.is_empty() || !valid_subject {
+        return None;
+    }
+    let servers = servers
+        .split(',')
+        .map(|server| format!("nats://{server}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    Some((servers, subject.to_owned()))
+}
+
+/// The (host, port) pairs of a `nats://` server list.
+fn nats_hosts(servers: &str) -> Vec<(String, u16)> {
+    servers
+        .split(',')
+        .filter_map(|server| {
+            let url = reqwest::Url::parse(server).ok()?;
+            let host = url
+                .host_str()?
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            Some((host.to_owned(), url.port().unwrap_or(4222)))
+        })
+        .collect()
 }
 
 impl HttpTransport {
@@ -108,13 +154,109 @@ impl HttpTransport {
             .no_proxy()
             .build()
             .map_err(|error| format!("the webhook HTTP client: {error}"))?;
-        Ok(HttpTransport { client, policy })
+        Ok(HttpTransport {
+            client,
+            policy,
+            nats: Arc::default(),
+        })
+    }
+}
+
+impl HttpTransport {
+    /// Whether `host` resolves, to addresses the policy allows.
+    async fn check_host(&self, host: &str, port: u16) -> Result<(), String> {
+        let found: Vec<SocketAddr> =
+            tokio::time::timeout(CHECK_RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+                .await
+                .map_err(|_| format!("{host} did not resolve in time"))?
+                .map_err(|_| format!("{host} does not resolve"))?
+                .collect();
+        if found.is_empty() {
+            return Err(format!("{host} does not resolve"));
+        }
+        if !self.policy.allow_private_networks
+            && let Some(private) = found.iter().find(|address| !is_public(address.ip()))
+        {
+            return Err(format!(
+                "the host {host} resolves to {}, a private, loopback or link-local address",
+                private.ip()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publishes to a JetStream subject and waits for the acknowledgement.
+    async fn publish(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Attempt {
+        let failed = |reason: String| Attempt::Failed {
+            reason,
+            retry_after: None,
+        };
+        let Some((servers, subject)) = nats_destination(url) else {
+            return failed(format!("{url} is not a NATS destination"));
+        };
+        if let Err(reason) = self.check(url).await {
+            return failed(reason);
+        }
+        let client = {
+            let mut clients = self.nats.lock().await;
+            match clients.get(&servers) {
+                Some(client) => client.clone(),
+                None => {
+                    let connected = async_nats::ConnectOptions::new()
+                        .connection_timeout(ATTEMPT_TIMEOUT)
+                        .connect(servers.as_str())
+                        .await;
+                    match connected {
+                        Ok(client) => {
+                            clients.insert(servers.clone(), client.clone());
+                            client
+                        }
+                        Err(error) => return failed(format!("connecting to {servers}: {error}")),
+                    }
+                }
+            }
+        };
+        let mut nats_headers = async_nats::HeaderMap::new();
+        for (name, value) in headers {
+            if name == "webhook-id" {
+                nats_headers.insert("Nats-Msg-Id", value.as_str());
+            }
+            nats_headers.insert(name.as_str(), value.as_str());
+        }
+        let jetstream = async_nats::jetstream::new(client);
+        let payload = bytes::Bytes::copy_from_slice(body);
+        let published = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+            jetstream
+                .publish_with_headers(subject.clone(), nats_headers, payload)
+                .await
+                .map_err(|error| error.to_string())?
+                .await
+                .map_err(|error| error.to_string())
+        })
+        .await;
+        match published {
+            Ok(Ok(_)) => Attempt::Delivered,
+            Ok(Err(reason)) => failed(format!("publishing to {subject}: {reason}")),
+            Err(_) => failed(format!(
+                "publishing to {subject}: no acknowledgement in time"
+            )),
+        }
     }
 }
 
 #[async_trait]
 impl WebhookTransport for HttpTransport {
     async fn check(&self, url: &str) -> Result<(), String> {
+        if url.starts_with("nats://") {
+            let (servers, _) = nats_destination(url).ok_or_else(|| {
+                "a NATS destination is nats://host:port[,host:port]/SUBJECT (no wildcards)"
+                    .to_owned()
+            })?;
+            for (host, port) in nats_hosts(&servers) {
+                self.check_host(&host, port).await?;
+            }
+            return Ok(());
+        }
         let parsed =
             reqwest::Url::parse(url).map_err(|_| "url must be an absolute URL".to_owned())?;
         match parsed.scheme() {
@@ -134,29 +276,13 @@ impl WebhookTransport for HttpTransport {
             .trim_end_matches(']')
             .to_owned();
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let found: Vec<SocketAddr> = tokio::time::timeout(
-            CHECK_RESOLVE_TIMEOUT,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| format!("{host} did not resolve in time"))?
-        .map_err(|_| format!("{host} does not resolve"))?
-        .collect();
-        if found.is_empty() {
-            return Err(format!("{host} does not resolve"));
-        }
-        if !self.policy.allow_private_networks
-            && let Some(private) = found.iter().find(|address| !is_public(address.ip()))
-        {
-            return Err(format!(
-                "url's host {host} resolves to {}, a private, loopback or link-local address",
-                private.ip()
-            ));
-        }
-        Ok(())
+        self.check_host(&host, port).await
     }
 
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Attempt {
+        if url.starts_with("nats://") {
+            return self.publish(url, headers, body).await;
+        }
         // An address in the URL itself skips the resolver: check it here.
         if !self.policy.allow_private_networks
             && let Ok(parsed) = reqwest::Url::parse(url)
@@ -253,6 +379,18 @@ mod tests {
         ] {
             let refused = strict.check(url).await.unwrap_err();
             assert!(refused.contains("private"), "{url}: {refused}");
+        }
+        let refused = strict
+            .check("nats://127.0.0.1:4222/events")
+            .await
+            .unwrap_err();
+        assert!(refused.contains("private"), "{refused}");
+        for bad in [
+            "nats://127.0.0.1:4222/",
+            "nats://127.0.0.1:4222/a.*",
+            "nats:///x",
+        ] {
+            assert!(strict.check(bad).await.is_err(), "{bad}");
         }
         assert!(strict.check("http://127.0.0.1/hook").await.is_err());
         assert!(strict.check("ftp://example.com/x").await.is_err());

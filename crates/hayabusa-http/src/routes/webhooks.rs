@@ -45,6 +45,9 @@ pub async fn create(
         }
     }
     let room_id: Option<RoomId> = params.optional_id("room_id")?;
+    if !url.starts_with("https://") && !url.starts_with("http://") {
+        return Err(ApiError::bad_request("url must be an https URL"));
+    }
     state
         .webhooks
         .check(&url)

@@ -813,3 +813,78 @@ async fn forwarders_get_every_domain_event_in_log_order() {
     let (status, _) = alice.client.get("/v2/admin/forwarders").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// A forwarder to a NATS JetStream subject: each event acknowledged by JetStream, in
+/// log order, with `Nats-Msg-Id` set to the delivery's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_publishes_to_a_jetstream_subject() {
+    let nats = hayabusa_nats::testkit::NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let stream = jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "FORWARDED".into(),
+            subjects: vec!["forward.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let app = app().await;
+    let (status, body) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("{}/forward.events", nats.url())),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let alice = app.account("Alice").await;
+    for i in 0..3 {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{}/messages", alice.my_room),
+                &[("body", format!("to nats {i}"))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stream = stream;
+    while stream.info().await.unwrap().state.messages < 3 {
+        assert!(Instant::now() < deadline, "the events reach the stream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bodies = Vec::new();
+    for sequence in 1..=3 {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(envelope["type"], "message_posted");
+        let id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|value| value.as_str().to_owned())
+            .unwrap();
+        assert!(id.ends_with(&format!("-{}", envelope["position"])), "{id}");
+        bodies.push(envelope["payload"]["body"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(bodies, ["to nats 0", "to nats 1", "to nats 2"]);
+    // Webhooks are http(s) only.
+    let (status, _) = alice
+        .client
+        .send(
+            Method::POST,
+            "/v2/webhooks",
+            &[
+                ("url", format!("{}/forward.x", nats.url())),
+                ("event_types", "message_created".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -16,6 +16,10 @@
 //!   `webhook-id` (so JetStream drops a redelivery within its duplicate window), and
 //!   count as delivered once JetStream acknowledges. Their hosts follow the same
 //!   address policy.
+//! - `kafka://host:port[,host:port…]/TOPIC` destinations (forwarders only) produce to
+//!   the topic (which must exist), keyed by the envelope's `stream` (a room's events
+//!   share a partition, so per-room order holds), with the delivery's headers as
+//!   record headers; delivered once the broker acknowledges the produce.
 
 use async_trait::async_trait;
 use hayabusa_app::webhooks::{Attempt, WebhookTransport};
@@ -103,6 +107,32 @@ pub struct HttpTransport {
     policy: Policy,
     /// NATS connections by server list.
     nats: Arc<tokio::sync::Mutex<std::collections::HashMap<String, async_nats::Client>>>,
+    /// Kafka clients by broker list.
+    kafka: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<rskafka::client::Client>>>>,
+}
+
+/// A `kafka://brokers/TOPIC` destination: (brokers as `host:port`, topic).
+fn kafka_destination(url: &str) -> Option<(Vec<String>, String)> {
+    let rest = url.strip_prefix("kafka://")?;
+    let (brokers, topic) = rest.split_once('/')?;
+    let valid_topic = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    let brokers: Vec<String> = brokers
+        .split(',')
+        .filter(|broker| !broker.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (valid_topic && !brokers.is_empty()).then(|| (brokers, topic.to_owned()))
+}
+
+/// FNV-1a: a stable hash of a record key (the partition of a stream's events).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A `nats://servers/SUBJECT` destination: (`nats://` server list, subject).
@@ -158,6 +188,7 @@ impl HttpTransport {
             client,
             policy,
             nats: Arc::default(),
+            kafka: Arc::default(),
         })
     }
 }
@@ -183,6 +214,87 @@ impl HttpTransport {
             ));
         }
         Ok(())
+    }
+
+    /// Produces to a Kafka topic, keyed by the envelope's stream, and waits for the
+    /// broker's acknowledgement.
+    async fn produce(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Attempt {
+        use rskafka::client::partition::{Compression, UnknownTopicHandling};
+        let failed = |reason: String| Attempt::Failed {
+            reason,
+            retry_after: None,
+        };
+        let Some((brokers, topic)) = kafka_destination(url) else {
+            return failed(format!("{url} is not a Kafka destination"));
+        };
+        if let Err(reason) = self.check(url).await {
+            return failed(reason);
+        }
+        let key = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|envelope| envelope["stream"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let attempt = async {
+            let client = {
+                let mut clients = self.kafka.lock().await;
+                let name = brokers.join(",");
+                match clients.get(&name) {
+                    Some(client) => Arc::clone(client),
+                    None => {
+                        let client = Arc::new(
+                            rskafka::client::ClientBuilder::new(brokers.clone())
+                                .build()
+                                .await
+                                .map_err(|error| format!("connecting to {name}: {error}"))?,
+                        );
+                        clients.insert(name, Arc::clone(&client));
+                        client
+                    }
+                }
+            };
+            let topics = client
+                .list_topics()
+                .await
+                .map_err(|error| format!("listing topics: {error}"))?;
+            let partitions = topics
+                .iter()
+                .find(|found| found.name == topic)
+                .map(|found| found.partitions.len())
+                .filter(|count| *count > 0)
+                .ok_or_else(|| format!("no topic {topic}"))?;
+            let partition = i32::try_from(fnv1a(key.as_bytes()) % partitions as u64).unwrap_or(0);
+            let partition_client = client
+                .partition_client(topic.as_str(), partition, UnknownTopicHandling::Error)
+                .await
+                .map_err(|error| format!("partition {partition} of {topic}: {error}"))?;
+            let record = rskafka::record::Record {
+                key: Some(key.clone().into_bytes()),
+                value: Some(body.to_vec()),
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone().into_bytes()))
+                    .collect(),
+                timestamp: rskafka::chrono::DateTime::from_timestamp_millis(
+                    i64::try_from(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_millis(),
+                    )
+                    .unwrap_or(0),
+                )
+                .unwrap_or_default(),
+            };
+            partition_client
+                .produce(vec![record], Compression::NoCompression)
+                .await
+                .map_err(|error| format!("producing to {topic}: {error}"))
+        };
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+            Ok(Ok(_)) => Attempt::Delivered,
+            Ok(Err(reason)) => failed(reason),
+            Err(_) => failed(format!("producing to {topic}: no acknowledgement in time")),
+        }
     }
 
     /// Publishes to a JetStream subject and waits for the acknowledgement.
@@ -247,6 +359,20 @@ impl HttpTransport {
 #[async_trait]
 impl WebhookTransport for HttpTransport {
     async fn check(&self, url: &str) -> Result<(), String> {
+        if url.starts_with("kafka://") {
+            let (brokers, _) = kafka_destination(url).ok_or_else(|| {
+                "a Kafka destination is kafka://host:port[,host:port]/TOPIC".to_owned()
+            })?;
+            for broker in brokers {
+                let (host, port) = broker
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+                    .ok_or_else(|| format!("{broker} is not host:port"))?;
+                self.check_host(host.trim_start_matches('[').trim_end_matches(']'), port)
+                    .await?;
+            }
+            return Ok(());
+        }
         if url.starts_with("nats://") {
             let (servers, _) = nats_destination(url).ok_or_else(|| {
                 "a NATS destination is nats://host:port[,host:port]/SUBJECT (no wildcards)"
@@ -282,6 +408,9 @@ impl WebhookTransport for HttpTransport {
     async fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Attempt {
         if url.starts_with("nats://") {
             return self.publish(url, headers, body).await;
+        }
+        if url.starts_with("kafka://") {
+            return self.produce(url, headers, body).await;
         }
         // An address in the URL itself skips the resolver: check it here.
         if !self.policy.allow_private_networks
@@ -385,7 +514,22 @@ mod tests {
             .await
             .unwrap_err();
         assert!(refused.contains("private"), "{refused}");
+        assert!(
+            strict
+                .check("kafka://127.0.0.1:9092/events")
+                .await
+                .unwrap_err()
+                .contains("private")
+        );
+        assert_eq!(
+            kafka_destination("kafka://a:1,b:2/hayabusa.events"),
+            Some((vec!["a:1".into(), "b:2".into()], "hayabusa.events".into()))
+        );
+        assert_eq!(fnv1a(b"room-1"), fnv1a(b"room-1"));
         for bad in [
+            "kafka://127.0.0.1:9092/",
+            "kafka://127.0.0.1:9092/a b",
+            "kafka:///events",
             "nats://127.0.0.1:4222/",
             "nats://127.0.0.1:4222/a.*",
             "nats:///x",

@@ -888,3 +888,157 @@ async fn a_forwarder_publishes_to_a_jetstream_subject() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A Tansu broker (Kafka protocol, memory only) from `.tools/venv/bin/tansu`
+/// (`scripts/setup-tools`) or `$HAYABUSA_TANSU`, on a free port; killed when dropped.
+struct Tansu {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let binary = std::env::var_os("HAYABUSA_TANSU")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/tansu")
+            });
+        assert!(
+            binary.exists(),
+            "no Kafka broker at {}: run scripts/setup-tools (or set HAYABUSA_TANSU)",
+            binary.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "tansu did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tansu { child, port }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A forwarder to a Kafka topic (Tansu): every event produced, keyed by its stream,
+/// so each room's events are in one partition, in log order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarder_produces_to_a_kafka_topic_keyed_by_room() {
+    use rskafka::client::partition::UnknownTopicHandling;
+    let tansu = Tansu::start();
+    let broker = format!("127.0.0.1:{}", tansu.port);
+    let client = rskafka::client::ClientBuilder::new(vec![broker.clone()])
+        .build()
+        .await
+        .unwrap();
+    client
+        .controller_client()
+        .unwrap()
+        .create_topic("hayabusa-events", 2, 1, 5_000)
+        .await
+        .unwrap();
+    let app = app().await;
+    let (status, body) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("kafka://{broker}/hayabusa-events")),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let alice = app.account("Alice").await;
+    let rooms = [
+        app.room(&alice, &[], &[]).await,
+        app.room(&alice, &[], &[]).await,
+    ];
+    for i in 0..3 {
+        for room in rooms {
+            let (status, _) = alice
+                .client
+                .send(
+                    Method::POST,
+                    &format!("/v2/rooms/{room}/messages"),
+                    &[("body", format!("{room} {i}"))],
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    // Read both partitions until all six are in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut by_partition: Vec<Vec<Value>> = vec![Vec::new(), Vec::new()];
+    loop {
+        for (partition, records) in by_partition.iter_mut().enumerate() {
+            let partition_client = client
+                .partition_client(
+                    "hayabusa-events",
+                    partition as i32,
+                    UnknownTopicHandling::Error,
+                )
+                .await
+                .unwrap();
+            let (fetched, _) = partition_client
+                .fetch_records(0, 1..10_000_000, 1_000)
+                .await
+                .unwrap();
+            *records = fetched
+                .iter()
+                .map(|r| serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap())
+                .collect();
+        }
+        if by_partition.iter().map(Vec::len).sum::<usize>() >= 6 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(by_partition.iter().map(Vec::len).sum::<usize>(), 6);
+    for room in rooms {
+        let holding: Vec<usize> = (0..2)
+            .filter(|p| {
+                by_partition[*p]
+                    .iter()
+                    .any(|e| e["payload"]["room_id"] == room)
+            })
+            .collect();
+        assert_eq!(holding.len(), 1, "room {room}'s events share one partition");
+        let bodies: Vec<String> = by_partition[holding[0]]
+            .iter()
+            .filter(|e| e["payload"]["room_id"] == room)
+            .map(|e| e["payload"]["body"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            bodies,
+            (0..3).map(|i| format!("{room} {i}")).collect::<Vec<_>>()
+        );
+    }
+}

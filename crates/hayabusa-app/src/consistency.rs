@@ -144,7 +144,10 @@ pub fn keys_of(event: &Event, keys: &mut Vec<Key>) {
         | Event::WebhookDeleted { .. }
         | Event::WebhookDisabled { .. }
         | Event::ForwarderCreated { .. }
-        | Event::ForwarderDeleted { .. } => {}
+        | Event::ForwarderDeleted { .. }
+        | Event::ForwarderDeadLettered { .. }
+        | Event::ForwarderReplayRequested { .. }
+        | Event::ForwarderDeadLetterDelivered { .. } => {}
         Event::ContactRequested { from, to, .. }
         | Event::ContactApproved { from, to, .. }
         | Event::ContactRejected { from, to, .. } => {

@@ -10,15 +10,23 @@
 //! saves its position after each page of events: a crash resends at most one page.
 //! The workers run under the `forwarders` lease: one process of a deployment
 //! forwards.
+//!
+//! An event still failing at the end of the retry schedule goes to the forwarder's
+//! dead letters (its stream `forwarder-{id}`) and the forwarder goes on with the
+//! next. An administrator sees them and asks for a replay; before each page of new
+//! events the worker sends the dead letters asked for (with their first
+//! `webhook-id`), out of log order by nature, and takes each one off the list once
+//! delivered (or puts it back, if it fails through a whole schedule again).
 
 use crate::commands::CommandHandler;
 use crate::error::AppError;
 use crate::tokens::TokenSecret;
 use crate::webhooks::{
-    RetrySchedule, Sent, WebhookTransport, fold_stream, run_under_lease, send_with_retries,
+    Destination, RetrySchedule, Sent, WebhookTransport, fold_stream, fold_stream_from,
+    run_under_lease, send_with_retries,
 };
 use base64::Engine;
-use hayabusa_domain::{Forwarder, Forwarders};
+use hayabusa_domain::{DeadLetters, Forwarder, Forwarders, dead_letters_stream};
 use hayabusa_store::{ConsumerCheckpoints, EventReader, RecordedEvent};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -50,6 +58,29 @@ pub async fn forwarders_of_stream(log: &dyn EventReader) -> Result<(Forwarders, 
     .await
 }
 
+/// Forwarder `forwarder_id`'s dead letters (folded from their stream) and the
+/// stream's version.
+pub async fn dead_letters_of_stream(
+    log: &dyn EventReader,
+    forwarder_id: u64,
+) -> Result<(DeadLetters, u64), AppError> {
+    fold_stream(
+        log,
+        &dead_letters_stream(forwarder_id),
+        DeadLetters::default(),
+        |letters, event, _| letters.evolve(event),
+    )
+    .await
+}
+
+/// Whether `stream` holds the forwarders' own bookkeeping (never forwarded).
+fn is_forwarders_own(stream: &str) -> bool {
+    stream == FORWARDERS_STREAM
+        || stream
+            .strip_prefix("forwarder-")
+            .is_some_and(|id| id.parse::<u64>().is_ok())
+}
+
 /// The room an event belongs to, if any (from its stored JSON).
 fn room_of(payload: &Value) -> Option<u64> {
     payload["room_id"].as_u64()
@@ -57,7 +88,7 @@ fn room_of(payload: &Value) -> Option<u64> {
 
 /// Whether `forwarder` wants `event`.
 pub fn wanted(forwarder: &Forwarder, event: &RecordedEvent, payload: &Value) -> bool {
-    if event.stream == FORWARDERS_STREAM {
+    if is_forwarders_own(&event.stream) {
         return false;
     }
     let type_ok =
@@ -106,9 +137,134 @@ pub fn signed_headers(secret: &str, id: &str, body: &[u8], now: i64) -> Vec<(Str
 pub struct ForwarderWorkers {
     log: Arc<dyn EventReader>,
     checkpoints: Arc<dyn ConsumerCheckpoints>,
+    commands: Arc<CommandHandler>,
     secret: TokenSecret,
     transport: Arc<dyn WebhookTransport>,
     schedule: RetrySchedule,
+}
+
+/// How sending one event ended.
+#[derive(PartialEq, Eq)]
+enum Forwarded {
+    Delivered,
+    DeadLettered,
+    Stopped,
+}
+
+/// One forwarder's worker at work.
+struct Worker<'a> {
+    workers: &'a ForwarderWorkers,
+    forwarder: &'a Forwarder,
+    secret: String,
+    destination: Destination<'a>,
+    /// The dead letters as last read, and their stream's version then.
+    letters: (DeadLetters, u64),
+}
+
+impl Worker<'_> {
+    /// Sends `event` (wanted by the forwarder) with retries; the dead letters get it
+    /// if the schedule runs out.
+    async fn send(
+        &mut self,
+        event: &RecordedEvent,
+        payload: Value,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Forwarded, AppError> {
+        let id = format!("{}-{}", self.forwarder.forwarder_id, event.position);
+        let body = envelope(event, payload);
+        let sent = send_with_retries(
+            self.workers.transport.as_ref(),
+            &self.workers.schedule,
+            &self.destination,
+            &id,
+            &body,
+            event.recorded_at_ms,
+            |now| {
+                (
+                    self.forwarder.url.clone(),
+                    signed_headers(&self.secret, &id, &body, now),
+                )
+            },
+            stop,
+        )
+        .await;
+        match sent {
+            // A forwarder's receiver answering 410 is a failure (not `gone_ends`).
+            Sent::Delivered | Sent::Gone => Ok(Forwarded::Delivered),
+            Sent::Stopped => Ok(Forwarded::Stopped),
+            Sent::GivenUp { failures, reason } => {
+                self.workers
+                    .commands
+                    .record_dead_letter(
+                        self.forwarder.forwarder_id,
+                        event.position,
+                        event.event_type.clone(),
+                        event.stream.clone(),
+                        failures,
+                        reason,
+                    )
+                    .await?;
+                Ok(Forwarded::DeadLettered)
+            }
+        }
+    }
+
+    /// Sends the dead letters an administrator asked to replay. False if the worker
+    /// was stopped.
+    async fn replay(
+        &mut self,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<bool, AppError> {
+        let forwarder_id = self.forwarder.forwarder_id;
+        let (letters, version) = std::mem::take(&mut self.letters);
+        self.letters = fold_stream_from(
+            self.workers.log.as_ref(),
+            &dead_letters_stream(forwarder_id),
+            letters,
+            version,
+            |letters, event, _| letters.evolve(event),
+        )
+        .await?;
+        metrics::gauge!("hayabusa_forwarder_dead_letters", "destination" => self.destination.name.to_owned())
+            .set(self.letters.0.letters.len() as f64);
+        let to_replay: Vec<u64> = self.letters.0.to_replay().map(|l| l.position).collect();
+        for position in to_replay {
+            let found = self
+                .workers
+                .log
+                .read_all(position.saturating_sub(1), 1)
+                .await?
+                .into_iter()
+                .find(|event| event.position == position);
+            let Some(event) = found else {
+                // Not in the log any more: it stays a dead letter, saying so.
+                self.workers
+                    .commands
+                    .record_dead_letter(
+                        forwarder_id,
+                        position,
+                        String::new(),
+                        String::new(),
+                        0,
+                        "the event is no longer in the log".into(),
+                    )
+                    .await?;
+                continue;
+            };
+            let payload: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+            match self.send(&event, payload, stop).await? {
+                Forwarded::Stopped => return Ok(false),
+                Forwarded::DeadLettered => {}
+                Forwarded::Delivered => {
+                    self.workers
+                        .commands
+                        .dead_letter_delivered(forwarder_id, position)
+                        .await?;
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl ForwarderWorkers {
@@ -116,14 +272,16 @@ impl ForwarderWorkers {
     pub fn new(
         log: Arc<dyn EventReader>,
         checkpoints: Arc<dyn ConsumerCheckpoints>,
-        commands: &CommandHandler,
+        commands: Arc<CommandHandler>,
         transport: Arc<dyn WebhookTransport>,
         schedule: RetrySchedule,
     ) -> Arc<Self> {
+        let secret = commands.secret().clone();
         Arc::new(ForwarderWorkers {
             log,
             checkpoints,
-            secret: commands.secret().clone(),
+            commands,
+            secret,
             transport,
             schedule,
         })
@@ -154,47 +312,48 @@ impl ForwarderWorkers {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), AppError> {
         let name = format!("forwarder-{}", forwarder.forwarder_id);
-        let secret = self.secret.forwarder_secret(forwarder.forwarder_id);
+        let label = forwarder.forwarder_id.to_string();
+        let mut worker = Worker {
+            workers: self,
+            forwarder,
+            secret: self.secret.forwarder_secret(forwarder.forwarder_id),
+            destination: Destination {
+                kind: "forwarder",
+                name: &label,
+                gone_ends: false,
+            },
+            letters: (DeadLetters::default(), 0),
+        };
         let mut after = match self.checkpoints.consumer_checkpoint(&name).await? {
             Some(saved) => saved.parse().unwrap_or(forwarder.created_at_position),
             None => forwarder.created_at_position,
         };
         let mut head = self.log.subscribe();
         loop {
+            if !worker.replay(stop).await? {
+                return Ok(());
+            }
             let page = self.log.read_all(after, PAGE).await?;
             for event in &page {
                 let payload: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-                if wanted(forwarder, event, &payload) {
-                    let id = format!("{}-{}", forwarder.forwarder_id, event.position);
-                    let body = envelope(event, payload);
-                    let sent = send_with_retries(
-                        self.transport.as_ref(),
-                        &self.schedule,
-                        "forwarder",
-                        &id,
-                        &body,
-                        |now| {
-                            (
-                                forwarder.url.clone(),
-                                signed_headers(&secret, &id, &body, now),
-                            )
-                        },
-                        stop,
-                    )
-                    .await;
-                    if let Sent::Stopped = sent {
-                        return Ok(());
-                    }
-                    // A forwarder is an administrator's: a 410 is retried like any failure.
+                if wanted(forwarder, event, &payload)
+                    && worker.send(event, payload, stop).await? == Forwarded::Stopped
+                {
+                    return Ok(());
                 }
                 after = event.position;
             }
+            #[allow(clippy::cast_precision_loss)]
+            let behind = self.log.head().saturating_sub(after) as f64;
+            metrics::gauge!("hayabusa_forwarder_lag_events", "destination" => label.clone())
+                .set(behind);
             if let Some(last) = page.last() {
                 self.checkpoints
                     .save_consumer_checkpoint(&name, &last.position.to_string())
                     .await?;
                 continue;
             }
+            worker.destination.set_lag(None);
             tokio::select! {
                 _ = head.changed() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -124,7 +124,7 @@ impl App {
         forwarders::ForwarderWorkers::new(
             self.log.clone(),
             self.read.clone(),
-            &self.commands,
+            self.commands.clone(),
             transport,
             schedule,
         )

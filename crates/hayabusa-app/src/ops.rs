@@ -344,7 +344,10 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
         | Event::WebhookDeleted { .. }
         | Event::WebhookDisabled { .. }
         | Event::ForwarderCreated { .. }
-        | Event::ForwarderDeleted { .. } => {}
+        | Event::ForwarderDeleted { .. }
+        | Event::ForwarderDeadLettered { .. }
+        | Event::ForwarderReplayRequested { .. }
+        | Event::ForwarderDeadLetterDelivered { .. } => {}
         Event::ContactRequested {
             request_id,
             from,

@@ -292,7 +292,10 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
         | Event::WebhookDeleted { .. }
         | Event::WebhookDisabled { .. }
         | Event::ForwarderCreated { .. }
-        | Event::ForwarderDeleted { .. } => vec![],
+        | Event::ForwarderDeleted { .. }
+        | Event::ForwarderDeadLettered { .. }
+        | Event::ForwarderReplayRequested { .. }
+        | Event::ForwarderDeadLetterDelivered { .. } => vec![],
         Event::ContactRequested {
             request_id,
             from,

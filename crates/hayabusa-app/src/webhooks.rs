@@ -50,10 +50,21 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 pub async fn fold_stream<S>(
     log: &dyn EventReader,
     stream: &str,
-    mut state: S,
+    state: S,
     evolve: impl Fn(S, &hayabusa_domain::Event, u64) -> S,
 ) -> Result<(S, u64), AppError> {
-    let mut version = 0;
+    fold_stream_from(log, stream, state, 0, evolve).await
+}
+
+/// `state`, folded from `stream` up to its `version`, brought up to date with the
+/// events after it; and the stream's version then.
+pub async fn fold_stream_from<S>(
+    log: &dyn EventReader,
+    stream: &str,
+    mut state: S,
+    mut version: u64,
+    evolve: impl Fn(S, &hayabusa_domain::Event, u64) -> S,
+) -> Result<(S, u64), AppError> {
     loop {
         let page = log.read_stream(stream, version, 1_000).await?;
         let Some(last) = page.last() else { break };
@@ -115,8 +126,9 @@ pub struct RetrySchedule {
     pub first: Duration,
     /// The longest wait between two attempts.
     pub longest: Duration,
-    /// After this long since the first failure, the delivery is given up (counted
-    /// and logged) and the webhook goes on with the next one.
+    /// After this long since the first failure, the delivery is given up and the
+    /// webhook or forwarder goes on with the next one (a webhook's is counted and
+    /// logged; a forwarder's goes to its dead letters).
     pub give_up_after: Duration,
 }
 
@@ -156,6 +168,8 @@ pub struct Delivery {
     pub id: String,
     /// ChatWork's `webhook_event_type`.
     pub event_type: WebhookEventType,
+    /// ChatWork's `webhook_event_time` (Unix seconds).
+    pub time: i64,
     /// The raw JSON body.
     pub body: Vec<u8>,
 }
@@ -333,6 +347,7 @@ async fn delivery_of(
     Ok(Some(Delivery {
         id: format!("{}-{}-{}", setting.webhook_id, op.position, op.index),
         event_type,
+        time,
         body: body(setting, event_type, time, event),
     }))
 }
@@ -422,7 +437,7 @@ impl WebhookWorkers {
                     delivery_of(self.read.as_ref(), setting, op, &mut recent).await?
                 {
                     match self.send(setting, &token, &delivery, stop).await {
-                        Sent::Delivered => {}
+                        Sent::Delivered | Sent::GivenUp { .. } => {}
                         Sent::Gone => {
                             self.commands
                                 .disable_webhook(
@@ -449,6 +464,12 @@ impl WebhookWorkers {
                 self.save(&name, batch.revision).await?;
                 continue;
             }
+            Destination {
+                kind: "webhook",
+                name: &setting.webhook_id.to_string(),
+                gone_ends: true,
+            }
+            .set_lag(None);
             // Woken as the owner's sync clients are; an idle webhook costs nothing
             // (the long safety interval only bounds the cost of a lost wake-up).
             tokio::select! {
@@ -467,7 +488,7 @@ impl WebhookWorkers {
     }
 
     /// Sends `delivery` until it is delivered, gone, given up (then it counts as
-    /// sent) or the worker is stopped.
+    /// sent: webhooks have no dead letters) or the worker is stopped.
     async fn send(
         &self,
         setting: &WebhookSetting,
@@ -478,9 +499,14 @@ impl WebhookWorkers {
         send_with_retries(
             self.transport.as_ref(),
             &self.schedule,
-            "webhook",
+            &Destination {
+                kind: "webhook",
+                name: &setting.webhook_id.to_string(),
+                gone_ends: true,
+            },
             &delivery.id,
             &delivery.body,
+            delivery.time.saturating_mul(1_000),
             |now| signed(&setting.url, token, delivery, now),
             stop,
         )
@@ -572,6 +598,11 @@ impl WebhookWorkers {
 pub(crate) enum Sent {
     Delivered,
     Gone,
+    /// The retry schedule ran out.
+    GivenUp {
+        failures: u32,
+        reason: String,
+    },
     Stopped,
 }
 
@@ -583,42 +614,89 @@ fn unix_now() -> i64 {
         })
 }
 
+/// Where deliveries go, for [`send_with_retries`] and its metrics.
+pub(crate) struct Destination<'a> {
+    /// `webhook` or `forwarder`: the metrics are `hayabusa_{kind}_…`.
+    pub kind: &'static str,
+    /// The `destination` label: the webhook's or forwarder's id.
+    pub name: &'a str,
+    /// Whether a 410 Gone ends the deliveries (otherwise it is a failure).
+    pub gone_ends: bool,
+}
+
+impl Destination<'_> {
+    fn count(&self, what: &str) {
+        metrics::counter!(
+            format!("hayabusa_{}_{what}_total", self.kind),
+            "destination" => self.name.to_owned()
+        )
+        .increment(1);
+    }
+
+    /// Sets how old (in seconds) the oldest event this destination has not got yet
+    /// is: the one being sent, made at `event_time_ms`; None when it has got all.
+    pub fn set_lag(&self, event_time_ms: Option<i64>) {
+        let lag = event_time_ms.map_or(0.0, |made| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| {
+                    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+                });
+            // Milliseconds to seconds, for a gauge.
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = (now_ms.saturating_sub(made)).max(0) as f64 / 1_000.0;
+            seconds
+        });
+        metrics::gauge!(
+            format!("hayabusa_{}_lag_seconds", self.kind),
+            "destination" => self.name.to_owned()
+        )
+        .set(lag);
+    }
+}
+
 /// Sends `body` (signed for the time of each attempt by `sign`, which gives the URL
-/// and headers) until it is delivered, gone, given up after the schedule (then it
-/// counts as delivered, and is counted and logged) or `stop` says true. `kind`
-/// names the metrics: `hayabusa_{kind}_deliveries_total`, `…_failures_total`,
-/// `…_given_up_total`.
+/// and headers) until it is delivered, gone (if `destination.gone_ends`), given up
+/// after the schedule, or `stop` says true; counts deliveries, failures, retries
+/// and give-ups per destination (`hayabusa_{kind}_deliveries_total`, …), and sets
+/// its lag from `event_time_ms`, when the event was made.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send_with_retries(
     transport: &dyn WebhookTransport,
     schedule: &RetrySchedule,
-    kind: &'static str,
+    destination: &Destination<'_>,
     id: &str,
     body: &[u8],
+    event_time_ms: i64,
     sign: impl Fn(i64) -> (String, Vec<(String, String)>),
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Sent {
     let started = tokio::time::Instant::now();
     let mut failures = 0u32;
+    let kind = destination.kind;
     loop {
+        destination.set_lag(Some(event_time_ms));
         let (url, headers) = sign(unix_now());
         let (reason, retry_after) = match transport.post(&url, &headers, body).await {
             Attempt::Delivered => {
-                metrics::counter!(format!("hayabusa_{kind}_deliveries_total")).increment(1);
+                destination.count("deliveries");
                 return Sent::Delivered;
             }
-            Attempt::Gone => return Sent::Gone,
+            Attempt::Gone if destination.gone_ends => return Sent::Gone,
+            Attempt::Gone => ("the receiver answered 410 Gone".to_owned(), None),
             Attempt::Failed {
                 reason,
                 retry_after,
             } => (reason, retry_after),
         };
         failures += 1;
-        metrics::counter!(format!("hayabusa_{kind}_failures_total")).increment(1);
+        destination.count("failures");
         if started.elapsed() >= schedule.give_up_after {
-            metrics::counter!(format!("hayabusa_{kind}_given_up_total")).increment(1);
+            destination.count("given_up");
             tracing::warn!(kind, delivery = %id, %reason, failures, "delivery given up");
-            return Sent::Delivered;
+            return Sent::GivenUp { failures, reason };
         }
+        destination.count("retries");
         let wait = schedule.wait(failures, retry_after);
         tracing::debug!(kind, delivery = %id, %reason, ?wait, "delivery failed; retrying");
         tokio::select! {
@@ -680,6 +758,7 @@ mod tests {
         let delivery = Delivery {
             id: "7-100-0".into(),
             event_type: WebhookEventType::MessageCreated,
+            time: 1_700_000_000,
             body: br#"{"a":1}"#.to_vec(),
         };
         let (url, headers) = signed("https://h.example/x?y=1", &token, &delivery, 1_700_000_000);

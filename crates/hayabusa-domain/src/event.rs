@@ -366,6 +366,44 @@ pub enum Event {
         /// Unix seconds.
         at: i64,
     },
+    /// A forwarder gave an event up after its retry schedule: the event is on the
+    /// forwarder's dead-letter list (stream `forwarder-{id}`).
+    ForwarderDeadLettered {
+        /// Which forwarder.
+        forwarder_id: u64,
+        /// The given-up event's position in the log.
+        position: u64,
+        /// Its stored type.
+        event_type: String,
+        /// Its stream.
+        stream: String,
+        /// Attempts that failed.
+        failures: u32,
+        /// The last failure.
+        reason: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An administrator asked for dead letters to be sent again.
+    ForwarderReplayRequested {
+        /// Which forwarder.
+        forwarder_id: u64,
+        /// The dead letters' positions.
+        positions: Vec<u64>,
+        /// The administrator.
+        by: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A replayed dead letter was delivered: it leaves the list.
+    ForwarderDeadLetterDelivered {
+        /// Which forwarder.
+        forwarder_id: u64,
+        /// The event's position in the log.
+        position: u64,
+        /// Unix seconds.
+        at: i64,
+    },
     /// An account's read cursor in a room moved (to mark read or unread).
     ReadCursorMoved {
         /// The reader.
@@ -439,6 +477,9 @@ impl Event {
             Event::WebhookDisabled { .. } => "webhook_disabled",
             Event::ForwarderCreated { .. } => "forwarder_created",
             Event::ForwarderDeleted { .. } => "forwarder_deleted",
+            Event::ForwarderDeadLettered { .. } => "forwarder_dead_lettered",
+            Event::ForwarderReplayRequested { .. } => "forwarder_replay_requested",
+            Event::ForwarderDeadLetterDelivered { .. } => "forwarder_dead_letter_delivered",
         }
     }
 

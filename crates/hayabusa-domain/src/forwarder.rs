@@ -124,6 +124,182 @@ impl Forwarders {
     }
 }
 
+/// An event a forwarder gave up on, waiting for an administrator's replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The event's position in the log.
+    pub position: u64,
+    /// Its stored type.
+    pub event_type: String,
+    /// Its stream.
+    pub stream: String,
+    /// Attempts that failed (over every schedule it went through).
+    pub failures: u32,
+    /// The last failure.
+    pub reason: String,
+    /// When it was (last) given up, Unix seconds.
+    pub at: i64,
+    /// An administrator asked for it to be sent again, and it has not been yet.
+    pub replay_requested: bool,
+}
+
+/// One forwarder's dead letters (its stream `forwarder-{id}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetters {
+    /// By position in the log.
+    pub letters: BTreeMap<u64, DeadLetter>,
+}
+
+/// The stream of forwarder `forwarder_id`'s dead letters.
+pub fn dead_letters_stream(forwarder_id: u64) -> String {
+    format!("forwarder-{forwarder_id}")
+}
+
+/// A command on a forwarder's dead letters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadLetterCommand {
+    /// The forwarder gave an event up.
+    Record {
+        /// The event's position.
+        position: u64,
+        /// Its stored type.
+        event_type: String,
+        /// Its stream.
+        stream: String,
+        /// Attempts that failed.
+        failures: u32,
+        /// The last failure.
+        reason: String,
+    },
+    /// Send these dead letters again (None: every one).
+    Replay {
+        /// Which.
+        positions: Option<Vec<u64>>,
+    },
+    /// A replayed dead letter was delivered.
+    Delivered {
+        /// Which.
+        position: u64,
+    },
+}
+
+impl DeadLetters {
+    /// Decides `actor`'s `command` on forwarder `forwarder_id`'s dead letters at
+    /// time `at`. Replaying a position that is not a dead letter is refused.
+    pub fn decide(
+        &self,
+        forwarder_id: u64,
+        actor: AccountId,
+        command: DeadLetterCommand,
+        at: i64,
+    ) -> Result<Vec<Event>, DomainError> {
+        match command {
+            DeadLetterCommand::Record {
+                position,
+                event_type,
+                stream,
+                failures,
+                reason,
+            } => Ok(vec![Event::ForwarderDeadLettered {
+                forwarder_id,
+                position,
+                event_type,
+                stream,
+                failures,
+                reason,
+                at,
+            }]),
+            DeadLetterCommand::Replay { positions } => {
+                let positions: Vec<u64> = match positions {
+                    None => self.letters.keys().copied().collect(),
+                    Some(mut positions) => {
+                        positions.sort_unstable();
+                        positions.dedup();
+                        if positions.iter().any(|p| !self.letters.contains_key(p)) {
+                            return Err(DomainError::NotFound("dead letter"));
+                        }
+                        positions
+                    }
+                };
+                let positions: Vec<u64> = positions
+                    .into_iter()
+                    .filter(|position| !self.letters[position].replay_requested)
+                    .collect();
+                if positions.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Event::ForwarderReplayRequested {
+                    forwarder_id,
+                    positions,
+                    by: actor,
+                    at,
+                }])
+            }
+            DeadLetterCommand::Delivered { position } => {
+                if !self.letters.contains_key(&position) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Event::ForwarderDeadLetterDelivered {
+                    forwarder_id,
+                    position,
+                    at,
+                }])
+            }
+        }
+    }
+
+    /// Applies a stored event (others are ignored).
+    pub fn evolve(mut self, event: &Event) -> Self {
+        match event {
+            Event::ForwarderDeadLettered {
+                position,
+                event_type,
+                stream,
+                failures,
+                reason,
+                at,
+                ..
+            } => {
+                let earlier = self
+                    .letters
+                    .get(position)
+                    .map_or(0, |letter| letter.failures);
+                self.letters.insert(
+                    *position,
+                    DeadLetter {
+                        position: *position,
+                        event_type: event_type.clone(),
+                        stream: stream.clone(),
+                        failures: earlier.saturating_add(*failures),
+                        reason: reason.clone(),
+                        at: *at,
+                        replay_requested: false,
+                    },
+                );
+            }
+            Event::ForwarderReplayRequested { positions, .. } => {
+                for position in positions {
+                    if let Some(letter) = self.letters.get_mut(position) {
+                        letter.replay_requested = true;
+                    }
+                }
+            }
+            Event::ForwarderDeadLetterDelivered { position, .. } => {
+                self.letters.remove(position);
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// The dead letters waiting to be replayed, oldest first.
+    pub fn to_replay(&self) -> impl Iterator<Item = &DeadLetter> {
+        self.letters
+            .values()
+            .filter(|letter| letter.replay_requested)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +334,77 @@ mod tests {
                 8
             ),
             Err(DomainError::NotFound("forwarder"))
+        );
+    }
+
+    #[test]
+    fn dead_letters_are_replayed_on_request_and_leave_when_delivered() {
+        let admin = AccountId(1);
+        let record = |position: u64| DeadLetterCommand::Record {
+            position,
+            event_type: "message_posted".into(),
+            stream: "room-5".into(),
+            failures: 3,
+            reason: "500".into(),
+        };
+        let apply = |letters: DeadLetters, command: DeadLetterCommand| {
+            let events = letters.decide(7, admin, command, 100).unwrap();
+            events.iter().fold(letters, DeadLetters::evolve)
+        };
+        let letters = apply(DeadLetters::default(), record(10));
+        let letters = apply(letters, record(12));
+        assert_eq!(letters.letters.len(), 2);
+        assert_eq!(letters.to_replay().count(), 0);
+        assert_eq!(
+            letters.decide(
+                7,
+                admin,
+                DeadLetterCommand::Replay {
+                    positions: Some(vec![11])
+                },
+                100
+            ),
+            Err(DomainError::NotFound("dead letter"))
+        );
+        let letters = apply(
+            letters,
+            DeadLetterCommand::Replay {
+                positions: Some(vec![12]),
+            },
+        );
+        let replay: Vec<u64> = letters.to_replay().map(|l| l.position).collect();
+        assert_eq!(replay, vec![12]);
+        // Asked again: nothing new to record.
+        assert_eq!(
+            letters
+                .decide(
+                    7,
+                    admin,
+                    DeadLetterCommand::Replay {
+                        positions: Some(vec![12])
+                    },
+                    100
+                )
+                .unwrap(),
+            vec![]
+        );
+        // Everything: only 10 is new.
+        let letters = apply(letters, DeadLetterCommand::Replay { positions: None });
+        assert_eq!(letters.to_replay().count(), 2);
+        // A replay that fails again goes back to the list, its failures added up.
+        let letters = apply(letters, record(10));
+        assert_eq!(letters.letters[&10].failures, 6);
+        assert!(!letters.letters[&10].replay_requested);
+        let letters = apply(letters, DeadLetterCommand::Delivered { position: 12 });
+        assert_eq!(
+            letters.letters.keys().copied().collect::<Vec<_>>(),
+            vec![10]
+        );
+        assert_eq!(
+            letters
+                .decide(7, admin, DeadLetterCommand::Delivered { position: 12 }, 100)
+                .unwrap(),
+            vec![]
         );
     }
 }

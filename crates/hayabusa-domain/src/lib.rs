@@ -18,7 +18,10 @@ pub mod webhook;
 pub use contact::{ContactCommand, ContactPair};
 pub use error::DomainError;
 pub use event::{AccountCreated, DecodeError, EVENT_SCHEMA_VERSION, Event, decode_event};
-pub use forwarder::{Forwarder, ForwarderCommand, Forwarders};
+pub use forwarder::{
+    DeadLetter, DeadLetterCommand, DeadLetters, Forwarder, ForwarderCommand, Forwarders,
+    dead_letters_stream,
+};
 pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
 pub use room::{ROOM_STATE_VERSION, Role, Room, RoomCommand, RoomType};

@@ -693,6 +693,49 @@ impl ForwarderView {
     }
 }
 
+/// An event a forwarder gave up on after its retry schedule
+/// (`GET /admin/forwarders/{id}/dead_letters`).
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// The event's position in the log (its envelope's `id`).
+    pub position: u64,
+    /// Its stored type.
+    pub event_type: String,
+    /// Its stream.
+    pub stream: String,
+    /// Attempts that failed.
+    pub failures: u32,
+    /// The last failure.
+    pub reason: String,
+    /// When it was given up, Unix seconds.
+    pub dead_lettered_time: i64,
+    /// An administrator asked for it to be sent again and it has not been yet.
+    pub replay_requested: bool,
+}
+
+impl DeadLetterView {
+    /// The answer for `letter`.
+    pub fn of(letter: &hayabusa_domain::DeadLetter) -> Self {
+        DeadLetterView {
+            position: letter.position,
+            event_type: letter.event_type.clone(),
+            stream: letter.stream.clone(),
+            failures: letter.failures,
+            reason: letter.reason.clone(),
+            dead_lettered_time: letter.at,
+            replay_requested: letter.replay_requested,
+        }
+    }
+}
+
+/// `POST /admin/forwarders/{id}/replay`: the dead letters now waiting to be sent
+/// again.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayRequested {
+    /// Their positions, oldest first.
+    pub replay_positions: Vec<u64>,
+}
+
 /// One of the caller's webhooks (`GET /webhooks`).
 #[derive(Serialize, ToSchema)]
 pub struct Webhook {

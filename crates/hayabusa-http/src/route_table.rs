@@ -132,6 +132,18 @@ static ROUTES: &[RouteSpec] = &[
         Administrator,
         |m| on(m, forwarders::delete),
     ),
+    route(
+        GET,
+        "/v2/admin/forwarders/{forwarder_id}/dead_letters",
+        Administrator,
+        |m| on(m, forwarders::dead_letters),
+    ),
+    route(
+        POST,
+        "/v2/admin/forwarders/{forwarder_id}/replay",
+        Administrator,
+        |m| on(m, forwarders::replay),
+    ),
     route(GET, "/v2/webhooks", Authenticated, |m| {
         on(m, webhooks::list)
     }),

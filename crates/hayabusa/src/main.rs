@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use hayabusa::{Config, config_file, data_dir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// mimalloc: the server allocates many short-lived buffers per request (measured with
 /// the read benchmark: see BENCHMARKS.md).
@@ -40,6 +41,8 @@ fn parse_cli() -> anyhow::Result<Cli> {
     Ok(Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit()))
 }
 
+// Parsed once per process: the size of `Serve` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: on the embedded SQLite stores, or with the event log on NATS
@@ -99,6 +102,19 @@ enum Command {
         /// Let webhooks have plain http:// URLs (https only otherwise).
         #[arg(long, env = "HAYABUSA_WEBHOOK_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
         webhook_allow_http: bool,
+        /// Seconds before the first retry of a failed webhook or forwarder delivery;
+        /// each next wait doubles (with ±20% jitter, at least the receiver's
+        /// Retry-After).
+        #[arg(long, env = "HAYABUSA_DELIVERY_RETRY_FIRST_SECS", default_value_t = 1.0, value_parser = positive_secs)]
+        delivery_retry_first_secs: f64,
+        /// Longest wait between two attempts at a delivery, in seconds.
+        #[arg(long, env = "HAYABUSA_DELIVERY_RETRY_LONGEST_SECS", default_value_t = 3_600.0, value_parser = positive_secs)]
+        delivery_retry_longest_secs: f64,
+        /// Seconds after its first failure at which a delivery is given up: a
+        /// webhook goes on with the next event, a forwarder puts the event in its dead
+        /// letters.
+        #[arg(long, env = "HAYABUSA_DELIVERY_GIVE_UP_SECS", default_value_t = 86_400.0, value_parser = positive_secs)]
+        delivery_give_up_secs: f64,
     },
     /// Drop the read models and rebuild them from the event log (server stopped).
     Rebuild {
@@ -133,6 +149,12 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Forwarders (every domain event to other systems) and their dead letters,
+    /// through the API of a running server.
+    Forwarder {
+        #[command(subcommand)]
+        command: ForwarderCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,16 +179,140 @@ enum AccountCommand {
         /// Title.
         #[arg(long)]
         title: Option<String>,
-        /// Server URL.
-        #[arg(long, env = "HAYABUSA_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// Administrator token (default: read from DATA_DIR/admin.token).
-        #[arg(long, env = "HAYABUSA_TOKEN")]
-        token: Option<String>,
-        /// Data directory holding admin.token.
-        #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
     },
+}
+
+/// How a command reaches a running server's API as an administrator.
+#[derive(Args)]
+struct ServerArgs {
+    /// Server URL.
+    #[arg(long, env = "HAYABUSA_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Administrator token (default: read from DATA_DIR/admin.token).
+    #[arg(long, env = "HAYABUSA_TOKEN")]
+    token: Option<String>,
+    /// Data directory holding admin.token.
+    #[arg(long, env = "HAYABUSA_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+}
+
+impl ServerArgs {
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let path = self.data_dir.join(data_dir::ADMIN_TOKEN_FILE);
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| {
+                format!(
+                    "reading the admin token from {} (or pass --token)",
+                    path.display()
+                )
+            })?
+            .trim()
+            .to_string())
+    }
+
+    /// Calls `method path` with `form`, prints the JSON answer, and fails unless it
+    /// is a success.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let server = self.server.trim_end_matches('/');
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{server}{path}"))
+            .header("X-ChatWorkToken", self.token()?);
+        if !form.is_empty() {
+            request = request.form(form);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {server}"))?;
+        let status = response.status();
+        let text = response.text().await.context("reading the answer")?;
+        if !text.is_empty() {
+            let body: serde_json::Value =
+                serde_json::from_str(&text).context("reading the answer")?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        if !status.is_success() {
+            anyhow::bail!("the server answered {status}");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+enum ForwarderCommand {
+    /// Every forwarder (as JSON).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Subscribe a destination to the domain events; prints its id and signing
+    /// secret.
+    Create {
+        /// Where events go: https://…, nats://HOST:PORT/SUBJECT or
+        /// kafka://HOST:PORT/TOPIC.
+        #[arg(long)]
+        url: String,
+        /// Only these stored event types, comma-separated.
+        #[arg(long)]
+        event_types: Option<String>,
+        /// Only these rooms' events, comma-separated ids.
+        #[arg(long)]
+        room_ids: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove a forwarder.
+    Delete {
+        /// Its id.
+        id: u64,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// The events a forwarder gave up after its retry schedule.
+    DeadLetters {
+        /// Its id.
+        id: u64,
+        /// Only those after this log position.
+        #[arg(long)]
+        after: Option<u64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Send a forwarder's dead letters again.
+    Replay {
+        /// Its id.
+        id: u64,
+        /// Only these positions, comma-separated (every dead letter otherwise).
+        #[arg(long)]
+        positions: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// A number of seconds, more than 0 and at most 30 days.
+fn positive_secs(raw: &str) -> Result<f64, String> {
+    let secs: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 30.0 * 86_400.0 {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "{raw:?}: seconds must be more than 0 and at most 30 days"
+        ))
+    }
 }
 
 /// An IP (`10.0.0.1`) or a network (`10.0.0.0/8`).
@@ -386,6 +532,9 @@ async fn main() -> anyhow::Result<()> {
             max_read_wait_ms,
             webhook_allow_private_networks,
             webhook_allow_http,
+            delivery_retry_first_secs,
+            delivery_retry_longest_secs,
+            delivery_give_up_secs,
         } => {
             let server = hayabusa::start(Config {
                 data_dir,
@@ -405,13 +554,17 @@ async fn main() -> anyhow::Result<()> {
                 connections: connections.settings(),
                 public_url,
                 trusted_proxies,
-                max_read_wait: std::time::Duration::from_millis(max_read_wait_ms),
+                max_read_wait: Duration::from_millis(max_read_wait_ms),
                 webhooks: hayabusa::WebhookSettings {
                     policy: hayabusa_outbound::Policy {
                         allow_private_networks: webhook_allow_private_networks,
                         allow_http: webhook_allow_http,
                     },
-                    ..hayabusa::WebhookSettings::default()
+                    retries: hayabusa_app::webhooks::RetrySchedule {
+                        first: Duration::from_secs_f64(delivery_retry_first_secs),
+                        longest: Duration::from_secs_f64(delivery_retry_longest_secs),
+                        give_up_after: Duration::from_secs_f64(delivery_give_up_secs),
+                    },
                 },
                 projector_delay: hayabusa_app::ProjectorDelay::default(),
             })
@@ -454,25 +607,8 @@ async fn main() -> anyhow::Result<()> {
                     department,
                     title,
                     server,
-                    token,
-                    data_dir,
                 },
         } => {
-            let token = match token {
-                Some(token) => token,
-                None => {
-                    let path = data_dir.join(data_dir::ADMIN_TOKEN_FILE);
-                    std::fs::read_to_string(&path)
-                        .with_context(|| {
-                            format!(
-                                "reading the admin token from {} (or pass --token)",
-                                path.display()
-                            )
-                        })?
-                        .trim()
-                        .to_string()
-                }
-            };
             let mut form: Vec<(&str, String)> = vec![
                 ("name", name),
                 ("admin", if admin { "1" } else { "0" }.into()),
@@ -487,20 +623,64 @@ async fn main() -> anyhow::Result<()> {
                     form.push((key, value));
                 }
             }
-            let response = reqwest::Client::new()
-                .post(format!("{}/v2/accounts", server.trim_end_matches('/')))
-                .header("X-ChatWorkToken", token)
-                .form(&form)
-                .send()
-                .await
-                .with_context(|| format!("calling {server}"))?;
-            let status = response.status();
-            let body: serde_json::Value = response.json().await.context("reading the answer")?;
-            println!("{}", serde_json::to_string_pretty(&body)?);
-            if !status.is_success() {
-                anyhow::bail!("the server answered {status}");
-            }
+            server
+                .call(reqwest::Method::POST, "/v2/accounts", &form)
+                .await?;
         }
+        Command::Forwarder { command } => forwarder_command(command).await?,
     }
     Ok(())
+}
+
+async fn forwarder_command(command: ForwarderCommand) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let path = |id: u64, rest: &str| format!("/v2/admin/forwarders/{id}{rest}");
+    match command {
+        ForwarderCommand::List { server } => {
+            server.call(Method::GET, "/v2/admin/forwarders", &[]).await
+        }
+        ForwarderCommand::Create {
+            url,
+            event_types,
+            room_ids,
+            server,
+        } => {
+            let mut form = vec![("url", url)];
+            if let Some(types) = event_types {
+                form.push(("event_types", types));
+            }
+            if let Some(rooms) = room_ids {
+                form.push(("room_ids", rooms));
+            }
+            server
+                .call(Method::POST, "/v2/admin/forwarders", &form)
+                .await
+        }
+        ForwarderCommand::Delete { id, server } => {
+            server.call(Method::DELETE, &path(id, ""), &[]).await?;
+            println!("forwarder {id} removed");
+            Ok(())
+        }
+        ForwarderCommand::DeadLetters { id, after, server } => {
+            let query = after.map_or_else(String::new, |after| format!("?after={after}"));
+            server
+                .call(
+                    Method::GET,
+                    &path(id, &format!("/dead_letters{query}")),
+                    &[],
+                )
+                .await
+        }
+        ForwarderCommand::Replay {
+            id,
+            positions,
+            server,
+        } => {
+            let form: Vec<(&str, String)> = positions
+                .map(|positions| ("positions", positions))
+                .into_iter()
+                .collect();
+            server.call(Method::POST, &path(id, "/replay"), &form).await
+        }
+    }
 }

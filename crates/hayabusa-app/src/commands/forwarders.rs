@@ -1,10 +1,24 @@
-//! Forwarders: administrators set them up and remove them (the `forwarders` stream).
+//! Forwarders: administrators set them up and remove them (the `forwarders` stream),
+//! see their dead letters and have them sent again (a stream per forwarder,
+//! `forwarder-{id}`); the forwarder's workers record what they gave up and what a
+//! replay delivered.
 
-use super::{CommandHandler, MAX_ATTEMPTS};
+use super::CommandHandler;
 use crate::error::AppError;
-use crate::forwarders::{FORWARDERS_STREAM, forwarders_of_stream};
-use hayabusa_domain::{Forwarder, ForwarderCommand, RoomId};
-use hayabusa_store::{AccountRow, ExpectedVersion, StoreError};
+use crate::forwarders::{FORWARDERS_STREAM, dead_letters_of_stream, forwarders_of_stream};
+use hayabusa_domain::{
+    AccountId, DeadLetterCommand, DeadLetters, DomainError, Forwarder, ForwarderCommand,
+    Forwarders, RoomId, dead_letters_stream,
+};
+use hayabusa_store::AccountRow;
+
+fn require_admin(caller: &AccountRow) -> Result<(), AppError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("only administrators manage forwarders"))
+    }
+}
 
 impl CommandHandler {
     async fn execute_forwarders(
@@ -12,31 +26,29 @@ impl CommandHandler {
         caller: &AccountRow,
         command: ForwarderCommand,
     ) -> Result<u64, AppError> {
-        if !caller.admin {
-            return Err(AppError::forbidden("only administrators manage forwarders"));
-        }
-        for _ in 0..MAX_ATTEMPTS {
-            let (forwarders, version) = forwarders_of_stream(self.log.as_ref()).await?;
-            let events =
-                forwarders.decide(caller.account_id, command.clone(), self.clock.now_secs())?;
-            if events.is_empty() {
-                return Ok(self.log.head());
-            }
-            let expected = if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exactly(version)
-            };
-            match self
-                .append(FORWARDERS_STREAM.to_owned(), expected, &events, None)
-                .await
-            {
-                Ok(appended) => return Ok(appended.position),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(AppError::Contention(FORWARDERS_STREAM.to_owned()))
+        require_admin(caller)?;
+        self.execute_on_stream(
+            FORWARDERS_STREAM,
+            Forwarders::default,
+            |forwarders, event, position| forwarders.evolve(event, position),
+            |forwarders, now| forwarders.decide(caller.account_id, command.clone(), now),
+        )
+        .await
+    }
+
+    async fn execute_dead_letters(
+        &self,
+        actor: AccountId,
+        forwarder_id: u64,
+        command: DeadLetterCommand,
+    ) -> Result<u64, AppError> {
+        self.execute_on_stream(
+            &dead_letters_stream(forwarder_id),
+            DeadLetters::default,
+            |letters, event, _| letters.evolve(event),
+            |letters, now| letters.decide(forwarder_id, actor, command.clone(), now),
+        )
+        .await
     }
 
     /// An administrator subscribes `url` (checked by the caller) to the domain
@@ -65,9 +77,7 @@ impl CommandHandler {
 
     /// Every forwarder (administrators only).
     pub async fn forwarders(&self, caller: &AccountRow) -> Result<Vec<Forwarder>, AppError> {
-        if !caller.admin {
-            return Err(AppError::forbidden("only administrators manage forwarders"));
-        }
+        require_admin(caller)?;
         let (forwarders, _) = forwarders_of_stream(self.log.as_ref()).await?;
         Ok(forwarders.forwarders.into_values().collect())
     }
@@ -80,5 +90,89 @@ impl CommandHandler {
     ) -> Result<u64, AppError> {
         self.execute_forwarders(caller, ForwarderCommand::Delete { forwarder_id })
             .await
+    }
+
+    /// 404 unless forwarder `forwarder_id` exists.
+    async fn existing_forwarder(&self, forwarder_id: u64) -> Result<(), AppError> {
+        let (forwarders, _) = forwarders_of_stream(self.log.as_ref()).await?;
+        if forwarders.forwarders.contains_key(&forwarder_id) {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("forwarder").into())
+        }
+    }
+
+    /// Forwarder `forwarder_id`'s dead letters (administrators only).
+    pub async fn dead_letters(
+        &self,
+        caller: &AccountRow,
+        forwarder_id: u64,
+    ) -> Result<DeadLetters, AppError> {
+        require_admin(caller)?;
+        self.existing_forwarder(forwarder_id).await?;
+        Ok(dead_letters_of_stream(self.log.as_ref(), forwarder_id)
+            .await?
+            .0)
+    }
+
+    /// An administrator asks for forwarder `forwarder_id`'s dead letters at
+    /// `positions` (every one if None) to be sent again; returns the dead letters
+    /// as they are then.
+    pub async fn replay_dead_letters(
+        &self,
+        caller: &AccountRow,
+        forwarder_id: u64,
+        positions: Option<Vec<u64>>,
+    ) -> Result<DeadLetters, AppError> {
+        require_admin(caller)?;
+        self.existing_forwarder(forwarder_id).await?;
+        self.execute_dead_letters(
+            caller.account_id,
+            forwarder_id,
+            DeadLetterCommand::Replay { positions },
+        )
+        .await?;
+        Ok(dead_letters_of_stream(self.log.as_ref(), forwarder_id)
+            .await?
+            .0)
+    }
+
+    /// The forwarder's worker gave up the event at `position` (of `event_type`, in
+    /// `stream`) after `failures` failed attempts, the last for `reason`.
+    pub async fn record_dead_letter(
+        &self,
+        forwarder_id: u64,
+        position: u64,
+        event_type: String,
+        stream: String,
+        failures: u32,
+        reason: String,
+    ) -> Result<u64, AppError> {
+        self.execute_dead_letters(
+            AccountId(0),
+            forwarder_id,
+            DeadLetterCommand::Record {
+                position,
+                event_type,
+                stream,
+                failures,
+                reason,
+            },
+        )
+        .await
+    }
+
+    /// A replayed dead letter was delivered.
+    pub async fn dead_letter_delivered(
+        &self,
+        forwarder_id: u64,
+        position: u64,
+    ) -> Result<u64, AppError> {
+        self.execute_dead_letters(
+            AccountId(0),
+            forwarder_id,
+            DeadLetterCommand::Delivered { position },
+        )
+        .await
     }
 }

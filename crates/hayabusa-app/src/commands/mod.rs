@@ -682,6 +682,41 @@ impl CommandHandler {
         self.rooms.lock().len()
     }
 
+    /// Runs `decide` (given the state folded from `stream` by `evolve`, from
+    /// `initial`, and the time) and appends what it decides with optimistic
+    /// concurrency, deciding again after a conflict; returns where it was appended
+    /// (the log's head if it decided nothing).
+    pub(crate) async fn execute_on_stream<S>(
+        &self,
+        stream: &str,
+        initial: impl Fn() -> S,
+        evolve: impl Fn(S, &Event, u64) -> S,
+        decide: impl Fn(&S, i64) -> Result<Vec<Event>, hayabusa_domain::DomainError>,
+    ) -> Result<u64, AppError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, version) =
+                crate::webhooks::fold_stream(self.log.as_ref(), stream, initial(), &evolve).await?;
+            let events = decide(&state, self.clock.now_secs())?;
+            if events.is_empty() {
+                return Ok(self.log.head());
+            }
+            let expected = if version == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exactly(version)
+            };
+            match self
+                .append(stream.to_owned(), expected, &events, None)
+                .await
+            {
+                Ok(appended) => return Ok(appended.position),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(AppError::Contention(stream.to_owned()))
+    }
+
     /// Every event of a (small) stream, decoded, and the stream's version.
     async fn read_whole_stream(&self, stream: &str) -> Result<(Vec<Event>, u64), AppError> {
         let mut events = Vec::new();

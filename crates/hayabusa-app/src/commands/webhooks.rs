@@ -1,13 +1,14 @@
 //! Webhook settings: create, list and delete an account's webhooks (the `webhooks`
 //! stream), and disable one whose receiver answered 410 Gone.
 
-use super::{CommandHandler, MAX_ATTEMPTS};
+use super::CommandHandler;
 use crate::error::AppError;
 use crate::webhooks::{WEBHOOKS_STREAM, settings_of_stream};
 use hayabusa_domain::{
     AccountId, DomainError, RoomId, WebhookCommand, WebhookEventType, WebhookSetting,
+    WebhookSettings,
 };
-use hayabusa_store::{AccountRow, ExpectedVersion, StoreError};
+use hayabusa_store::AccountRow;
 
 /// A new webhook: its setting and its token (the HMAC key of its signatures).
 #[derive(Clone, Debug)]
@@ -28,27 +29,13 @@ impl CommandHandler {
         actor: AccountId,
         command: WebhookCommand,
     ) -> Result<u64, AppError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let (settings, version) = settings_of_stream(self.log.as_ref()).await?;
-            let events = settings.decide(actor, command.clone(), self.clock.now_secs())?;
-            if events.is_empty() {
-                return Ok(self.log.head());
-            }
-            let expected = if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exactly(version)
-            };
-            match self
-                .append(WEBHOOKS_STREAM.to_owned(), expected, &events, None)
-                .await
-            {
-                Ok(appended) => return Ok(appended.position),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(AppError::Contention(WEBHOOKS_STREAM.to_owned()))
+        self.execute_on_stream(
+            WEBHOOKS_STREAM,
+            WebhookSettings::default,
+            |settings, event, position| settings.evolve(event, position),
+            |settings, now| settings.decide(actor, command.clone(), now),
+        )
+        .await
     }
 
     /// `caller` sets up a webhook to `url` (already checked by the transport) for

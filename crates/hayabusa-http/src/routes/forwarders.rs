@@ -111,3 +111,73 @@ pub async fn delete(
     state.app.commands.delete_forwarder(&caller, id.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The most dead letters one answer lists (the oldest first; `after` pages on).
+pub const DEAD_LETTERS_PAGE: usize = 1_000;
+
+/// A forwarder's dead letters, oldest first: at most [`DEAD_LETTERS_PAGE`] after
+/// position `after`.
+pub async fn dead_letters(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<Vec<dto::DeadLetterView>>> {
+    require_admin(&caller)?;
+    let id: RequestId = path_id(&id, "forwarder_id", "forwarder")?;
+    let after = match params.get("after") {
+        None => 0,
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("after must be a log position (a number)"))?,
+    };
+    let letters = state.app.commands.dead_letters(&caller, id.0).await?;
+    Ok(Json(
+        letters
+            .letters
+            .range(after.saturating_add(1)..)
+            .take(DEAD_LETTERS_PAGE)
+            .map(|(_, letter)| dto::DeadLetterView::of(letter))
+            .collect(),
+    ))
+}
+
+/// Asks for a forwarder's dead letters (those at `positions`, or every one) to be
+/// sent again.
+pub async fn replay(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Json<dto::ReplayRequested>> {
+    require_admin(&caller)?;
+    let id: RequestId = path_id(&id, "forwarder_id", "forwarder")?;
+    let positions = match params.get("positions") {
+        None => None,
+        Some(raw) => {
+            let mut positions = Vec::new();
+            for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                positions.push(part.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "positions must be a comma-separated list of dead letters' positions",
+                    )
+                })?);
+            }
+            if positions.len() > DEAD_LETTERS_PAGE {
+                return Err(ApiError::bad_request(format!(
+                    "at most {DEAD_LETTERS_PAGE} positions at a time"
+                )));
+            }
+            Some(positions)
+        }
+    };
+    let letters = state
+        .app
+        .commands
+        .replay_dead_letters(&caller, id.0, positions)
+        .await?;
+    Ok(Json(dto::ReplayRequested {
+        replay_positions: letters.to_replay().map(|letter| letter.position).collect(),
+    }))
+}

@@ -138,6 +138,8 @@ struct World {
     n_webhook: String,
     /// A forwarder, deleted by the positive `DELETE /admin/forwarders/{id}`.
     forwarder: String,
+    /// A forwarder that stays (its dead letters, their replay).
+    kept_forwarder: String,
     /// Accounts the positive calls act on (a contact request target, a joiner).
     spare: Vec<User>,
 }
@@ -257,6 +259,15 @@ async fn world() -> World {
         .as_str()
         .expect("a forwarder id")
         .to_owned();
+    let kept_forwarder = post_ok(
+        &app.admin,
+        "/v2/admin/forwarders",
+        &[("url", "https://93.184.216.34/forward-kept".to_string())],
+    )
+    .await["forwarder_id"]
+        .as_str()
+        .expect("a forwarder id")
+        .to_owned();
     let friend = app.account("Fred Friend").await;
     let friendship = request_contact(&friend, &a).await;
     let (status, body) = a
@@ -298,6 +309,7 @@ async fn world() -> World {
         a_webhook,
         n_webhook,
         forwarder,
+        kept_forwarder,
         spare,
         app,
         a,
@@ -536,6 +548,17 @@ impl World {
             }
             ("DELETE", "/v2/admin/forwarders/{forwarder_id}") => {
                 ids.insert("forwarder_id", self.forwarder.clone());
+                foreign.push((
+                    [("forwarder_id", "9007199254740991".to_string())].into(),
+                    StatusCode::NOT_FOUND,
+                ));
+            }
+            (
+                "GET" | "POST",
+                "/v2/admin/forwarders/{forwarder_id}/dead_letters"
+                | "/v2/admin/forwarders/{forwarder_id}/replay",
+            ) => {
+                ids.insert("forwarder_id", self.kept_forwarder.clone());
                 foreign.push((
                     [("forwarder_id", "9007199254740991".to_string())].into(),
                     StatusCode::NOT_FOUND,

@@ -39,6 +39,8 @@ impl Received {
 struct Receiver {
     base: String,
     got: Arc<Mutex<Vec<Received>>>,
+    /// While true, every request is answered 503 (and still recorded).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
@@ -49,11 +51,14 @@ impl Receiver {
     /// A receiver that takes `delay` to answer each request.
     async fn start_slow(failures: usize, delay: Duration) -> Receiver {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let down: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let left = Arc::new(Mutex::new(failures));
         let recorded = got.clone();
+        let is_down = down.clone();
         let app = axum::Router::new().fallback(
             move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                 let (recorded, left) = (recorded.clone(), left.clone());
+                let down = is_down.load(std::sync::atomic::Ordering::SeqCst);
                 async move {
                     tokio::time::sleep(delay).await;
                     recorded.lock().unwrap().push(Received {
@@ -62,6 +67,9 @@ impl Receiver {
                         headers,
                         body: body.to_vec(),
                     });
+                    if down {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     if uri.path().ends_with("/gone") {
                         return StatusCode::GONE;
                     }
@@ -78,12 +86,22 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { base, got }
+        Receiver { base, got, down }
+    }
+
+    /// Answers every request 503 (`true`) or as usual again (`false`).
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// What arrived at `path` once at least `count` requests did (within 20 s).
     async fn at(&self, path: &str, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.at_within(path, count, Duration::from_secs(20)).await
+    }
+
+    /// What arrived at `path` once at least `count` requests did (within `wait`).
+    async fn at_within(&self, path: &str, count: usize, wait: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + wait;
         loop {
             let got: Vec<Received> = self
                 .got
@@ -102,17 +120,22 @@ impl Receiver {
 }
 
 async fn app() -> TestApp {
+    app_retrying(hayabusa_app::webhooks::RetrySchedule {
+        first: Duration::from_millis(50),
+        longest: Duration::from_millis(200),
+        give_up_after: Duration::from_secs(60),
+    })
+    .await
+}
+
+async fn app_retrying(retries: hayabusa_app::webhooks::RetrySchedule) -> TestApp {
     spawn_app_configured(|config| hayabusa::Config {
         webhooks: hayabusa::WebhookSettings {
             policy: hayabusa_outbound::Policy {
                 allow_private_networks: true,
                 allow_http: true,
             },
-            retries: hayabusa_app::webhooks::RetrySchedule {
-                first: Duration::from_millis(50),
-                longest: Duration::from_millis(200),
-                give_up_after: Duration::from_secs(60),
-            },
+            retries,
         },
         ..config
     })
@@ -520,6 +543,17 @@ async fn a_killed_server_delivers_every_acknowledged_event_after_its_restart() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{created}");
+    let (status, created) = admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("{}/fwd", receiver.base)),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
 
     // Posts in order (one writer), acknowledged before the kill.
     let mut acknowledged = Vec::new();
@@ -546,15 +580,12 @@ async fn a_killed_server_delivers_every_acknowledged_event_after_its_restart() {
     let restarted = Binary::launch(dir.path()).await;
 
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (bodies, ids) = loop {
-        let got = receiver.at("/hook", 0).await;
+    let delivered = async |path: &str, body_of: fn(&Value) -> &Value| loop {
+        let got = receiver.at(path, 0).await;
         let mut bodies: Vec<String> = Vec::new();
         let mut ids: std::collections::HashMap<String, String> = Default::default();
         for received in &got {
-            let body = received.json()["webhook_event"]["body"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let body = body_of(&received.json()).as_str().unwrap().to_owned();
             let id = received.header("webhook-id");
             let first = ids.entry(body.clone()).or_insert_with(|| id.clone());
             assert_eq!(*first, id, "a redelivery of {body} has another webhook-id");
@@ -567,13 +598,17 @@ async fn a_killed_server_delivers_every_acknowledged_event_after_its_restart() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let (bodies, ids) = delivered("/hook", |v| &v["webhook_event"]["body"]).await;
     assert_eq!(bodies, acknowledged, "every acknowledged event, in order");
+    assert_eq!(ids.len(), POSTS);
+    let (bodies, ids) = delivered("/fwd", |v| &v["payload"]["body"]).await;
+    assert_eq!(bodies, acknowledged, "the forwarder: every event, in order");
     assert_eq!(ids.len(), POSTS);
     let total = receiver.got.lock().unwrap().len();
     eprintln!(
-        "webhook kill test: {before} delivered when the kill came ({delivered_before_kill} \
-         requests), {total} requests in all ({} redelivered)",
-        total - POSTS
+        "webhook and forwarder kill test: {before} delivered when the kill came \
+         ({delivered_before_kill} requests), {total} requests in all ({} redelivered)",
+        total - 2 * POSTS
     );
     drop(restarted);
 }
@@ -1041,4 +1076,383 @@ async fn a_forwarder_produces_to_a_kafka_topic_keyed_by_room() {
             (0..3).map(|i| format!("{room} {i}")).collect::<Vec<_>>()
         );
     }
+}
+
+/// The events a forwarder gives up after its retry schedule become dead letters,
+/// listed for administrators; a replay sends them again with their first
+/// `webhook-id` and takes the delivered ones off the list; the metrics count it all
+/// per forwarder.
+#[tokio::test]
+async fn given_up_events_become_dead_letters_that_an_administrator_replays() {
+    let app = app_retrying(hayabusa_app::webhooks::RetrySchedule {
+        first: Duration::from_millis(20),
+        longest: Duration::from_millis(50),
+        give_up_after: Duration::from_millis(300),
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    let (status, created) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("{}/fwd", receiver.base)),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["forwarder_id"].as_str().unwrap().to_owned();
+    let alice = app.account("Alice").await;
+    let post = async |body: &str| {
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{}/messages", alice.my_room),
+                &[("body", body.to_owned())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    };
+    let dead_letters = async || {
+        let (status, body) = app
+            .admin
+            .get(&format!("/v2/admin/forwarders/{id}/dead_letters"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array().unwrap().clone()
+    };
+    let wait_for_dead_letters = async |count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let letters = dead_letters().await;
+            if letters.len() == count || Instant::now() > deadline {
+                return letters;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    receiver.set_down(true);
+    for body in ["lost 1", "lost 2", "lost 3"] {
+        post(body).await;
+    }
+    let letters = wait_for_dead_letters(3).await;
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["event_type"], "message_posted");
+        assert_eq!(letter["stream"], format!("room-{}", alice.my_room));
+        assert!(letter["failures"].as_u64().unwrap() >= 2, "{letter}");
+        assert!(
+            letter["reason"].as_str().unwrap().contains("503"),
+            "{letter}"
+        );
+        assert_eq!(letter["replay_requested"], false);
+    }
+    let positions: Vec<u64> = letters
+        .iter()
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|p| p[0] < p[1]), "{positions:?}");
+    let (_, paged) = app
+        .admin
+        .get(&format!(
+            "/v2/admin/forwarders/{id}/dead_letters?after={}",
+            positions[0]
+        ))
+        .await;
+    assert_eq!(paged.as_array().unwrap().len(), 2);
+
+    // The receiver is back: new events flow, the dead letters wait for a replay.
+    receiver.set_down(false);
+    post("after the outage").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver
+        .got
+        .lock()
+        .unwrap()
+        .last()
+        .is_none_or(|last| last.json()["payload"]["body"] != "after the outage")
+    {
+        assert!(Instant::now() < deadline, "the new event is delivered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attempts_before_replay = receiver.got.lock().unwrap().len();
+    assert_eq!(dead_letters().await.len(), 3);
+
+    // Replay one.
+    let (status, replay) = app
+        .admin
+        .send(
+            Method::POST,
+            &format!("/v2/admin/forwarders/{id}/replay"),
+            &[("positions", positions[1].to_string())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(
+        replay["replay_positions"],
+        serde_json::json!([positions[1]])
+    );
+    let letters = wait_for_dead_letters(2).await;
+    let left: Vec<u64> = letters
+        .iter()
+        .map(|l| l["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, vec![positions[0], positions[2]]);
+    let got = receiver.at("/fwd", attempts_before_replay + 1).await;
+    let replayed = &got[attempts_before_replay];
+    assert_eq!(replayed.json()["payload"]["body"], "lost 2");
+    assert_eq!(
+        replayed.header("webhook-id"),
+        format!("{id}-{}", positions[1])
+    );
+    let first_attempt = got
+        .iter()
+        .find(|r| r.json()["position"] == positions[1])
+        .unwrap();
+    assert_eq!(
+        first_attempt.header("webhook-id"),
+        replayed.header("webhook-id"),
+        "a replay keeps the delivery's id"
+    );
+
+    // Unknown positions are refused and change nothing; then replay every one.
+    let (status, body) = app
+        .admin
+        .send(
+            Method::POST,
+            &format!("/v2/admin/forwarders/{id}/replay"),
+            &[("positions", format!("{},{}", positions[0], positions[1]))],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["errors"].is_array());
+    let (status, body) = app
+        .admin
+        .send(
+            Method::POST,
+            &format!("/v2/admin/forwarders/{id}/replay"),
+            &[("positions", "x".to_owned())],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, replay) = app
+        .admin
+        .send(
+            Method::POST,
+            &format!("/v2/admin/forwarders/{id}/replay"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replay}");
+    assert_eq!(
+        replay["replay_positions"],
+        serde_json::json!([positions[0], positions[2]])
+    );
+    assert!(wait_for_dead_letters(0).await.is_empty());
+    let got = receiver.at("/fwd", attempts_before_replay + 3).await;
+    let mut replayed: Vec<String> = got[attempts_before_replay + 1..]
+        .iter()
+        .map(|r| r.json()["payload"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    replayed.sort();
+    assert_eq!(replayed, ["lost 1", "lost 3"]);
+
+    // The metrics, per forwarder.
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{destination=\"{id}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("hayabusa_forwarder_given_up_total"), 3.0);
+    assert_eq!(value("hayabusa_forwarder_deliveries_total"), 4.0);
+    assert!(value("hayabusa_forwarder_failures_total") >= 6.0);
+    assert!(value("hayabusa_forwarder_retries_total") >= 3.0);
+    assert!(value("hayabusa_forwarder_lag_seconds") >= 0.0);
+    assert!(value("hayabusa_forwarder_lag_events") >= 0.0);
+}
+
+/// A receiver that is down for a minute, while events keep coming, catches up once it
+/// is back: a webhook and a forwarder get every event, in order, the retried ones
+/// with the `webhook-id` of their first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_a_minute_catches_up() {
+    let app = app_retrying(hayabusa_app::webhooks::RetrySchedule {
+        first: Duration::from_secs(1),
+        longest: Duration::from_secs(8),
+        give_up_after: Duration::from_secs(3_600),
+    })
+    .await;
+    let receiver = Receiver::start(0).await;
+    let alice = app.account("Alice").await;
+    webhook(
+        &alice,
+        &format!("{}/hook", receiver.base),
+        "message_created",
+        None,
+    )
+    .await;
+    let (status, created) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/admin/forwarders",
+            &[
+                ("url", format!("{}/fwd", receiver.base)),
+                ("event_types", "message_posted".into()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    receiver.set_down(true);
+    let outage = Instant::now();
+    let mut sent = Vec::new();
+    while outage.elapsed() < Duration::from_secs(60) {
+        let body = format!("during the outage {}", sent.len());
+        let (status, _) = alice
+            .client
+            .send(
+                Method::POST,
+                &format!("/v2/rooms/{}/messages", alice.my_room),
+                &[("body", body.clone())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        sent.push(body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed_attempts = receiver.got.lock().unwrap().len();
+    assert!(failed_attempts >= 10, "retried during the outage");
+    receiver.set_down(false);
+    let back = Instant::now();
+    // Every event, in order, once the receiver answers again.
+    let in_order = |path: &str, body_of: fn(&Value) -> Option<String>| {
+        let got: Vec<Received> = receiver
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect();
+        let mut ids: std::collections::HashMap<String, String> = Default::default();
+        let mut bodies: Vec<String> = Vec::new();
+        for received in &got {
+            let body = body_of(&received.json()).unwrap();
+            let id = received.header("webhook-id");
+            let first = ids.entry(body.clone()).or_insert_with(|| id.clone());
+            assert_eq!(
+                *first, id,
+                "{path}: a retry of {body} has another webhook-id"
+            );
+            if !bodies.contains(&body) {
+                bodies.push(body);
+            }
+        }
+        bodies
+    };
+    let hook_body = |v: &Value| v["webhook_event"]["body"].as_str().map(str::to_owned);
+    let fwd_body = |v: &Value| v["payload"]["body"].as_str().map(str::to_owned);
+    loop {
+        let (hooks, forwarded) = (in_order("/hook", hook_body), in_order("/fwd", fwd_body));
+        if hooks.len() == sent.len() && forwarded.len() == sent.len() {
+            assert_eq!(hooks, sent, "the webhook got every event in order");
+            assert_eq!(forwarded, sent, "the forwarder got every event in order");
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "caught up: {} and {} of {}",
+            hooks.len(),
+            forwarded.len(),
+            sent.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "receiver outage: {} events during 60 s, {failed_attempts} failed attempts, \
+         caught up {:.1} s after the receiver came back",
+        sent.len(),
+        back.elapsed().as_secs_f64()
+    );
+}
+
+/// `hayabusa forwarder …` manages forwarders and their dead letters through a
+/// running server's API.
+#[tokio::test]
+async fn the_forwarder_cli_manages_forwarders_through_the_api() {
+    let app = app().await;
+    let receiver = Receiver::start(0).await;
+    // Run beside the server (on this test's runtime), not blocking it.
+    let cli = async |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hayabusa"));
+        command.arg("forwarder").args(args).args([
+            "--server",
+            &app.base,
+            "--token",
+            &app.admin.token,
+        ]);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .unwrap()
+            .expect("the binary runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let url = format!("{}/cli", receiver.base);
+    let (ok, out, err) = cli(&["create", "--url", &url, "--event-types", "room_created"]).await;
+    assert!(ok, "{out} {err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let id = created["forwarder_id"].as_str().unwrap().to_owned();
+    assert!(created["secret"].is_string());
+    let (ok, out, _) = cli(&["list"]).await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["forwarder_id"], id.as_str());
+    assert_eq!(listed[0]["url"], url.as_str());
+    assert_eq!(
+        listed[0]["event_types"],
+        serde_json::json!(["room_created"])
+    );
+    let (ok, out, _) = cli(&["dead-letters", &id]).await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+    let (ok, out, _) = cli(&["replay", &id]).await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["replay_positions"],
+        serde_json::json!([])
+    );
+    // An error is the server's answer and a failure.
+    let (ok, out, err) = cli(&["replay", &id, "--positions", "12345"]).await;
+    assert!(!ok);
+    assert!(out.contains("errors"), "{out}");
+    assert!(err.contains("404"), "{err}");
+    let (ok, _, err) = cli(&["delete", &id]).await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&["list"]).await;
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
 }

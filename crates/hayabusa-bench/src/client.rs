@@ -217,6 +217,29 @@ impl Api {
             .context("a webhook_setting_id in the answer")
     }
 
+    /// `POST /v2/admin/forwarders` (an administrator's `token`), returning its id.
+    pub async fn create_forwarder(
+        &self,
+        token: &str,
+        url: &str,
+        event_types: &str,
+    ) -> anyhow::Result<String> {
+        let answer: Value = self
+            .http
+            .post(format!("{}/v2/admin/forwarders", self.base))
+            .header("X-ChatWorkToken", token)
+            .form(&[("url", url), ("event_types", event_types)])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        answer["forwarder_id"]
+            .as_str()
+            .map(str::to_owned)
+            .context("a forwarder_id in the answer")
+    }
+
     /// `POST /v2/rooms/{room}/messages`, returning the new message's id.
     pub async fn post_message_id(&self, token: &str, room: u64, body: &str) -> Result<u64, String> {
         let response = self

@@ -7,7 +7,8 @@
 //! every delivery; every post must reach all ten webhooks. Then the receiver answers
 //! 503 for a while as posts go on at a quarter of the rate (the workers back off),
 //! and the catch-up rate is the deliveries per second from its reopening until
-//! everything is in.
+//! everything is in. A forwarder of every `message_posted` to the same receiver
+//! (another path) is timed and counted on its own, through both phases.
 
 use super::Context;
 use crate::load::{self, OpenLoop, quantile_ms, request_fn};
@@ -29,13 +30,14 @@ const WEBHOOKS: usize = 10;
 /// Marks the benchmark's posts; followed by `{phase} {sequence} {intended µs since base}`.
 const BODY_PREFIX: &str = "bench-hook ";
 
+/// Where the forwarder delivers (the webhooks: anywhere else).
+const FORWARDER_PATH: &str = "/forward";
+
 /// How long the receiver refuses in the catch-up phase.
 const OUTAGE: Duration = Duration::from_secs(5);
 
-/// What the receiver saw.
-struct Seen {
-    base: Instant,
-    refusing: AtomicBool,
+/// What one kind of destination (the webhooks, the forwarder) got.
+struct Sink {
     latency: Mutex<Histogram<u64>>,
     /// Deliveries per phase (0: the measured step, 1: catch-up).
     count: [AtomicU64; 2],
@@ -44,29 +46,75 @@ struct Seen {
     last: Mutex<Option<Instant>>,
 }
 
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            latency: Mutex::new(load::histogram()),
+            count: [AtomicU64::new(0), AtomicU64::new(0)],
+            first: Mutex::new(None),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The catch-up: deliveries, the time from `reopened` to the last one, and the
+    /// rate from the first to the last.
+    fn catch_up(&self, reopened: Instant) -> (u64, Duration, f64) {
+        let caught_up = self.count[1].load(Ordering::Relaxed);
+        let (first, last) = (*self.first.lock(), *self.last.lock());
+        let took = last.map_or(Duration::ZERO, |last| {
+            last.saturating_duration_since(reopened)
+        });
+        // The rate once deliveries resumed (the first retries wait out their backoff).
+        let draining = match (first, last) {
+            (Some(first), Some(last)) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        };
+        (
+            caught_up,
+            took,
+            caught_up as f64 / draining.as_secs_f64().max(0.001),
+        )
+    }
+}
+
+/// What the receiver saw.
+struct Seen {
+    base: Instant,
+    refusing: AtomicBool,
+    webhooks: Sink,
+    forwarder: Sink,
+}
+
 fn due_of(body: &[u8]) -> Option<(usize, Duration)> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let text = value["webhook_event"]["body"].as_str()?;
+    let text = value["webhook_event"]["body"]
+        .as_str()
+        .or_else(|| value["payload"]["body"].as_str())?;
     let mut fields = text.strip_prefix(BODY_PREFIX)?.split_whitespace();
     let phase = fields.next()?.parse().ok()?;
     let micros: u64 = fields.nth(1)?.parse().ok()?;
     Some((phase, Duration::from_micros(micros)))
 }
 
-async fn receive(seen: Arc<Seen>, body: Bytes) -> StatusCode {
+async fn receive(seen: Arc<Seen>, uri: axum::http::Uri, body: Bytes) -> StatusCode {
     if seen.refusing.load(Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
+    let sink = if uri.path() == FORWARDER_PATH {
+        &seen.forwarder
+    } else {
+        &seen.webhooks
+    };
     if let Some((phase, due)) = due_of(&body)
-        && let Some(count) = seen.count.get(phase)
+        && let Some(count) = sink.count.get(phase)
     {
         if phase == 0 {
             let late = seen.base.elapsed().saturating_sub(due);
-            load::record(&mut seen.latency.lock(), late);
+            load::record(&mut sink.latency.lock(), late);
         } else {
             let now = Instant::now();
-            seen.first.lock().get_or_insert(now);
-            *seen.last.lock() = Some(now);
+            sink.first.lock().get_or_insert(now);
+            *sink.last.lock() = Some(now);
         }
         count.fetch_add(1, Ordering::Relaxed);
     }
@@ -87,17 +135,17 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     let seen = Arc::new(Seen {
         base: Instant::now(),
         refusing: AtomicBool::new(false),
-        latency: Mutex::new(load::histogram()),
-        count: [AtomicU64::new(0), AtomicU64::new(0)],
-        first: Mutex::new(None),
-        last: Mutex::new(None),
+        webhooks: Sink::new(),
+        forwarder: Sink::new(),
     });
     let receiver = {
         let seen = seen.clone();
-        axum::Router::new().fallback(move |body: Bytes| receive(seen.clone(), body))
+        axum::Router::new()
+            .fallback(move |uri: axum::http::Uri, body: Bytes| receive(seen.clone(), uri, body))
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_url = format!("http://{}/hook", listener.local_addr()?);
+    let forwarder_url = format!("http://{}{FORWARDER_PATH}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
     let data_dir = context.fresh_dir("webhooks")?;
@@ -122,6 +170,9 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
             .await
             .context("creating the benchmark's webhooks")?;
     }
+    api.create_forwarder(&admin, &forwarder_url, "message_posted")
+        .await
+        .context("creating the benchmark's forwarder")?;
     eprintln!(
         "  {WEBHOOKS} webhooks, {} rooms with all their accounts",
         rooms.len()
@@ -153,18 +204,29 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     // 1. Delivery latency at the target rate.
     let posts = post_at(0, sizes.deliver_rate, sizes.deliver_duration).await;
     let expected = posts.ok * WEBHOOKS as u64;
-    wait_for(&seen.count[0], expected, Duration::from_secs(60)).await;
-    let delivered = seen.count[0].load(Ordering::Relaxed);
-    let latency = seen.latency.lock().clone();
+    wait_for(&seen.webhooks.count[0], expected, Duration::from_secs(60)).await;
+    wait_for(&seen.forwarder.count[0], posts.ok, Duration::from_secs(60)).await;
+    let delivered = seen.webhooks.count[0].load(Ordering::Relaxed);
+    let forwarded = seen.forwarder.count[0].load(Ordering::Relaxed);
+    let latency = seen.webhooks.latency.lock().clone();
+    let forwarder_latency = seen.forwarder.latency.lock().clone();
+    // The forwarder's deliveries count too (one per post).
     let cpu_per_delivery = posts
         .server_cpu
-        .map(|cpu| cpu.as_secs_f64() * 1e6 / expected.max(1) as f64);
+        .map(|cpu| cpu.as_secs_f64() * 1e6 / (expected + forwarded).max(1) as f64);
     eprintln!(
         "  {} posts/s → {delivered} of {expected} deliveries: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         thousands(posts.rate),
         quantile_ms(&latency, 0.5),
         quantile_ms(&latency, 0.99),
         latency.max() as f64 / 1000.0
+    );
+    eprintln!(
+        "  forwarder: {forwarded} of {} events: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        posts.ok,
+        quantile_ms(&forwarder_latency, 0.5),
+        quantile_ms(&forwarder_latency, 0.99),
+        forwarder_latency.max() as f64 / 1000.0
     );
 
     // 2. Catch-up after an outage of the receiver.
@@ -173,22 +235,25 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     seen.refusing.store(false, Ordering::Relaxed);
     let reopened = Instant::now();
     let backlog = outage_posts.ok * WEBHOOKS as u64;
-    wait_for(&seen.count[1], backlog, Duration::from_secs(120)).await;
-    let caught_up = seen.count[1].load(Ordering::Relaxed);
-    let (first, last) = (*seen.first.lock(), *seen.last.lock());
-    let took = last.map_or(Duration::ZERO, |last| {
-        last.saturating_duration_since(reopened)
-    });
-    // The rate once deliveries resumed (the first retries wait out their backoff).
-    let draining = match (first, last) {
-        (Some(first), Some(last)) => last.saturating_duration_since(first),
-        _ => Duration::ZERO,
-    };
-    let catch_up_rate = caught_up as f64 / draining.as_secs_f64().max(0.001);
+    wait_for(&seen.webhooks.count[1], backlog, Duration::from_secs(120)).await;
+    wait_for(
+        &seen.forwarder.count[1],
+        outage_posts.ok,
+        Duration::from_secs(120),
+    )
+    .await;
+    let (caught_up, took, catch_up_rate) = seen.webhooks.catch_up(reopened);
+    let (forwarder_caught_up, forwarder_took, forwarder_rate) = seen.forwarder.catch_up(reopened);
     eprintln!(
         "  catch-up: {caught_up} of {backlog} deliveries, the last {:.1} s after the receiver reopened; {}/s once they resumed",
         took.as_secs_f64(),
         thousands(catch_up_rate)
+    );
+    eprintln!(
+        "  forwarder catch-up: {forwarder_caught_up} of {} events, the last {:.1} s after the receiver reopened; {}/s once they resumed",
+        outage_posts.ok,
+        forwarder_took.as_secs_f64(),
+        thousands(forwarder_rate)
     );
     server.stop().await?;
 
@@ -207,6 +272,15 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     if delivered < expected {
         problems.push(format!("{} deliveries missing", expected - delivered));
     }
+    if forwarded < posts.ok {
+        problems.push(format!("{} events not forwarded", posts.ok - forwarded));
+    }
+    if forwarder_caught_up < outage_posts.ok {
+        problems.push(format!(
+            "{} events not forwarded after the outage",
+            outage_posts.ok - forwarder_caught_up
+        ));
+    }
     if caught_up < backlog {
         problems.push(format!(
             "{} deliveries missing after the outage",
@@ -217,7 +291,8 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
     let mut result = format!(
         "p50 {:.2} ms, p99 {:.2} ms at {}/s × {WEBHOOKS} webhooks ({} deliveries{}); \
          catch-up after a {} s outage: {} deliveries, all in {:.1} s after it \
-         (retries back off), {}/s once resumed",
+         (retries back off), {}/s once resumed; forwarder (one, every post): p99 {:.2} ms, \
+         catch-up {}/s",
         quantile_ms(&latency, 0.5),
         quantile_ms(&latency, 0.99),
         thousands(posts.rate),
@@ -228,7 +303,9 @@ pub async fn run(context: &Context) -> anyhow::Result<Row> {
         OUTAGE.as_secs(),
         thousands(caught_up as f64),
         took.as_secs_f64(),
-        thousands(catch_up_rate)
+        thousands(catch_up_rate),
+        quantile_ms(&forwarder_latency, 0.99),
+        thousands(forwarder_rate)
     );
     if !problems.is_empty() {
         result.push_str(&format!("; **{}**", problems.join("; ")));

@@ -1,5 +1,5 @@
 //! `hayabusa`: serve the API, rebuild read models, back up and restore, manage
-//! accounts.
+//! accounts and forwarders.
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};

@@ -147,7 +147,12 @@ pub fn keys_of(event: &Event, keys: &mut Vec<Key>) {
         | Event::ForwarderDeleted { .. }
         | Event::ForwarderDeadLettered { .. }
         | Event::ForwarderReplayRequested { .. }
-        | Event::ForwarderDeadLetterDelivered { .. } => {}
+        | Event::ForwarderDeadLetterDelivered { .. }
+        | Event::LoginClaimed { .. }
+        | Event::PasswordSet { .. }
+        | Event::SessionStarted { .. }
+        | Event::SessionEnded { .. }
+        | Event::SessionsEnded { .. } => {}
         Event::ContactRequested { from, to, .. }
         | Event::ContactApproved { from, to, .. }
         | Event::ContactRejected { from, to, .. } => {

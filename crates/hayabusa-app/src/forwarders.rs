@@ -73,12 +73,16 @@ pub async fn dead_letters_of_stream(
     .await
 }
 
-/// Whether `stream` holds the forwarders' own bookkeeping (never forwarded).
-fn is_forwarders_own(stream: &str) -> bool {
+/// Whether `stream` is never forwarded: the forwarders' own bookkeeping, and
+/// credentials (password hashes, sessions).
+fn is_never_forwarded(stream: &str) -> bool {
     stream == FORWARDERS_STREAM
         || stream
             .strip_prefix("forwarder-")
             .is_some_and(|id| id.parse::<u64>().is_ok())
+        || hayabusa_domain::login::CREDENTIAL_STREAM_PREFIXES
+            .iter()
+            .any(|prefix| stream.starts_with(prefix))
 }
 
 /// The room an event belongs to, if any (from its stored JSON).
@@ -88,7 +92,7 @@ fn room_of(payload: &Value) -> Option<u64> {
 
 /// Whether `forwarder` wants `event`.
 pub fn wanted(forwarder: &Forwarder, event: &RecordedEvent, payload: &Value) -> bool {
-    if is_forwarders_own(&event.stream) {
+    if is_never_forwarded(&event.stream) {
         return false;
     }
     let type_ok =
@@ -450,7 +454,11 @@ mod tests {
         let posted = recorded("message_posted", "room-5", r#"{"room_id":5}"#);
         let account = recorded("account_created", "account-2", r#"{"account_id":2}"#);
         let own = recorded("forwarder_created", FORWARDERS_STREAM, "{}");
+        let session = recorded("session_started", "sessions-2", r#"{"account_id":2}"#);
+        let login = recorded("login_claimed", "login-ab12", r#"{"account_id":2}"#);
         let payload = |e: &RecordedEvent| serde_json::from_slice::<Value>(&e.data).unwrap();
+        assert!(!wanted(&forwarder, &session, &payload(&session)));
+        assert!(!wanted(&forwarder, &login, &payload(&login)));
         assert!(wanted(&forwarder, &posted, &payload(&posted)));
         assert!(wanted(&forwarder, &account, &payload(&account)));
         assert!(!wanted(&forwarder, &own, &Value::Null));

@@ -347,7 +347,12 @@ pub fn sync_changes_for(position: Position, event: &Event) -> Vec<Change> {
         | Event::ForwarderDeleted { .. }
         | Event::ForwarderDeadLettered { .. }
         | Event::ForwarderReplayRequested { .. }
-        | Event::ForwarderDeadLetterDelivered { .. } => {}
+        | Event::ForwarderDeadLetterDelivered { .. }
+        | Event::LoginClaimed { .. }
+        | Event::PasswordSet { .. }
+        | Event::SessionStarted { .. }
+        | Event::SessionEnded { .. }
+        | Event::SessionsEnded { .. } => {}
         Event::ContactRequested {
             request_id,
             from,

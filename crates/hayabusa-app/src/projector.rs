@@ -295,7 +295,12 @@ fn model_changes_for(event: &Event) -> Vec<Change> {
         | Event::ForwarderDeleted { .. }
         | Event::ForwarderDeadLettered { .. }
         | Event::ForwarderReplayRequested { .. }
-        | Event::ForwarderDeadLetterDelivered { .. } => vec![],
+        | Event::ForwarderDeadLetterDelivered { .. }
+        | Event::LoginClaimed { .. }
+        | Event::PasswordSet { .. }
+        | Event::SessionStarted { .. }
+        | Event::SessionEnded { .. }
+        | Event::SessionsEnded { .. } => vec![],
         Event::ContactRequested {
             request_id,
             from,

@@ -12,7 +12,7 @@ use crate::error::AppError;
 use crate::page_cache::PageCache;
 use crate::tokens::hash_token;
 use bytes::Bytes;
-use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, Role, RoomId, TaskId};
+use hayabusa_domain::{AccountId, DomainError, FileId, MessageId, Role, RoomId, Sessions, TaskId};
 use hayabusa_store::{
     AccountRow, ContactRequestView, ContactView, EventReader, FileView, JoinRequestView, LinkRow,
     MemberView, MessageView, ReadModelQueries, RoomView, StatusCounts, TaskFilter, TaskView,
@@ -31,7 +31,13 @@ pub struct Queries {
     writes: Arc<AckTracker>,
     auth_cache: Arc<AuthCache>,
     pages: Arc<PageCache>,
+    /// Accounts' sessions as last read from the log, with their stream's version:
+    /// each session check reads only what was appended since.
+    sessions: parking_lot::Mutex<HashMap<AccountId, (Sessions, u64)>>,
 }
+
+/// Most accounts whose sessions are kept in memory (beyond, they are read again).
+const SESSION_CACHE_ACCOUNTS: usize = 10_000;
 
 impl Queries {
     /// Queries over a read store.
@@ -51,6 +57,7 @@ impl Queries {
             writes,
             auth_cache,
             pages,
+            sessions: parking_lot::Mutex::default(),
         }
     }
 
@@ -66,6 +73,52 @@ impl Queries {
     /// when its account shows up here.
     pub fn token_changes(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
         self.auth_cache.token_changes()
+    }
+
+    /// The account a session cookie signs in, and the session's hash. The session
+    /// is checked against the log (what was appended to the account's sessions since
+    /// the last check is read), so a sign-out acknowledged anywhere holds here.
+    pub async fn authenticate_session(
+        &self,
+        cookie: &str,
+    ) -> Result<(Arc<AccountRow>, String), AppError> {
+        use crate::commands::signin::{parse_session_cookie, session_is_live};
+        let (account, hash) = parse_session_cookie(cookie).ok_or(AppError::Unauthenticated)?;
+        let (known, version) = self.sessions.lock().remove(&account).unwrap_or_default();
+        let (sessions, version) = crate::webhooks::fold_stream_from(
+            self.log.as_ref(),
+            &hayabusa_domain::sessions_stream(account),
+            known,
+            version,
+            |sessions, event, _| sessions.evolve(event),
+        )
+        .await?;
+        let live = session_is_live(&sessions, &hash);
+        {
+            let mut cache = self.sessions.lock();
+            if cache.len() >= SESSION_CACHE_ACCOUNTS {
+                cache.clear();
+            }
+            cache.insert(account, (sessions, version));
+        }
+        if !live {
+            return Err(AppError::Unauthenticated);
+        }
+        let mut rows = self.read.accounts(&[account]).await?;
+        if rows.is_empty() {
+            // A session is started only for an account acknowledged before it.
+            self.writes.learn_log_head().await?;
+            self.writes
+                .projection()
+                .wait_for(
+                    self.log.head().max(self.writes.max_acked()),
+                    Duration::from_secs(2),
+                )
+                .await;
+            rows = self.read.accounts(&[account]).await?;
+        }
+        let row = rows.pop().ok_or(AppError::Unauthenticated)?;
+        Ok((Arc::new(row), hash))
     }
 
     /// The account a token belongs to. A token created a moment ago may not be

@@ -92,6 +92,15 @@ impl TokenSecret {
 }
 
 impl TokenSecret {
+    /// The CSRF token of the session whose cookie hashes to `session_hash`: what a
+    /// page signed in with that cookie sends back in `X-CSRF-Token` on its writes.
+    pub fn csrf_token(&self, session_hash: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"hayabusa csrf v1:");
+        mac.update(session_hash.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     /// The signature of a download URL for `file` in `room`, valid until `expires`
     /// (Unix seconds).
     pub fn download_signature(&self, room: u64, file: u64, expires: i64) -> String {

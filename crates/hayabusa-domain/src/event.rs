@@ -404,6 +404,55 @@ pub enum Event {
         /// Unix seconds.
         at: i64,
     },
+    /// An account got a sign-in address and password (stream `login-{hash of the
+    /// address}`: one account per address). The password is kept only as an
+    /// argon2id hash.
+    LoginClaimed {
+        /// Whose.
+        account_id: AccountId,
+        /// The address, as given (compared without case).
+        login_mail: String,
+        /// PHC string of the argon2id hash.
+        password_hash: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A sign-in address got a new password.
+    PasswordSet {
+        /// Whose.
+        account_id: AccountId,
+        /// PHC string of the argon2id hash.
+        password_hash: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// An account signed in (stream `sessions-{account_id}`).
+    SessionStarted {
+        /// Who.
+        account_id: AccountId,
+        /// Hex SHA-256 of the session's cookie value.
+        session_hash: String,
+        /// When it stops working, Unix seconds.
+        expires_at: i64,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// A session was signed out.
+    SessionEnded {
+        /// Whose.
+        account_id: AccountId,
+        /// Hex SHA-256 of the session's cookie value.
+        session_hash: String,
+        /// Unix seconds.
+        at: i64,
+    },
+    /// Every session of an account was signed out.
+    SessionsEnded {
+        /// Whose.
+        account_id: AccountId,
+        /// Unix seconds.
+        at: i64,
+    },
     /// An account's read cursor in a room moved (to mark read or unread).
     ReadCursorMoved {
         /// The reader.
@@ -480,6 +529,11 @@ impl Event {
             Event::ForwarderDeadLettered { .. } => "forwarder_dead_lettered",
             Event::ForwarderReplayRequested { .. } => "forwarder_replay_requested",
             Event::ForwarderDeadLetterDelivered { .. } => "forwarder_dead_letter_delivered",
+            Event::LoginClaimed { .. } => "login_claimed",
+            Event::PasswordSet { .. } => "password_set",
+            Event::SessionStarted { .. } => "session_started",
+            Event::SessionEnded { .. } => "session_ended",
+            Event::SessionsEnded { .. } => "sessions_ended",
         }
     }
 

@@ -7,6 +7,7 @@ pub mod event;
 pub mod forwarder;
 pub mod ids;
 pub mod link;
+pub mod login;
 pub mod notation;
 pub mod roles;
 pub mod room;
@@ -24,6 +25,7 @@ pub use forwarder::{
 };
 pub use ids::{AccountId, FileId, IdError, MessageId, OrganizationId, RequestId, RoomId, TaskId};
 pub use link::LinkCode;
+pub use login::{Login, Sessions, sessions_stream};
 pub use room::{ROOM_STATE_VERSION, Role, Room, RoomCommand, RoomType};
 pub use webhook::{
     MAX_WEBHOOKS_PER_ACCOUNT, WebhookCommand, WebhookEventType, WebhookSetting, WebhookSettings,

@@ -693,6 +693,17 @@ impl ForwarderView {
     }
 }
 
+/// A web session (`POST /session`, `GET /session`).
+#[derive(Serialize, ToSchema)]
+pub struct Session {
+    /// The signed-in account.
+    pub account_id: u64,
+    /// Send it back in `X-CSRF-Token` on every write signed in by the cookie.
+    pub csrf_token: String,
+    /// When the session ends, Unix seconds (0 when not told).
+    pub expires_at: i64,
+}
+
 /// An event a forwarder gave up on after its retry schedule
 /// (`GET /admin/forwarders/{id}/dead_letters`).
 #[derive(Serialize, ToSchema)]

@@ -58,6 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         if spec.room_post {
             method_router = method_router.layer(room_posts.clone());
         }
+        if spec.path == "/v2/session" && spec.method == Method::POST {
+            // Sign-in attempts count against their address and peer.
+            method_router = method_router.layer(axum::Extension(rate_limiter.clone()));
+        }
         if spec.body == BodyLimit::Upload {
             method_router = method_router.layer(DefaultBodyLimit::max(upload_limit));
         }

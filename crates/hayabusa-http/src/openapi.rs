@@ -1051,10 +1051,89 @@ const ENDPOINTS: &[Endpoint] = &[
             ),
             optional("department", Kind::Text, "Department."),
             optional("title", Kind::Text, "Title."),
+            optional(
+                "login_mail",
+                Kind::Note(254),
+                "Sign-in address for the web client (with password; extension): one account per address, compared without case (409 if taken).",
+            ),
+            optional(
+                "password",
+                Kind::Note(1024),
+                "Web client password (with login_mail): at least 8 characters, at most 1,024 bytes; kept as an argon2id hash.",
+            ),
         ],
         multipart: false,
         access: Access::Guarded,
         answer: Answer::Json(body::<dto::CreatedAccount>()),
+        extra_errors: &[409],
+    },
+    Endpoint {
+        method: HttpMethod::Post,
+        path: "/v2/session",
+        tag: "session",
+        summary: "Sign in (extension, for the web client): sets the HttpOnly, SameSite=Strict session cookie `hayabusa_session` and answers the session's CSRF token, which every write signed in by the cookie sends in X-CSRF-Token; 401 for a wrong address or password alike; attempts are limited per address and per peer (429)",
+        params: &[
+            required("login_mail", Kind::Text, "Sign-in address."),
+            required("password", Kind::Text, "Password."),
+        ],
+        multipart: false,
+        access: Access::Public,
+        answer: Answer::Json(body::<dto::Session>()),
+        extra_errors: &[401, 429],
+    },
+    Endpoint {
+        method: HttpMethod::Get,
+        path: "/v2/session",
+        tag: "session",
+        summary: "The session the cookie signs in, with its CSRF token (400 when signed in by API token)",
+        params: &[],
+        multipart: false,
+        access: Access::Token,
+        answer: Answer::Json(body::<dto::Session>()),
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v2/session",
+        tag: "session",
+        summary: "Sign out: ends the cookie's session and removes the cookie (400 when signed in by API token)",
+        params: &[],
+        multipart: false,
+        access: Access::Token,
+        answer: Answer::NoContent,
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Delete,
+        path: "/v2/sessions",
+        tag: "session",
+        summary: "Sign out everywhere: ends every session of the caller (API tokens keep working)",
+        params: &[],
+        multipart: false,
+        access: Access::Token,
+        answer: Answer::NoContent,
+        extra_errors: &[],
+    },
+    Endpoint {
+        method: HttpMethod::Put,
+        path: "/v2/admin/password",
+        tag: "session",
+        summary: "Set the password of the account that signs in with login_mail (server administrators, extension)",
+        params: &[
+            required(
+                "login_mail",
+                Kind::Text,
+                "The account's sign-in address (404 if nobody's).",
+            ),
+            required(
+                "password",
+                Kind::Note(1024),
+                "At least 8 characters, at most 1,024 bytes.",
+            ),
+        ],
+        multipart: false,
+        access: Access::Guarded,
+        answer: Answer::NoContent,
         extra_errors: &[],
     },
     Endpoint {
@@ -1683,6 +1762,13 @@ mod tests {
 
     /// Every operation of `api.md` Part 1 and Part 2 (and the invitation-link join).
     const EXPECTED: &[(&str, &str)] = &[
+        ("post", "/v2/session"),
+        ("get", "/v2/session"),
+        ("delete", "/v2/session"),
+        ("delete", "/v2/sessions"),
+        ("put", "/v2/admin/password"),
+        ("get", "/v2/admin/forwarders/{forwarder_id}/dead_letters"),
+        ("post", "/v2/admin/forwarders/{forwarder_id}/replay"),
         ("get", "/v2/me"),
         ("get", "/v2/my/status"),
         ("get", "/v2/my/tasks"),
@@ -1823,7 +1909,8 @@ mod tests {
             let responses = op["responses"].as_object().unwrap();
             let public = ["/healthz", "/readyz", "/metrics", "/v2/openapi.json"]
                 .contains(&path.as_str())
-                || path.starts_with("/v2/files/download/");
+                || path.starts_with("/v2/files/download/")
+                || (path == "/v2/session" && method == "post");
             if public {
                 assert_eq!(op["security"], serde_json::json!([]), "{method} {path}");
                 continue;

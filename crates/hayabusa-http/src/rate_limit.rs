@@ -144,6 +144,66 @@ impl RateLimiter {
     }
 }
 
+/// A sign-in attempt counted against its address's limit (given back if it
+/// succeeds: only failures count against an address).
+pub struct SignInAttempt {
+    address: Option<(u128, RateHit, Engine)>,
+}
+
+impl RateLimiter {
+    /// Counts a sign-in attempt for the sign-in address of key `address` from
+    /// `peer`; the 429 answer if either's limit is reached.
+    pub async fn sign_in_attempt(
+        &self,
+        address: u128,
+        peer: Option<IpAddr>,
+    ) -> Result<SignInAttempt, Response> {
+        if let Some(limit) = self.limits.sign_in_peer {
+            match self
+                .hit(RateScope::SignInPeer, peer_key(peer), limit)
+                .await
+                .0
+            {
+                RateOutcome::Counted(hit) if !hit.allowed => {
+                    return Err(too_many_requests(
+                        format!(
+                            "Too many sign-in attempts from this address; try again in {} seconds",
+                            ceil_seconds(hit.retry_after).max(1)
+                        ),
+                        hit.retry_after,
+                    ));
+                }
+                RateOutcome::Counted(_) => {}
+                RateOutcome::Full { retry_after } => return Err(too_many_clients(retry_after)),
+            }
+        }
+        let Some(limit) = self.limits.sign_in_address else {
+            return Ok(SignInAttempt { address: None });
+        };
+        match self.hit(RateScope::SignInAddress, address, limit).await {
+            (RateOutcome::Counted(hit), _) if !hit.allowed => Err(too_many_requests(
+                format!(
+                    "Too many failed sign-ins for this account; try again in {} seconds",
+                    ceil_seconds(hit.retry_after).max(1)
+                ),
+                hit.retry_after,
+            )),
+            (RateOutcome::Counted(hit), engine) => Ok(SignInAttempt {
+                address: Some((address, hit, engine)),
+            }),
+            (RateOutcome::Full { retry_after }, _) => Err(too_many_clients(retry_after)),
+        }
+    }
+
+    /// The attempt succeeded: it does not count against its address.
+    pub async fn sign_in_succeeded(&self, attempt: SignInAttempt) {
+        if let Some((address, hit, engine)) = attempt.address {
+            self.give_back(RateScope::SignInAddress, address, &hit, engine)
+                .await;
+        }
+    }
+}
+
 /// The key of a peer address: an IPv4 address, or the /64 prefix of an IPv6 one (a
 /// single host commonly has a whole /64). Unknown peers share one key.
 pub fn peer_key(peer: Option<IpAddr>) -> u128 {
@@ -225,11 +285,16 @@ pub async fn enforce(
         // Probes of load balancers are not API traffic.
         return next.run(request).await;
     }
-    let (mut request, token) = token_of_request(request, &path);
-    let account = match token {
-        Some(token) => state.app.queries.authenticate(&token).await.ok(),
-        None => None,
+    let (request, token) = token_of_request(request, &path);
+    let (mut parts, body) = request.into_parts();
+    let (account, session) = match crate::auth::authenticate(&parts, &state, token).await {
+        Ok((account, session)) => (Some(account), session),
+        Err(_) => (None, None),
     };
+    if let Some(session) = session {
+        parts.extensions.insert(session);
+    }
+    let mut request = Request::from_parts(parts, body);
     let counted = match (&account, limiter.limits.per_token, limiter.limits.per_peer) {
         (Some(account), Some(per_token), _) => {
             let key = u128::from(account.account_id.0);

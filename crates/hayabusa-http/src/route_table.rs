@@ -4,8 +4,8 @@
 //! (`tests/it/authz_matrix.rs` does, and fails for a route it cannot exercise).
 
 use crate::routes::{
-    accounts, contacts, files, forwarders, health, links, me, members, messages, rooms, sync,
-    tasks, webhooks,
+    accounts, contacts, files, forwarders, health, links, me, members, messages, rooms, session,
+    sync, tasks, webhooks,
 };
 use crate::state::AppState;
 use crate::{metrics, openapi};
@@ -114,6 +114,19 @@ static ROUTES: &[RouteSpec] = &[
     route(GET, "/readyz", Public, |m| on(m, health::readyz)),
     route(GET, "/metrics", Public, |m| on(m, metrics::serve)),
     route(GET, "/v2/openapi.json", Public, |m| on(m, openapi::serve)),
+    route(POST, "/v2/session", Public, |m| on(m, session::sign_in)),
+    route(GET, "/v2/session", Authenticated, |m| {
+        on(m, session::current)
+    }),
+    route(DELETE, "/v2/session", Authenticated, |m| {
+        on(m, session::sign_out)
+    }),
+    route(DELETE, "/v2/sessions", Authenticated, |m| {
+        on(m, session::sign_out_everywhere)
+    }),
+    route(PUT, "/v2/admin/password", Administrator, |m| {
+        on(m, session::set_password)
+    }),
     route(GET, "/v2/me", Authenticated, |m| on(m, me::me)),
     route(POST, "/v2/me/token", Authenticated, |m| {
         on(m, me::rotate_token)

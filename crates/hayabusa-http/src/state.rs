@@ -162,6 +162,10 @@ pub struct RateLimits {
     pub per_peer: Option<RateLimit>,
     /// Messages and tasks posted per room, by anyone (ChatWork: 10 per 10 seconds).
     pub room_posts: Option<RateLimit>,
+    /// Failed sign-in attempts per sign-in address (default 10 per 15 minutes).
+    pub sign_in_address: Option<RateLimit>,
+    /// Sign-in attempts per peer address (default 30 per 15 minutes).
+    pub sign_in_peer: Option<RateLimit>,
     /// Most keys (accounts, peers, rooms) each limit tracks at once in a node's
     /// memory, which bounds memory whatever callers send: when every window is open,
     /// a new key is refused (429) until the oldest ends; a live window is never
@@ -176,6 +180,8 @@ impl RateLimits {
             per_token: None,
             per_peer: None,
             room_posts: None,
+            sign_in_address: None,
+            sign_in_peer: None,
             ..RateLimits::default()
         }
     }
@@ -196,6 +202,14 @@ impl Default for RateLimits {
             room_posts: Some(RateLimit {
                 requests: 10,
                 window: Duration::from_secs(10),
+            }),
+            sign_in_address: Some(RateLimit {
+                requests: 10,
+                window: Duration::from_secs(15 * 60),
+            }),
+            sign_in_peer: Some(RateLimit {
+                requests: 30,
+                window: Duration::from_secs(15 * 60),
             }),
             max_tracked_keys: 100_000,
         }

@@ -53,11 +53,21 @@ pub enum RateScope {
     Peer,
     /// Posts (messages, tasks, files) to a room.
     RoomPosts,
+    /// Sign-in attempts for a sign-in address (by a hash of it).
+    SignInAddress,
+    /// Sign-in attempts from a peer address.
+    SignInPeer,
 }
 
 impl RateScope {
     /// Every scope.
-    pub const ALL: [RateScope; 3] = [RateScope::Account, RateScope::Peer, RateScope::RoomPosts];
+    pub const ALL: [RateScope; 5] = [
+        RateScope::Account,
+        RateScope::Peer,
+        RateScope::RoomPosts,
+        RateScope::SignInAddress,
+        RateScope::SignInPeer,
+    ];
 
     /// The scope's number in a shared store.
     pub fn code(self) -> i16 {
@@ -65,6 +75,8 @@ impl RateScope {
             RateScope::Account => 1,
             RateScope::Peer => 2,
             RateScope::RoomPosts => 3,
+            RateScope::SignInAddress => 4,
+            RateScope::SignInPeer => 5,
         }
     }
 
@@ -73,6 +85,8 @@ impl RateScope {
             RateScope::Account => 0,
             RateScope::Peer => 1,
             RateScope::RoomPosts => 2,
+            RateScope::SignInAddress => 3,
+            RateScope::SignInPeer => 4,
         }
     }
 }
@@ -136,7 +150,7 @@ pub fn ceil_seconds(duration: Duration) -> u64 {
 /// documentation). At most `max_keys` windows are open per scope.
 pub struct LocalRateWindows {
     max_keys: usize,
-    scopes: [Mutex<Option<FixedWindowLimiter<u128>>>; 3],
+    scopes: [Mutex<Option<FixedWindowLimiter<u128>>>; 5],
 }
 
 impl LocalRateWindows {

@@ -167,9 +167,12 @@ enum AccountCommand {
         /// Make it a server administrator.
         #[arg(long)]
         admin: bool,
-        /// Mail address.
+        /// Mail address (also the web client's sign-in address, with --password).
         #[arg(long)]
         mail: Option<String>,
+        /// Web client password (needs --mail; at least 8 characters).
+        #[arg(long, requires = "mail")]
+        password: Option<String>,
         /// Organization name (default: the administrator's).
         #[arg(long)]
         organization_name: Option<String>,
@@ -179,6 +182,15 @@ enum AccountCommand {
         /// Title.
         #[arg(long)]
         title: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Set the web client password of the account that signs in with --mail (read
+    /// from standard input, one line).
+    SetPassword {
+        /// The account's sign-in address.
+        #[arg(long)]
+        mail: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -603,6 +615,7 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     admin,
                     mail,
+                    password,
                     organization_name,
                     department,
                     title,
@@ -613,6 +626,10 @@ async fn main() -> anyhow::Result<()> {
                 ("name", name),
                 ("admin", if admin { "1" } else { "0" }.into()),
             ];
+            if let (Some(mail), Some(password)) = (&mail, password) {
+                form.push(("login_mail", mail.clone()));
+                form.push(("password", password));
+            }
             for (key, value) in [
                 ("mail", mail),
                 ("organization_name", organization_name),
@@ -626,6 +643,23 @@ async fn main() -> anyhow::Result<()> {
             server
                 .call(reqwest::Method::POST, "/v2/accounts", &form)
                 .await?;
+        }
+        Command::Account {
+            command: AccountCommand::SetPassword { mail, server },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            server
+                .call(
+                    reqwest::Method::PUT,
+                    "/v2/admin/password",
+                    &[("login_mail", mail.clone()), ("password", password)],
+                )
+                .await?;
+            println!("password set for {mail}");
         }
         Command::Forwarder { command } => forwarder_command(command).await?,
     }

@@ -14,6 +14,7 @@ mod contacts;
 mod files;
 mod forwarders;
 mod links;
+pub mod signin;
 mod tasks;
 mod tokens;
 mod webhooks;

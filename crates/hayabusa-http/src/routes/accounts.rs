@@ -53,12 +53,34 @@ pub async fn create(
         title: params.get("title").unwrap_or_default().to_string(),
         admin: params.flag("admin", false)?,
     };
+    // A sign-in address and password, both or neither; checked before anything is
+    // written, and the address must be free.
+    let login = match (params.get("login_mail"), params.get("password")) {
+        (None, None) => None,
+        (Some(mail), Some(password)) => {
+            hayabusa_app::commands::signin::check_login(mail, password)?;
+            state.app.commands.ensure_login_free(mail, None).await?;
+            Some((mail.to_owned(), password.to_owned()))
+        }
+        _ => {
+            return Err(crate::error::ApiError::bad_request(
+                "login_mail and password go together",
+            ));
+        }
+    };
     let written = state
         .app
         .commands
         .create_account(Some(&caller), input, key)
         .await?;
     let created = written.value;
+    if let Some((mail, password)) = login {
+        state
+            .app
+            .commands
+            .set_login(created.account.account_id, &mail, &password)
+            .await?;
+    }
     Ok(Json(dto::CreatedAccount::new(
         &created.account,
         created.token,

@@ -10,6 +10,7 @@ pub mod me;
 pub mod members;
 pub mod messages;
 pub mod rooms;
+pub mod session;
 pub mod sync;
 pub mod tasks;
 pub mod webhooks;

@@ -40,6 +40,8 @@ enum Who {
     Rotator,
     /// No token at all (public routes, signed downloads).
     Anonymous,
+    /// The web client's session of an account of its own (cookie and CSRF token).
+    Session,
 }
 
 /// How a request carries (or fails to carry) a token.
@@ -47,6 +49,8 @@ enum Who {
 enum Credential {
     Token(String),
     Header(&'static str, String),
+    /// A session cookie and its CSRF token.
+    Session(String, String),
     None,
 }
 
@@ -140,6 +144,8 @@ struct World {
     forwarder: String,
     /// A forwarder that stays (its dead letters, their replay).
     kept_forwarder: String,
+    /// A session of an account that signs in with [`SESSION_MAIL`].
+    session: Credential,
     /// Accounts the positive calls act on (a contact request target, a joiner).
     spare: Vec<User>,
 }
@@ -201,8 +207,44 @@ async fn request_contact(from: &User, to: &User) -> u64 {
     body["request_id"].as_u64().expect("request id")
 }
 
+/// The sign-in address and password of the world's account with a session.
+const SESSION_MAIL: &str = "session@example.com";
+const SESSION_PASSWORD: &str = "matrix password";
+
 async fn world() -> World {
     let app = spawn_app().await;
+    let (status, body) = app
+        .admin
+        .send(
+            Method::POST,
+            "/v2/accounts",
+            &[
+                ("name", "Sam Session".to_string()),
+                ("login_mail", SESSION_MAIL.to_string()),
+                ("password", SESSION_PASSWORD.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let signed_in = reqwest::Client::new()
+        .post(format!("{}/v2/session", app.base))
+        .form(&[("login_mail", SESSION_MAIL), ("password", SESSION_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("hayabusa_session=")
+        .to_owned();
+    let csrf = signed_in.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let session = Credential::Session(cookie, csrf);
     let a = app.account("Ann Admin").await;
     let m = app.account("Max Member").await;
     let r = app.account("Rita Readonly").await;
@@ -310,6 +352,7 @@ async fn world() -> World {
         n_webhook,
         forwarder,
         kept_forwarder,
+        session,
         spare,
         app,
         a,
@@ -329,7 +372,7 @@ impl World {
             Who::N => Some(&self.n.client),
             Who::Joiner => Some(&self.spare[1].client),
             Who::Rotator => Some(&self.spare[2].client),
-            Who::Anonymous => None,
+            Who::Anonymous | Who::Session => None,
         }
     }
 
@@ -385,6 +428,24 @@ impl World {
         let method = spec.method.as_str();
         match (method, spec.path) {
             ("GET", "/healthz" | "/readyz" | "/metrics" | "/v2/openapi.json") => {}
+            ("POST", "/v2/session") => {
+                payload = form(&[("login_mail", SESSION_MAIL), ("password", SESSION_PASSWORD)]);
+            }
+            // The session's own routes (in the table's order: the session is read
+            // before it is ended, and everyone's sessions end last).
+            ("GET" | "DELETE", "/v2/session") => allowed = Who::Session,
+            ("DELETE", "/v2/sessions") => {}
+            ("PUT", "/v2/admin/password") => {
+                payload = form(&[("login_mail", SESSION_MAIL), ("password", SESSION_PASSWORD)]);
+                // An address that is nobody's.
+                other_payloads.push((
+                    "/v2/admin/password".into(),
+                    form(&[
+                        ("login_mail", "nobody@example.com"),
+                        ("password", SESSION_PASSWORD),
+                    ]),
+                ));
+            }
             (
                 "GET",
                 "/v2/me"
@@ -683,6 +744,9 @@ async fn call(
     request = match credential {
         Credential::Token(token) => request.header("X-ChatWorkToken", token),
         Credential::Header(name, value) => request.header(*name, value),
+        Credential::Session(cookie, csrf) => request
+            .header("cookie", format!("hayabusa_session={cookie}"))
+            .header("x-csrf-token", csrf),
         Credential::None => request,
     };
     request = match payload {
@@ -845,6 +909,7 @@ async fn every_route_refuses_whom_it_must_and_refusals_change_nothing() {
         // Other users' ids, as the allowed caller.
         let allowed_credential = match world.client(plan.allowed) {
             Some(client) => Credential::Token(client.token.clone()),
+            None if plan.allowed == Who::Session => world.session.clone(),
             None => Credential::None,
         };
         for (path, payload, expected) in &plan.foreign {

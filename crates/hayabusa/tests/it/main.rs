@@ -22,6 +22,7 @@ mod openapi;
 mod persistence;
 mod rate_limits;
 mod rooms;
+mod session;
 mod sync;
 mod tasks;
 mod tokens;

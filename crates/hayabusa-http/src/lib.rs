@@ -15,6 +15,7 @@ pub mod route_table;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod web;
 
 pub use route_table::{Access, BodyLimit, RouteSpec, routes};
 pub use state::{
@@ -70,11 +71,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             None => paths.push((spec.path, method_router)),
         }
     }
-    let api = paths
+    let mut api = paths
         .into_iter()
         .fold(Router::new(), |router, (path, method_router)| {
             router.route(path, method_router)
         });
+    if state.api {
+        // The web client, compressed for browsers that accept it.
+        let compression = tower_http::compression::CompressionLayer::new();
+        api = api
+            .route(
+                "/",
+                axum::routing::get(web::index).layer(compression.clone()),
+            )
+            .route(
+                "/assets/{name}",
+                axum::routing::get(web::asset).layer(compression),
+            );
+    }
     api.fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

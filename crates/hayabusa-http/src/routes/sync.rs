@@ -186,10 +186,14 @@ async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> 
         ));
     }
     let params = Params::from_query(parts.uri.query());
-    let token = token_of(&parts)
-        .or_else(|| params.get("token").map(str::to_string))
-        .ok_or_else(ApiError::unauthorized)?;
-    let caller = state.app.queries.authenticate(&token).await?;
+    let token = token_of(&parts).or_else(|| params.get("token").map(str::to_string));
+    let credential = match &token {
+        Some(token) => Credential::Token(token.clone()),
+        None => Credential::Session(
+            crate::auth::session_cookie_of(&parts).ok_or_else(ApiError::unauthorized)?,
+        ),
+    };
+    let (caller, _) = crate::auth::authenticate(&parts, &state, token).await?;
     state.app.sync.settle(caller.account_id).await?;
     let since = match since_of(&state, &params).await? {
         Some(since) => since,
@@ -211,13 +215,45 @@ async fn upgrade(state: Arc<AppState>, request: Request) -> ApiResult<Response> 
         )
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
-            serve_socket(socket, state, caller.account_id, token, since).await;
+            serve_socket(socket, state, caller.account_id, credential, since).await;
         }))
 }
 
 enum Outcome {
     Continue,
     Stop,
+}
+
+/// What a socket was opened with, checked again when it may have stopped working.
+enum Credential {
+    /// An API token (checked again when the account's token changes).
+    Token(String),
+    /// The web client's session cookie (checked again at every ping: a sign-out
+    /// on any node ends the socket within a ping interval).
+    Session(String),
+}
+
+impl Credential {
+    async fn check(&self, state: &AppState) -> Result<(), AppError> {
+        match self {
+            Credential::Token(token) => state.app.queries.authenticate(token).await.map(|_| ()),
+            Credential::Session(cookie) => state
+                .app
+                .queries
+                .authenticate_session(cookie)
+                .await
+                .map(|_| ()),
+        }
+    }
+}
+
+/// Closes `socket` as `error` (from checking its credential again) says.
+async fn close_for(socket: &mut WebSocket, error: AppError) {
+    let (code, reason) = match error {
+        AppError::Unauthenticated => (CLOSE_TOKEN_REVOKED, "token revoked: authenticate again"),
+        _ => (CLOSE_UNAVAILABLE, "temporarily unavailable: reconnect"),
+    };
+    close(socket, code, reason).await;
 }
 
 async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> Outcome {
@@ -283,12 +319,12 @@ async fn serve_socket(
     socket: WebSocket,
     state: Arc<AppState>,
     account: AccountId,
-    token: String,
+    credential: Credential,
     since: Revision,
 ) {
     let open = metrics::gauge!(crate::metrics::WEBSOCKETS_OPEN);
     open.increment(1.0);
-    serve_open_socket(socket, state, account, token, since).await;
+    serve_open_socket(socket, state, account, credential, since).await;
     open.decrement(1.0);
 }
 
@@ -319,7 +355,7 @@ async fn serve_open_socket(
     mut socket: WebSocket,
     state: Arc<AppState>,
     account: AccountId,
-    token: String,
+    credential: Credential,
     since: Revision,
 ) {
     let mut token_changes = Some(state.app.queries.token_changes());
@@ -352,12 +388,8 @@ async fn serve_open_socket(
             }
             () = token_maybe_changed(&mut token_changes, account) => {
                 // A rotated or revoked token ends the sessions it opened.
-                if let Err(error) = state.app.queries.authenticate(&token).await {
-                    let (code, reason) = match error {
-                        AppError::Unauthenticated => (CLOSE_TOKEN_REVOKED, "token revoked: authenticate again"),
-                        _ => (CLOSE_UNAVAILABLE, "temporarily unavailable: reconnect"),
-                    };
-                    close(&mut socket, code, reason).await;
+                if let Err(error) = credential.check(&state).await {
+                    close_for(&mut socket, error).await;
                     return;
                 }
             }
@@ -369,6 +401,12 @@ async fn serve_open_socket(
             _ = ping.tick() => {
                 if awaiting_pong {
                     close(&mut socket, CLOSE_NO_PONG, "no pong: reconnect with since=<last revision>").await;
+                    return;
+                }
+                if let Credential::Session(_) = credential
+                    && let Err(error) = credential.check(&state).await
+                {
+                    close_for(&mut socket, error).await;
                     return;
                 }
                 if let Outcome::Stop = send(&mut socket, Message::Ping(Default::default()), state.sync.send_timeout).await {

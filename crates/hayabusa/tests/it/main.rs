@@ -26,4 +26,5 @@ mod session;
 mod sync;
 mod tasks;
 mod tokens;
+mod web;
 mod webhooks;

@@ -1079,7 +1079,7 @@ const ENDPOINTS: &[Endpoint] = &[
         multipart: false,
         access: Access::Public,
         answer: Answer::Json(body::<dto::Session>()),
-        extra_errors: &[401, 429],
+        extra_errors: &[400, 401, 429],
     },
     Endpoint {
         method: HttpMethod::Get,

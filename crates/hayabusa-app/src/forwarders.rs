@@ -160,7 +160,7 @@ struct Worker<'a> {
     workers: &'a ForwarderWorkers,
     forwarder: &'a Forwarder,
     secret: String,
-    destination: Destination<'a>,
+    destination: Destination,
     /// The dead letters as last read, and their stream's version then.
     letters: (DeadLetters, u64),
 }
@@ -229,7 +229,7 @@ impl Worker<'_> {
             |letters, event, _| letters.evolve(event),
         )
         .await?;
-        metrics::gauge!("hayabusa_forwarder_dead_letters", "destination" => self.destination.name.to_owned())
+        metrics::gauge!("hayabusa_forwarder_dead_letters", "destination" => self.destination.name().to_owned())
             .set(self.letters.0.letters.len() as f64);
         let to_replay: Vec<u64> = self.letters.0.to_replay().map(|l| l.position).collect();
         for position in to_replay {
@@ -321,11 +321,7 @@ impl ForwarderWorkers {
             workers: self,
             forwarder,
             secret: self.secret.forwarder_secret(forwarder.forwarder_id),
-            destination: Destination {
-                kind: "forwarder",
-                name: &label,
-                gone_ends: false,
-            },
+            destination: Destination::new("forwarder", label.clone(), false),
             letters: (DeadLetters::default(), 0),
         };
         let mut after = match self.checkpoints.consumer_checkpoint(&name).await? {

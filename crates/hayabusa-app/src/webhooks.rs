@@ -421,6 +421,7 @@ impl WebhookWorkers {
     ) -> Result<Ended, AppError> {
         let name = format!("webhook-{}", setting.webhook_id);
         let token = self.secret.webhook_token(setting.webhook_id);
+        let destination = Destination::new("webhook", setting.webhook_id.to_string(), true);
         let start = match self.checkpoints.consumer_checkpoint(&name).await? {
             Some(saved) => {
                 parse_revision(&saved).unwrap_or(Revision::at(setting.created_at_position))
@@ -436,7 +437,10 @@ impl WebhookWorkers {
                 if let Some(delivery) =
                     delivery_of(self.read.as_ref(), setting, op, &mut recent).await?
                 {
-                    match self.send(setting, &token, &delivery, stop).await {
+                    match self
+                        .send(setting, &destination, &token, &delivery, stop)
+                        .await
+                    {
                         Sent::Delivered | Sent::GivenUp { .. } => {}
                         Sent::Gone => {
                             self.commands
@@ -464,12 +468,7 @@ impl WebhookWorkers {
                 self.save(&name, batch.revision).await?;
                 continue;
             }
-            Destination {
-                kind: "webhook",
-                name: &setting.webhook_id.to_string(),
-                gone_ends: true,
-            }
-            .set_lag(None);
+            destination.set_lag(None);
             // Woken as the owner's sync clients are; an idle webhook costs nothing
             // (the long safety interval only bounds the cost of a lost wake-up).
             tokio::select! {
@@ -492,6 +491,7 @@ impl WebhookWorkers {
     async fn send(
         &self,
         setting: &WebhookSetting,
+        destination: &Destination,
         token: &str,
         delivery: &Delivery,
         stop: &mut tokio::sync::watch::Receiver<bool>,
@@ -499,11 +499,7 @@ impl WebhookWorkers {
         send_with_retries(
             self.transport.as_ref(),
             &self.schedule,
-            &Destination {
-                kind: "webhook",
-                name: &setting.webhook_id.to_string(),
-                gone_ends: true,
-            },
+            destination,
             &delivery.id,
             &delivery.body,
             delivery.time.saturating_mul(1_000),
@@ -607,51 +603,59 @@ pub(crate) enum Sent {
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now_secs()
 }
 
-/// Where deliveries go, for [`send_with_retries`] and its metrics.
-pub(crate) struct Destination<'a> {
+/// Where deliveries go, for [`send_with_retries`], with its metrics (registered once
+/// per worker, not per delivery).
+pub(crate) struct Destination {
     /// `webhook` or `forwarder`: the metrics are `hayabusa_{kind}_…`.
-    pub kind: &'static str,
+    kind: &'static str,
     /// The `destination` label: the webhook's or forwarder's id.
-    pub name: &'a str,
+    name: String,
     /// Whether a 410 Gone ends the deliveries (otherwise it is a failure).
-    pub gone_ends: bool,
+    gone_ends: bool,
+    deliveries: metrics::Counter,
+    failures: metrics::Counter,
+    retries: metrics::Counter,
+    given_up: metrics::Counter,
+    lag: metrics::Gauge,
 }
 
-impl Destination<'_> {
-    fn count(&self, what: &str) {
-        metrics::counter!(
-            format!("hayabusa_{}_{what}_total", self.kind),
-            "destination" => self.name.to_owned()
-        )
-        .increment(1);
+impl Destination {
+    /// The destination `name` of `kind`.
+    pub fn new(kind: &'static str, name: String, gone_ends: bool) -> Self {
+        let counter = |what: &str| metrics::counter!(format!("hayabusa_{kind}_{what}_total"), "destination" => name.clone());
+        Destination {
+            deliveries: counter("deliveries"),
+            failures: counter("failures"),
+            retries: counter("retries"),
+            given_up: counter("given_up"),
+            lag: metrics::gauge!(format!("hayabusa_{kind}_lag_seconds"), "destination" => name.clone()),
+            kind,
+            name,
+            gone_ends,
+        }
+    }
+
+    /// The `destination` label.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sets how old (in seconds) the oldest event this destination has not got yet
     /// is: the one being sent, made at `event_time_ms`; None when it has got all.
     pub fn set_lag(&self, event_time_ms: Option<i64>) {
+        use crate::clock::Clock;
         let lag = event_time_ms.map_or(0.0, |made| {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| {
-                    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-                });
+            let now_ms = i64::try_from(crate::clock::SystemClock.now_ms()).unwrap_or(i64::MAX);
             // Milliseconds to seconds, for a gauge.
             #[allow(clippy::cast_precision_loss)]
             let seconds = (now_ms.saturating_sub(made)).max(0) as f64 / 1_000.0;
             seconds
         });
-        metrics::gauge!(
-            format!("hayabusa_{}_lag_seconds", self.kind),
-            "destination" => self.name.to_owned()
-        )
-        .set(lag);
+        self.lag.set(lag);
     }
 }
 
@@ -664,7 +668,7 @@ impl Destination<'_> {
 pub(crate) async fn send_with_retries(
     transport: &dyn WebhookTransport,
     schedule: &RetrySchedule,
-    destination: &Destination<'_>,
+    destination: &Destination,
     id: &str,
     body: &[u8],
     event_time_ms: i64,
@@ -679,7 +683,7 @@ pub(crate) async fn send_with_retries(
         let (url, headers) = sign(unix_now());
         let (reason, retry_after) = match transport.post(&url, &headers, body).await {
             Attempt::Delivered => {
-                destination.count("deliveries");
+                destination.deliveries.increment(1);
                 return Sent::Delivered;
             }
             Attempt::Gone if destination.gone_ends => return Sent::Gone,
@@ -690,13 +694,13 @@ pub(crate) async fn send_with_retries(
             } => (reason, retry_after),
         };
         failures += 1;
-        destination.count("failures");
+        destination.failures.increment(1);
         if started.elapsed() >= schedule.give_up_after {
-            destination.count("given_up");
+            destination.given_up.increment(1);
             tracing::warn!(kind, delivery = %id, %reason, failures, "delivery given up");
             return Sent::GivenUp { failures, reason };
         }
-        destination.count("retries");
+        destination.retries.increment(1);
         let wait = schedule.wait(failures, retry_after);
         tracing::debug!(kind, delivery = %id, %reason, ?wait, "delivery failed; retrying");
         tokio::select! {

@@ -201,20 +201,14 @@ impl Api {
         url: &str,
         event_types: &str,
     ) -> anyhow::Result<String> {
-        let answer: Value = self
-            .http
-            .post(format!("{}/v2/webhooks", self.base))
-            .header("X-ChatWorkToken", token)
-            .form(&[("url", url), ("event_types", event_types)])
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        answer["webhook_setting_id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("a webhook_setting_id in the answer")
+        self.create_subscription(
+            "/v2/webhooks",
+            "webhook_setting_id",
+            token,
+            url,
+            event_types,
+        )
+        .await
     }
 
     /// `POST /v2/admin/forwarders` (an administrator's `token`), returning its id.
@@ -224,9 +218,28 @@ impl Api {
         url: &str,
         event_types: &str,
     ) -> anyhow::Result<String> {
+        self.create_subscription(
+            "/v2/admin/forwarders",
+            "forwarder_id",
+            token,
+            url,
+            event_types,
+        )
+        .await
+    }
+
+    /// POSTs `url` and `event_types` to `path` and returns the answer's `id_field`.
+    async fn create_subscription(
+        &self,
+        path: &str,
+        id_field: &str,
+        token: &str,
+        url: &str,
+        event_types: &str,
+    ) -> anyhow::Result<String> {
         let answer: Value = self
             .http
-            .post(format!("{}/v2/admin/forwarders", self.base))
+            .post(format!("{}{path}", self.base))
             .header("X-ChatWorkToken", token)
             .form(&[("url", url), ("event_types", event_types)])
             .send()
@@ -234,10 +247,10 @@ impl Api {
             .error_for_status()?
             .json()
             .await?;
-        answer["forwarder_id"]
+        answer[id_field]
             .as_str()
             .map(str::to_owned)
-            .context("a forwarder_id in the answer")
+            .with_context(|| format!("a {id_field} in the answer"))
     }
 
     /// `POST /v2/rooms/{room}/messages`, returning the new message's id.

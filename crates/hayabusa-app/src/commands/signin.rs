@@ -112,14 +112,6 @@ pub fn check_login(login_mail: &str, password: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
-        })
-}
-
 impl CommandHandler {
     /// The sign-in address `login_mail` as the log has it.
     pub async fn login(&self, login_mail: &str) -> Result<Login, AppError> {
@@ -300,7 +292,8 @@ pub fn parse_session_cookie(cookie: &str) -> Option<(AccountId, String)> {
 
 /// Whether the session of hash `session_hash` is live in `sessions` now.
 pub fn session_is_live(sessions: &Sessions, session_hash: &str) -> bool {
-    sessions.is_live(session_hash, unix_now())
+    use crate::clock::Clock;
+    sessions.is_live(session_hash, crate::clock::SystemClock.now_secs())
 }
 
 #[cfg(test)]

@@ -31,6 +31,24 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> HeaderValue {
     .expect("a session cookie is a valid header value")
 }
 
+/// 204, removing the session cookie.
+fn signed_out(state: &AppState) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(state, "", 0));
+    response
+}
+
+/// The answer with a session (never cached).
+fn session_answer(session: dto::Session) -> Response {
+    let mut response = Json(session).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// The rate-limit key of a sign-in address.
 fn address_key(login_mail: &str) -> u128 {
     let digest = Sha256::digest(login_mail.trim().to_lowercase().as_bytes());
@@ -69,19 +87,15 @@ pub async fn sign_in(
     if let (Some(limiter), Some(attempt)) = (limiter, attempt) {
         limiter.sign_in_succeeded(attempt).await;
     }
-    let mut response = Json(dto::Session {
+    let mut response = session_answer(dto::Session {
         account_id: signed_in.account_id.0,
         csrf_token: signed_in.csrf_token,
         expires_at: signed_in.expires_at,
-    })
-    .into_response();
+    });
     response.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(&state, &signed_in.cookie, SESSION_SECS),
     );
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
@@ -92,16 +106,11 @@ pub async fn current(
     session: SessionAuth,
     _params: Params,
 ) -> ApiResult<Response> {
-    let mut response = Json(dto::Session {
+    Ok(session_answer(dto::Session {
         account_id: caller.account_id.0,
         csrf_token: state.app.commands.secret().csrf_token(&session.hash),
         expires_at: 0,
-    })
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    }))
 }
 
 /// Ends this session and removes its cookie.
@@ -116,11 +125,7 @@ pub async fn sign_out(
         .commands
         .sign_out(caller.account_id, &session.hash)
         .await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
-    Ok(response)
+    Ok(signed_out(&state))
 }
 
 /// Ends every session of the caller (signed in by cookie or by API token).
@@ -134,11 +139,7 @@ pub async fn sign_out_everywhere(
         .commands
         .sign_out_everywhere(caller.account_id)
         .await?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
-    Ok(response)
+    Ok(signed_out(&state))
 }
 
 /// An administrator sets the password of the account that signs in with

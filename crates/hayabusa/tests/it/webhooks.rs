@@ -142,6 +142,20 @@ async fn app_retrying(retries: hayabusa_app::webhooks::RetrySchedule) -> TestApp
     .await
 }
 
+/// Creates a forwarder to `url` of `event_types` (every type if empty) as the
+/// administrator `admin`; returns the answer (its id and secret).
+async fn forwarder(admin: &Client, url: &str, event_types: &str) -> Value {
+    let mut form = vec![("url", url.to_owned())];
+    if !event_types.is_empty() {
+        form.push(("event_types", event_types.to_owned()));
+    }
+    let (status, created) = admin
+        .send(Method::POST, "/v2/admin/forwarders", &form)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    created
+}
+
 /// Creates a webhook; returns (id, token).
 async fn webhook(user: &User, url: &str, types: &str, room: Option<u64>) -> (String, String) {
     let mut form = vec![("url", url.to_owned()), ("event_types", types.to_owned())];
@@ -543,17 +557,7 @@ async fn a_killed_server_delivers_every_acknowledged_event_after_its_restart() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{created}");
-    let (status, created) = admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("{}/fwd", receiver.base)),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{created}");
+    forwarder(&admin, &format!("{}/fwd", receiver.base), "message_posted").await;
 
     // Posts in order (one writer), acknowledged before the kill.
     let mut acknowledged = Vec::new();
@@ -758,28 +762,14 @@ async fn a_removed_members_webhooks_stop_at_the_removal() {
 async fn forwarders_get_every_domain_event_in_log_order() {
     let app = app().await;
     let receiver = Receiver::start(0).await;
-    let (status, everything) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[("url", format!("{}/all", receiver.base))],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{everything}");
+    let everything = forwarder(&app.admin, &format!("{}/all", receiver.base), "").await;
     let secret = everything["secret"].as_str().unwrap().to_owned();
-    let (status, _) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("{}/posts", receiver.base)),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    forwarder(
+        &app.admin,
+        &format!("{}/posts", receiver.base),
+        "message_posted",
+    )
+    .await;
     let (_, listed) = app.admin.get("/v2/admin/forwarders").await;
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(listed[0].get("secret").is_none());
@@ -865,18 +855,12 @@ async fn a_forwarder_publishes_to_a_jetstream_subject() {
         .await
         .unwrap();
     let app = app().await;
-    let (status, body) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("{}/forward.events", nats.url())),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    forwarder(
+        &app.admin,
+        &format!("{}/forward.events", nats.url()),
+        "message_posted",
+    )
+    .await;
     let alice = app.account("Alice").await;
     for i in 0..3 {
         let (status, _) = alice
@@ -999,18 +983,12 @@ async fn a_forwarder_produces_to_a_kafka_topic_keyed_by_room() {
         .await
         .unwrap();
     let app = app().await;
-    let (status, body) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("kafka://{broker}/hayabusa-events")),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    forwarder(
+        &app.admin,
+        &format!("kafka://{broker}/hayabusa-events"),
+        "message_posted",
+    )
+    .await;
     let alice = app.account("Alice").await;
     let rooms = [
         app.room(&alice, &[], &[]).await,
@@ -1091,18 +1069,12 @@ async fn given_up_events_become_dead_letters_that_an_administrator_replays() {
     })
     .await;
     let receiver = Receiver::start(0).await;
-    let (status, created) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("{}/fwd", receiver.base)),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{created}");
+    let created = forwarder(
+        &app.admin,
+        &format!("{}/fwd", receiver.base),
+        "message_posted",
+    )
+    .await;
     let id = created["forwarder_id"].as_str().unwrap().to_owned();
     let alice = app.account("Alice").await;
     let post = async |body: &str| {
@@ -1305,18 +1277,12 @@ async fn a_receiver_down_for_a_minute_catches_up() {
         None,
     )
     .await;
-    let (status, created) = app
-        .admin
-        .send(
-            Method::POST,
-            "/v2/admin/forwarders",
-            &[
-                ("url", format!("{}/fwd", receiver.base)),
-                ("event_types", "message_posted".into()),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{created}");
+    forwarder(
+        &app.admin,
+        &format!("{}/fwd", receiver.base),
+        "message_posted",
+    )
+    .await;
     receiver.set_down(true);
     let outage = Instant::now();
     let mut sent = Vec::new();
